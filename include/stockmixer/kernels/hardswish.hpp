@@ -1,0 +1,46 @@
+// stockmixer/kernels/hardswish.hpp — Hardswish, as torch.nn.Hardswish().
+//
+//   forward   y = x · min(max(x + 3, 0), 6) / 6
+//   backward  dx += dy · h'(x),  h'(x) = 0 for x < -3,  x/3 + 1/2 for -3 <= x <= 3,  1 for x > 3
+//   saves     nothing: backward reads the forward input x.
+//
+// The kinks take PyTorch's one-sided values: h'(-3) = -1/2 and h'(3) = 3/2 (PyTorch's
+// hardswish_backward tests x < -3 and x <= 3), so gradients agree bit for bit even there.
+// Elementwise on n values; threads by fixed chunks.
+// Derivation: docs/math/hardswish.md · tests: tests/test_kernels_*.cpp · benchmark: benchmarks/bench_kernels.cpp
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/parallel.hpp"
+
+#include <algorithm>
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+template <class T>
+void hardswish_forward(T* y, const T* x, Index n);
+template <class T>
+void hardswish_backward(T* dx, const T* dy, const T* x, Index n);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+template <class T>
+void hardswish_forward(T* y, const T* x, Index n) {
+  parallel_for(n, 16384, [&](Index i0, Index i1) {
+    for (Index i = i0; i < i1; ++i) y[i] = x[i] * std::min(std::max(x[i] + T(3), T(0)), T(6)) / T(6);
+  });
+}
+
+template <class T>
+void hardswish_backward(T* dx, const T* dy, const T* x, Index n) {
+  parallel_for(n, 16384, [&](Index i0, Index i1) {
+    for (Index i = i0; i < i1; ++i) {
+      if (x[i] < T(-3)) continue;  // h' = 0
+      dx[i] += x[i] <= T(3) ? dy[i] * (x[i] / T(3) + T(0.5)) : dy[i];
+    }
+  });
+}
+
+}  // namespace stockmixer

@@ -1,0 +1,99 @@
+// stockmixer/kernels/linear.hpp — Linear(in, out) on the last axis, as torch.nn.Linear.
+//
+//   forward   y[R, O]  = x[R, I] · W[O, I]^T + b[O]
+//   backward  dx[R, I] += dy[R, O] · W[O, I]
+//             dW[O, I] += dy[R, O]^T · x[R, I]
+//             db[O]    += Σ_r dy[r, O]
+//   saves     nothing: backward reads the forward input x.
+//
+// R is every leading axis flattened (N·T for the channel mixer, F for the stock mixer). W is stored
+// [out, in] as in PyTorch. Threads: y and dx by row chunks, dW and db by output-feature chunks.
+// Derivation: docs/math/linear.md · tests: tests/test_kernels_*.cpp · benchmark: benchmarks/bench_kernels.cpp
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/parallel.hpp"
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* weight, const T* bias, Index rows, Index in, Index out);
+
+// dx, dweight or dbias may be null to skip that gradient.
+template <class T>
+void linear_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, Index rows,
+                     Index in, Index out);
+
+// Plain triple loops: the reference the fast versions are tested and benchmarked against.
+template <class T>
+void linear_forward_naive(T* y, const T* x, const T* weight, const T* bias, Index rows, Index in, Index out);
+template <class T>
+void linear_backward_naive(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, Index rows,
+                           Index in, Index out);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* weight, const T* bias, Index rows, Index in, Index out) {
+  ConstMatrixMap<T> X(x, rows, in);        // [R, I]
+  ConstMatrixMap<T> W(weight, out, in);    // [O, I]
+  MatrixMap<T> Y(y, rows, out);            // [R, O]
+  parallel_for(rows, grain_for(in * out), [&](Index r0, Index r1) {
+    auto Yb = Y.middleRows(r0, r1 - r0);
+    Yb.noalias() = X.middleRows(r0, r1 - r0) * W.transpose();
+    if (bias) Yb.rowwise() += ConstVectorMap<T>(bias, out).transpose();
+  });
+}
+
+template <class T>
+void linear_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, Index rows,
+                     Index in, Index out) {
+  ConstMatrixMap<T> dY(dy, rows, out);     // [R, O]
+  ConstMatrixMap<T> X(x, rows, in);        // [R, I]
+  ConstMatrixMap<T> W(weight, out, in);    // [O, I]
+  if (dx) {
+    MatrixMap<T> dX(dx, rows, in);         // [R, I]
+    parallel_for(rows, grain_for(in * out), [&](Index r0, Index r1) {
+      dX.middleRows(r0, r1 - r0).noalias() += dY.middleRows(r0, r1 - r0) * W;
+    });
+  }
+  if (dweight || dbias) {
+    parallel_for(out, grain_for(rows * in), [&](Index o0, Index o1) {
+      if (dweight) {
+        MatrixMap<T> dW(dweight, out, in);  // [O, I]
+        dW.middleRows(o0, o1 - o0).noalias() += dY.middleCols(o0, o1 - o0).transpose() * X;
+      }
+      if (dbias) {
+        for (Index o = o0; o < o1; ++o) dbias[o] += dY.col(o).sum();
+      }
+    });
+  }
+}
+
+template <class T>
+void linear_forward_naive(T* y, const T* x, const T* weight, const T* bias, Index rows, Index in, Index out) {
+  for (Index r = 0; r < rows; ++r)
+    for (Index o = 0; o < out; ++o) {
+      T acc = bias ? bias[o] : T(0);
+      for (Index i = 0; i < in; ++i) acc += x[r * in + i] * weight[o * in + i];
+      y[r * out + o] = acc;
+    }
+}
+
+template <class T>
+void linear_backward_naive(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, Index rows,
+                           Index in, Index out) {
+  for (Index r = 0; r < rows; ++r)
+    for (Index o = 0; o < out; ++o) {
+      const T g = dy[r * out + o];
+      if (dbias) dbias[o] += g;
+      for (Index i = 0; i < in; ++i) {
+        if (dx) dx[r * in + i] += g * weight[o * in + i];
+        if (dweight) dweight[o * in + i] += g * x[r * in + i];
+      }
+    }
+}
+
+}  // namespace stockmixer

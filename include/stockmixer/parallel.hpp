@@ -1,0 +1,82 @@
+// stockmixer/parallel.hpp — threads by ownership.
+//
+// Every parallel loop in the kernels runs over a FIXED list of chunks whose boundaries depend only on
+// the problem size, never on the thread count; each chunk writes outputs no other chunk writes and
+// computes them in the same order whatever thread runs it. So 1, 2 or 16 threads give bit-identical
+// results (tests/test_threads.cpp checks it). Threads come from OpenMP when the user links
+// stockmixer::openmp; otherwise every loop runs serially and the pragmas compile away.
+#pragma once
+
+#include "stockmixer/common.hpp"
+
+#include <algorithm>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace stockmixer {
+
+// Number of threads kernels may use (1 without OpenMP).
+inline int num_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Sets the number of threads kernels use; a no-op without OpenMP.
+inline void set_num_threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(std::max(1, n));
+#else
+  (void)n;
+#endif
+}
+
+// Calls body(begin, end) for consecutive ranges of [0, n) of `grain` items each (the last may be
+// shorter). The ranges depend only on n and grain, so results do not depend on the thread count.
+template <class Body>
+inline void parallel_for(Index n, Index grain, Body&& body) {
+  if (n <= 0) return;
+  grain = std::max<Index>(grain, 1);
+  const Index chunks = (n + grain - 1) / grain;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (chunks > 1)
+#endif
+  for (Index c = 0; c < chunks; ++c) {
+    const Index begin = c * grain;
+    body(begin, std::min(n, begin + grain));
+  }
+}
+
+// Deterministic parallel sum: splits [0, n) into at most kMaxChunks fixed ranges of at least `grain`
+// items, calls body(begin, end) -> double for each, and adds the partial sums in range order. The
+// ranges depend only on n and grain, so the total is bit-identical for any thread count. No heap.
+template <class Body>
+inline double parallel_sum(Index n, Index grain, Body&& body) {
+  constexpr Index kMaxChunks = 64;
+  if (n <= 0) return 0.0;
+  grain = std::max<Index>(grain, 1);
+  const Index chunks = std::min(kMaxChunks, (n + grain - 1) / grain);
+  const Index size = (n + chunks - 1) / chunks;
+  double partial[kMaxChunks];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (chunks > 1)
+#endif
+  for (Index c = 0; c < chunks; ++c) {
+    const Index begin = std::min(n, c * size);
+    partial[c] = body(begin, std::min(n, begin + size));
+  }
+  double total = 0.0;
+  for (Index c = 0; c < chunks; ++c) total += partial[c];
+  return total;
+}
+
+// A grain that gives each chunk roughly `work_per_chunk` units when each item costs `item_cost`.
+inline Index grain_for(Index item_cost, Index work_per_chunk = 32768) {
+  return std::max<Index>(1, work_per_chunk / std::max<Index>(item_cost, 1));
+}
+
+}  // namespace stockmixer

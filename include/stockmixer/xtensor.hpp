@@ -1,0 +1,72 @@
+// stockmixer/xtensor.hpp — zero-copy interop with xtensor, where users meet the library.
+//
+//   auto xs = stockmixer::to_xtensor(t);         // xtensor adaptor over t's memory (no copy)
+//   auto tm = stockmixer::map_xtensor(xarr);     // TensorMap over an xtensor container (no copy)
+//   auto t2 = stockmixer::from_xtensor<float>(e); // evaluate any xtensor expression into a Tensor
+#pragma once
+
+#include "stockmixer/tensor.hpp"
+
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xeval.hpp>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+template <class T>
+auto to_xtensor(TensorMap<T> t);
+template <class T>
+auto to_xtensor(Tensor<T>& t) { return to_xtensor(t.map()); }
+template <class T>
+auto to_xtensor(const Tensor<T>& t) { return to_xtensor(t.map()); }
+
+// A view of an xtensor container's memory. Throws unless it is row-major contiguous of rank <= 4.
+template <class E>
+auto map_xtensor(E& container, const std::string& name = "xtensor argument");
+
+// Copies (evaluates) any xtensor expression of rank <= 4 into a new Tensor<T>.
+template <class T, class E>
+Tensor<T> from_xtensor(const xt::xexpression<E>& expr);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+template <class T>
+auto to_xtensor(TensorMap<T> t) {
+  std::vector<std::size_t> shape(static_cast<std::size_t>(t.rank()));
+  for (int a = 0; a < t.rank(); ++a) shape[static_cast<std::size_t>(a)] = static_cast<std::size_t>(t.dim(a));
+  return xt::adapt(t.data(), static_cast<std::size_t>(t.size()), xt::no_ownership(), shape);
+}
+
+template <class E>
+auto map_xtensor(E& container, const std::string& name) {
+  using V = std::remove_reference_t<decltype(*container.data())>;
+  if (container.dimension() > static_cast<std::size_t>(Shape::kMaxRank))
+    throw Error(name + ": rank " + std::to_string(container.dimension()) + " is above 4");
+  if (container.layout() != xt::layout_type::row_major)
+    throw Error(name + ": expected a row-major xtensor container");
+  std::vector<Index> dims(container.shape().begin(), container.shape().end());
+  const Shape shape(dims.begin(), dims.end());
+  if (static_cast<Index>(container.size()) != shape.size())
+    throw Error(name + ": not contiguous");
+  return TensorMap<V>(container.data(), shape);
+}
+
+template <class T, class E>
+Tensor<T> from_xtensor(const xt::xexpression<E>& expr) {
+  const auto& e = expr.derived_cast();
+  if (e.dimension() > static_cast<std::size_t>(Shape::kMaxRank))
+    throw Error("stockmixer::from_xtensor: rank " + std::to_string(e.dimension()) + " is above 4");
+  std::vector<Index> dims(e.shape().begin(), e.shape().end());
+  Tensor<T> out(Shape(dims.begin(), dims.end()));
+  auto dst = to_xtensor(out);
+  dst = xt::cast<T>(e);  // assignment into the adaptor evaluates row-major into our storage
+  return out;
+}
+
+}  // namespace stockmixer
