@@ -4,8 +4,11 @@
 //   backward  dx += dy · h'(x),  h'(x) = 0 for x < -3,  x/3 + 1/2 for -3 <= x <= 3,  1 for x > 3
 //   saves     nothing: backward reads the forward input x.
 //
-// The kinks take PyTorch's one-sided values: h'(-3) = -1/2 and h'(3) = 3/2 (PyTorch's
-// hardswish_backward tests x < -3 and x <= 3), so gradients agree bit for bit even there.
+// The kinks take PyTorch's one-sided values: h'(-3) = -1/2 and h'(3) = 3/2, as PyTorch's scalar
+// hardswish_backward (x < -3 -> 0, x <= 3 -> x/3 + 1/2, else 1) and its CUDA kernel define them.
+// Caveat: PyTorch 1.13's vectorised CPU loop tests x >= 3 and returns 1 at exactly x = 3, so on the
+// CPU PyTorch itself gives 1 or 3/2 there depending on the element's position; we follow the scalar
+// definition everywhere.
 // Elementwise on n values; threads by fixed chunks.
 // Derivation: docs/math/hardswish.md · tests: tests/test_kernels_*.cpp · benchmark: benchmarks/bench_kernels.cpp
 #pragma once

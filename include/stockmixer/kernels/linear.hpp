@@ -66,7 +66,11 @@ void linear_backward(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const
         dW.middleRows(o0, o1 - o0).noalias() += dY.middleCols(o0, o1 - o0).transpose() * X;
       }
       if (dbias) {
-        for (Index o = o0; o < o1; ++o) dbias[o] += dY.col(o).sum();
+        for (Index o = o0; o < o1; ++o) {
+          double acc = 0.0;  // R can be N·T = 16416 terms: sum in double
+          for (Index r = 0; r < rows; ++r) acc += dY(r, o);
+          dbias[o] += static_cast<T>(acc);
+        }
       }
     });
   }

@@ -1,0 +1,132 @@
+// 1 thread and 2 threads give bit-identical outputs and gradients for every kernel at StockMixer's
+// NASDAQ shapes (threads split work by ownership over fixed chunks: include/stockmixer/parallel.hpp).
+#include "testing.hpp"
+
+#include <stockmixer/kernels.hpp>
+#include <stockmixer/parallel.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <functional>
+
+using namespace stockmixer;
+using testing::random_vector;
+
+namespace {
+
+constexpr Index N = 1026, T = 16, C = 5, S = 8, F = 2 * T + S, M = 20;
+
+using Outputs = std::vector<std::vector<float>>;
+
+// Runs `kernel` with 1 and with 2 threads and requires every output buffer to match bit for bit.
+void require_thread_invariant(const std::function<Outputs()>& kernel) {
+  set_num_threads(1);
+  const Outputs one = kernel();
+  set_num_threads(2);
+  const Outputs two = kernel();
+  set_num_threads(1);
+  REQUIRE(one.size() == two.size());
+  for (std::size_t k = 0; k < one.size(); ++k) {
+    INFO("output " << k);
+    REQUIRE(one[k].size() == two[k].size());
+    REQUIRE(std::memcmp(one[k].data(), two[k].data(), one[k].size() * sizeof(float)) == 0);
+  }
+}
+
+std::vector<float> zeros(Index n) { return std::vector<float>(static_cast<std::size_t>(n), 0.0f); }
+
+}  // namespace
+
+TEST_CASE("threads are available to the test", "[threads]") {
+#ifdef _OPENMP
+  set_num_threads(2);
+  REQUIRE(num_threads() == 2);
+  set_num_threads(1);
+#else
+  WARN("built without OpenMP: the 1-vs-2-thread tests below compare two serial runs");
+#endif
+}
+
+TEST_CASE("linear: 1 and 2 threads agree bit for bit", "[threads][linear]") {
+  struct Shape3 { Index rows, in, out; };
+  for (const Shape3 s : {Shape3{N * T, C, C}, Shape3{F, N, M}, Shape3{F, M, N}, Shape3{N, F, 1}}) {
+    const auto x = random_vector<float>(s.rows * s.in, 1), w = random_vector<float>(s.out * s.in, 2),
+               b = random_vector<float>(s.out, 3), dy = random_vector<float>(s.rows * s.out, 4);
+    require_thread_invariant([&] {
+      auto y = zeros(s.rows * s.out), dx = zeros(s.rows * s.in), dw = zeros(s.out * s.in), db = zeros(s.out);
+      linear_forward(y.data(), x.data(), w.data(), b.data(), s.rows, s.in, s.out);
+      linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s.rows, s.in, s.out);
+      return Outputs{y, dx, dw, db};
+    });
+  }
+}
+
+TEST_CASE("layernorm: 1 and 2 threads agree bit for bit", "[threads][layernorm]") {
+  for (auto [rows, dim] : {std::pair<Index, Index>{N, T * C}, {F, N}}) {
+    const auto x = random_vector<float>(rows * dim, 5), g = random_vector<float>(dim, 6),
+               b = random_vector<float>(dim, 7), dy = random_vector<float>(rows * dim, 8);
+    require_thread_invariant([&, rows = rows, dim = dim] {
+      auto y = zeros(rows * dim), mean = zeros(rows), rstd = zeros(rows), dx = zeros(rows * dim), dg = zeros(dim),
+           db = zeros(dim);
+      layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), g.data(), b.data(), rows, dim);
+      layernorm_backward(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(), rstd.data(), g.data(), rows,
+                         dim);
+      return Outputs{y, mean, rstd, dx, dg, db};
+    });
+  }
+}
+
+TEST_CASE("elementwise kernels: 1 and 2 threads agree bit for bit", "[threads][gelu][hardswish][dropout]") {
+  const Index n = N * T * C;
+  const auto x = random_vector<float>(n, 9, -5, 5), dy = random_vector<float>(n, 10);
+  require_thread_invariant([&] {
+    auto y1 = zeros(n), d1 = zeros(n), y2 = zeros(n), d2 = zeros(n), mask = zeros(n), y3 = zeros(n), d3 = zeros(n);
+    gelu_forward(y1.data(), x.data(), n);
+    gelu_backward(d1.data(), dy.data(), x.data(), n);
+    hardswish_forward(y2.data(), x.data(), n);
+    hardswish_backward(d2.data(), dy.data(), x.data(), n);
+    dropout_mask(mask.data(), n, 0.1, 2024);
+    dropout_forward(y3.data(), x.data(), mask.data(), n);
+    dropout_backward(d3.data(), dy.data(), mask.data(), n);
+    return Outputs{y1, d1, y2, d2, mask, y3, d3};
+  });
+}
+
+TEST_CASE("conv1d: 1 and 2 threads agree bit for bit", "[threads][conv1d]") {
+  const auto x = random_vector<float>(N * T * C, 11), w = random_vector<float>(C * C * 2, 12),
+             b = random_vector<float>(C, 13), dy = random_vector<float>(N * S * C, 14);
+  require_thread_invariant([&] {
+    auto y = zeros(N * S * C), dx = zeros(N * T * C), dw = zeros(C * C * 2), db = zeros(C);
+    conv1d_forward(y.data(), x.data(), w.data(), b.data(), N, T, C, C, 2);
+    conv1d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), N, T, C, C, 2);
+    return Outputs{y, dx, dw, db};
+  });
+}
+
+TEST_CASE("triu: 1 and 2 threads agree bit for bit", "[threads][triu]") {
+  for (auto [batch, length, inner] : {std::tuple<Index, Index, Index>{N, T, C}, {N, S, C}, {N * C, T, 1}}) {
+    const auto x = random_vector<float>(batch * length * inner, 15), w = random_vector<float>(length * length, 16),
+               b = random_vector<float>(length, 17), dy = random_vector<float>(batch * length * inner, 18);
+    require_thread_invariant([&, batch = batch, length = length, inner = inner] {
+      auto y = zeros(batch * length * inner), dx = zeros(batch * length * inner), dw = zeros(length * length),
+           db = zeros(length);
+      triu_forward(y.data(), x.data(), w.data(), b.data(), batch, length, inner);
+      triu_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), batch, length, inner);
+      return Outputs{y, dx, dw, db};
+    });
+  }
+}
+
+TEST_CASE("rank loss: 1 and 2 threads agree bit for bit", "[threads][rank_loss]") {
+  const auto base = random_vector<float>(N, 19, 0.5, 2), gt = random_vector<float>(N, 20, -0.05, 0.05),
+             pred = random_vector<float>(N, 21, 0.5, 2);
+  auto mask = random_vector<float>(N, 22, 0, 1);
+  for (auto& m : mask) m = m < 0.1f ? 0.0f : 1.0f;
+  require_thread_invariant([&] {
+    auto rr = zeros(N), dpred = zeros(N);
+    const auto l = rank_loss_forward(rr.data(), pred.data(), base.data(), gt.data(), mask.data(), N, 0.1f);
+    rank_loss_backward(dpred.data(), 1.0f, rr.data(), base.data(), gt.data(), mask.data(), N, 0.1f);
+    return Outputs{rr, dpred, {l.loss, l.reg, l.rank}};
+  });
+}
