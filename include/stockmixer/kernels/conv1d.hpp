@@ -3,7 +3,8 @@
 //
 //   shapes    x [B, L, Ci] (PyTorch's input is x.permute(0, 2, 1)), weight [Co, Ci, K] (PyTorch's
 //             layout), bias [Co], y [B, Lo, Co] with Lo = floor((L - K) / K) + 1 = floor(L / K);
-//             the last L - Lo·K steps are not read, as in PyTorch.
+//             the last L - Lo·K steps are not read, as in PyTorch. Like every kernel it does not
+//             validate sizes: L < K gives Lo = 0 and writes nothing (the autograd op rejects it).
 //   forward   y[b,s,o] = bias[o] + Σ_j Σ_c weight[o,c,j] · x[b, s·K + j, c]
 //   backward  dx[b, s·K + j, c] += Σ_o dy[b,s,o] · weight[o,c,j]
 //             dweight[o,c,j]    += Σ_b Σ_s dy[b,s,o] · x[b, s·K + j, c]

@@ -1,6 +1,6 @@
 // stockmixer/kernels/layernorm.hpp — LayerNorm over the trailing D values of each row, as
-// torch.nn.LayerNorm(shape) with D = prod(shape): [T, C] in the mixers (D = 80), [N] in the stock
-// mixer (D = 1026). Biased variance, eps inside the square root, elementwise affine.
+// torch.nn.LayerNorm(shape) with D = prod(shape): [T, C] and [S, C] in the mixers (D = 80 and 40),
+// [N] in the stock mixer (D = 1026). Biased variance, eps inside the square root, elementwise affine.
 //
 //   forward   mean[r] = Σ_j x[r,j] / D,  var[r] = Σ_j (x[r,j] - mean[r])² / D
 //             rstd[r] = 1 / sqrt(var[r] + eps),  xhat = (x - mean) · rstd

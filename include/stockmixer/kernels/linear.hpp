@@ -6,7 +6,8 @@
 //             db[O]    += Σ_r dy[r, O]
 //   saves     nothing: backward reads the forward input x.
 //
-// R is every leading axis flattened (N·T for the channel mixer, F for the stock mixer). W is stored
+// R is every leading axis flattened: N·T and N·S in the channel mixers, N·F for channel_fc, N for
+// time_fc, F in the stock mixer. W is stored
 // [out, in] as in PyTorch. Threads: y and dx by row chunks, dW and db by output-feature chunks.
 // Derivation: docs/math/linear.md · tests: tests/test_kernels_*.cpp · benchmark: benchmarks/bench_kernels.cpp
 #pragma once

@@ -6,7 +6,7 @@
 //             time mixer is B = N, L = T, K = C, which spares the two permutes of the original.
 //             weight [L, L] row-major, only the lower triangle (k <= i) is read or written, so row
 //             i's first i + 1 values are exactly PyTorch's `triU.i.weight` [1, i + 1]; bias [L]
-//             holds the `triU.i.bias` values.
+//             holds the `triU.i.bias` values (bias may be null: no bias).
 //   forward   y[b,i,k] = bias[i] + Σ_{j<=i} weight[i,j] · x[b,j,k]
 //   backward  dx[b,j,k]    += Σ_{i>=j} weight[i,j] · dy[b,i,k]
 //             dweight[i,j] += Σ_b Σ_k dy[b,i,k] · x[b,j,k]          (j <= i only)
@@ -42,14 +42,13 @@ void triu_forward_naive(T* y, const T* x, const T* weight, const T* bias, Index 
 template <class T>
 void triu_forward(T* y, const T* x, const T* weight, const T* bias, Index batch, Index length, Index inner) {
   ConstMatrixMap<T> W(weight, length, length);  // [L, L], lower triangle
-  const auto b_col = ConstVectorMap<T>(bias, length);
   if (inner == 1) {  // Y[B, L] = X[B, L] · tril(W)^T + bias
     ConstMatrixMap<T> X(x, batch, length);
     MatrixMap<T> Y(y, batch, length);
     parallel_for(batch, grain_for(length * length), [&](Index b0, Index b1) {
       auto Yb = Y.middleRows(b0, b1 - b0);
       Yb.noalias() = X.middleRows(b0, b1 - b0) * W.transpose().template triangularView<Eigen::Upper>();
-      Yb.rowwise() += b_col.transpose();
+      if (bias) Yb.rowwise() += ConstVectorMap<T>(bias, length).transpose();
     });
     return;
   }
@@ -58,7 +57,7 @@ void triu_forward(T* y, const T* x, const T* weight, const T* bias, Index batch,
       MatrixMap<T> Yb(y + b * length * inner, length, inner);  // [L, K]
       Yb.noalias() = W.template triangularView<Eigen::Lower>() *
                      ConstMatrixMap<T>(x + b * length * inner, length, inner);
-      Yb.colwise() += b_col;
+      if (bias) Yb.colwise() += ConstVectorMap<T>(bias, length);
     }
   });
 }
@@ -107,7 +106,7 @@ void triu_forward_naive(T* y, const T* x, const T* weight, const T* bias, Index 
   for (Index b = 0; b < batch; ++b)
     for (Index i = 0; i < length; ++i)
       for (Index k = 0; k < inner; ++k) {
-        T acc = bias[i];
+        T acc = bias ? bias[i] : T(0);
         for (Index j = 0; j <= i; ++j) acc += weight[i * length + j] * x[(b * length + j) * inner + k];
         y[(b * length + i) * inner + k] = acc;
       }

@@ -1,0 +1,674 @@
+// bench_kernels — every stockmixer kernel, forward and backward, at StockMixer's NASDAQ shapes.
+//
+// The workbench runs in two phases, as llm.c's dev/cuda benchmarks do:
+//   1. validation: every fast forward is checked against its plain reference on the same random
+//      inputs (and linear_backward against linear_backward_naive). The reference is the kernel's
+//      `_naive` evaluated in double on the float inputs, so the measured error is the fast kernel's
+//      own: max |fast - ref| / max |ref| must stay <= 1e-5 for float (1e-12 for double). Any failure
+//      prints the kernel and its error to stderr and exits 1 before anything is timed.
+//   2. timing with Google Benchmark, in wall-clock time. Each benchmark reports its rate as a counter:
+//        FLOP/s   = flops_per_iter  · iterations / wall time   (compute-bound kernels)
+//        bytes/s  = bytes_per_iter  · iterations / wall time   (memory-bound kernels)
+//      The formula of each count sits next to the benchmark that reports it.
+//
+// Shape legend (SPEC.md): N = 1026 stocks, T = 16 lookback, C = 5 features, S = T/2 = 8,
+// F = 2T + S = 40, M = 20 market width, H = C hidden width of the channel mixer.
+//
+// Threads: every benchmark takes a `threads` argument passed to stockmixer::set_num_threads. The
+// largest kernels (Linear dense1/dense2, LayerNorm over [N], rank loss) run at 1 and 2 threads
+// (2 only when built with stockmixer::openmp); the others at 1.
+//
+// Backward benchmarks keep the kernel contract: gradients are accumulated (+=) over the iterations
+// and never zeroed inside the timed loop.
+//
+// Run: see benchmarks/README.md.
+#include "stockmixer/kernels.hpp"
+#include "stockmixer/parallel.hpp"
+#include "stockmixer/tensor.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using stockmixer::Index;
+using stockmixer::Tensor;
+
+// ---- shapes (NASDAQ) --------------------------------------------------------------------------------
+
+constexpr Index kN = 1026;          // stocks
+constexpr Index kT = 16;            // lookback
+constexpr Index kC = 5;             // features
+constexpr Index kS = kT / 2;        // scale length (Conv1d k = stride = 2)
+constexpr Index kF = 2 * kT + kS;   // fused time length, 40
+constexpr Index kM = 20;            // market width
+constexpr Index kH = kC;            // channel-mixer hidden width
+constexpr Index kK = 2;             // Conv1d kernel = stride
+constexpr Index kNTC = kN * kT * kC;
+constexpr double kDropP = 0.1;
+constexpr float kAlpha = 0.1f;
+
+// The four Linear layers of StockMixer, as R rows x I in -> O out.
+struct LinearShape {
+  const char* name;
+  Index rows, in, out;
+};
+constexpr LinearShape kLinearShapes[] = {
+    {"channel_mixer_16416x5to5", kN * kT, kC, kH},  // MixerBlock(C, H) on [N, T, C]
+    {"dense1_40x1026to20", kF, kN, kM},             // NoGraphMixer dense1 on [F, N]
+    {"dense2_40x20to1026", kF, kM, kN},             // NoGraphMixer dense2 on [F, M]
+    {"time_fc_1026x40to1", kN, kF, 1},              // time_fc on [N, F]
+};
+bool linear_is_large(const LinearShape& s) { return s.in == kN || s.out == kN; }
+
+struct RowShape {  // LayerNorm: R rows of D values
+  const char* name;
+  Index rows, dim;
+};
+constexpr RowShape kLayerNormShapes[] = {
+    {"TC_1026x80", kN, kT * kC},  // LayerNorm([T, C]) on [N, T, C]
+    {"N_40x1026", kF, kN},        // LayerNorm(N) on [F, N]
+};
+
+struct VecShape {  // elementwise: n values
+  const char* name;
+  Index n;
+};
+constexpr VecShape kHardswishShapes[] = {
+    {"FM_800", kF * kM},    // NoGraphMixer, between dense1 and dense2
+    {"NTC_82080", kNTC},    // MultiScaleTimeMixer-sized activation
+};
+
+struct TriUShape {  // TriU: [B, L, K], mixing along L
+  const char* name;
+  Index batch, length, inner;
+};
+constexpr TriUShape kTriUShapes[] = {
+    {"T_1026x16x5", kN, kT, kC},  // Mixer2dTriU(T, C) time mixer
+    {"S_1026x8x5", kN, kS, kC},   // Mixer2dTriU(S, C) time mixer
+};
+
+// ---- helpers ----------------------------------------------------------------------------------------
+
+template <class T>
+Tensor<T> uniform(stockmixer::Shape shape, double lo, double hi, std::uint32_t seed) {
+  Tensor<T> t(shape);
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (Index i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(dist(gen));
+  return t;
+}
+
+// Same values in another precision (the double reference reads exactly the float inputs).
+template <class To, class From>
+Tensor<To> cast(const Tensor<From>& a) {
+  Tensor<To> t(a.shape());
+  for (Index i = 0; i < a.size(); ++i) t.data()[i] = static_cast<To>(a.data()[i]);
+  return t;
+}
+
+// The inputs of the rank loss: base prices around the normalised close, small returns, ~90% valid.
+struct RankInputs {
+  Tensor<float> pred, base, gt, mask;
+};
+RankInputs rank_inputs(Index n, std::uint32_t seed) {
+  RankInputs in{Tensor<float>({n}), Tensor<float>({n}), Tensor<float>({n}), Tensor<float>({n})};
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> price(0.5, 1.5), ret(-0.05, 0.05), u(0.0, 1.0);
+  for (Index i = 0; i < n; ++i) {
+    in.base.data()[i] = static_cast<float>(price(gen));
+    in.pred.data()[i] = static_cast<float>(in.base.data()[i] * (1.0 + ret(gen)));
+    in.gt.data()[i] = static_cast<float>(ret(gen));
+    in.mask.data()[i] = u(gen) < 0.9 ? 1.0f : 0.0f;
+  }
+  return in;
+}
+
+void set_threads(benchmark::State& state) { stockmixer::set_num_threads(static_cast<int>(state.range(0))); }
+
+void report_flops(benchmark::State& state, double flops_per_iter) {
+  state.counters["FLOP/s"] = benchmark::Counter(flops_per_iter, benchmark::Counter::kIsIterationInvariantRate);
+}
+void report_bytes(benchmark::State& state, double bytes_per_iter) {
+  state.counters["bytes/s"] = benchmark::Counter(bytes_per_iter, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+double d(Index v) { return static_cast<double>(v); }
+
+// ---- validation -------------------------------------------------------------------------------------
+
+// max |got - ref| / max |ref| (the absolute error when ref is all zeros).
+template <class A, class B>
+double rel_error(const A* got, const B* ref, Index n) {
+  double diff = 0.0, scale = 0.0;
+  for (Index i = 0; i < n; ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(got[i]) - static_cast<double>(ref[i])));
+    scale = std::max(scale, std::abs(static_cast<double>(ref[i])));
+  }
+  return scale > 0.0 ? diff / scale : diff;
+}
+
+struct Validator {
+  int failures = 0;
+  void check(const std::string& kernel, double err, double tol) {
+    const bool ok = err <= tol && std::isfinite(err);
+    if (!ok) ++failures;
+    std::fprintf(stderr, "  %-56s %.3e  (tol %.0e)  %s\n", kernel.c_str(), err, tol, ok ? "ok" : "FAILED");
+  }
+};
+
+constexpr double kTolFloat = 1e-5;
+constexpr double kTolDouble = 1e-12;
+
+template <class T>
+void validate_linear(Validator& v, const LinearShape& s, double tol, const char* tag) {
+  const auto x = uniform<T>({s.rows, s.in}, -1, 1, 11);
+  const double bound = 1.0 / std::sqrt(d(s.in));
+  const auto w = uniform<T>({s.out, s.in}, -bound, bound, 12);
+  const auto b = uniform<T>({s.out}, -bound, bound, 13);
+  const auto dy = uniform<T>({s.rows, s.out}, -1, 1, 14);
+  const auto xd = cast<double>(x), wd = cast<double>(w), bd = cast<double>(b), dyd = cast<double>(dy);
+  const std::string name = std::string(tag) + "/" + s.name;
+
+  Tensor<T> y({s.rows, s.out});
+  Tensor<double> yr({s.rows, s.out});
+  stockmixer::linear_forward(y.data(), x.data(), w.data(), b.data(), s.rows, s.in, s.out);
+  stockmixer::linear_forward_naive(yr.data(), xd.data(), wd.data(), bd.data(), s.rows, s.in, s.out);
+  v.check("linear_forward" + name, rel_error(y.data(), yr.data(), y.size()), tol);
+
+  Tensor<T> dx({s.rows, s.in}), dw({s.out, s.in}), db({s.out});
+  Tensor<double> dxr({s.rows, s.in}), dwr({s.out, s.in}), dbr({s.out});
+  stockmixer::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s.rows, s.in, s.out);
+  stockmixer::linear_backward_naive(dxr.data(), dwr.data(), dbr.data(), dyd.data(), xd.data(), wd.data(), s.rows,
+                                    s.in, s.out);
+  v.check("linear_backward" + name + " dx", rel_error(dx.data(), dxr.data(), dx.size()), tol);
+  v.check("linear_backward" + name + " dweight", rel_error(dw.data(), dwr.data(), dw.size()), tol);
+  v.check("linear_backward" + name + " dbias", rel_error(db.data(), dbr.data(), db.size()), tol);
+}
+
+int validate_all() {
+  Validator v;
+  std::fprintf(stderr,
+               "bench_kernels: validating every fast kernel against its reference (threads: %d)\n"
+               "  error = max |fast - ref| / max |ref| unless stated\n",
+               stockmixer::num_threads());
+
+  for (const auto& s : kLinearShapes) validate_linear<float>(v, s, kTolFloat, "");
+  for (const auto& s : kLinearShapes) validate_linear<double>(v, s, kTolDouble, "_f64");
+
+  for (const auto& s : kLayerNormShapes) {
+    const auto x = uniform<float>({s.rows, s.dim}, -2, 3, 21);
+    const auto g = uniform<float>({s.dim}, 0.5, 1.5, 22);
+    const auto b = uniform<float>({s.dim}, -0.5, 0.5, 23);
+    const auto xd = cast<double>(x), gd = cast<double>(g), bd = cast<double>(b);
+    Tensor<float> y({s.rows, s.dim}), mean({s.rows}), rstd({s.rows});
+    Tensor<double> yr({s.rows, s.dim}), meanr({s.rows}), rstdr({s.rows});
+    stockmixer::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), g.data(), b.data(), s.rows, s.dim);
+    stockmixer::layernorm_forward_naive(yr.data(), meanr.data(), rstdr.data(), xd.data(), gd.data(), bd.data(),
+                                        s.rows, s.dim);
+    const std::string name = std::string("layernorm_forward/") + s.name;
+    v.check(name + " y", rel_error(y.data(), yr.data(), y.size()), kTolFloat);
+    v.check(name + " mean", rel_error(mean.data(), meanr.data(), mean.size()), kTolFloat);
+    v.check(name + " rstd", rel_error(rstd.data(), rstdr.data(), rstd.size()), kTolFloat);
+  }
+
+  {  // GELU and Hardswish ship no _naive: the reference is the textbook formula in double.
+    const auto x = uniform<float>({kNTC}, -5, 5, 31);
+    Tensor<float> y({kNTC});
+    std::vector<double> ref(static_cast<std::size_t>(kNTC));
+    stockmixer::gelu_forward(y.data(), x.data(), kNTC);
+    for (Index i = 0; i < kNTC; ++i) {
+      const double xi = x.data()[i];
+      ref[static_cast<std::size_t>(i)] = 0.5 * xi * (1.0 + std::erf(xi / std::sqrt(2.0)));
+    }
+    v.check("gelu_forward/NTC_82080 (vs double formula)", rel_error(y.data(), ref.data(), kNTC), kTolFloat);
+    for (const auto& s : kHardswishShapes) {
+      const auto xh = uniform<float>({s.n}, -5, 5, 32);
+      Tensor<float> yh({s.n});
+      std::vector<double> rh(static_cast<std::size_t>(s.n));
+      stockmixer::hardswish_forward(yh.data(), xh.data(), s.n);
+      for (Index i = 0; i < s.n; ++i) {
+        const double xi = xh.data()[i];
+        rh[static_cast<std::size_t>(i)] = xi * std::min(std::max(xi + 3.0, 0.0), 6.0) / 6.0;
+      }
+      v.check(std::string("hardswish_forward/") + s.name + " (vs double formula)", rel_error(yh.data(), rh.data(), s.n),
+              kTolFloat);
+    }
+  }
+
+  {  // Dropout ships no _naive either: mask values and kept share, then y == x · mask.
+    const auto x = uniform<float>({kNTC}, -1, 1, 41);
+    Tensor<float> mask({kNTC}), y({kNTC});
+    stockmixer::dropout_mask(mask.data(), kNTC, kDropP, 42);
+    stockmixer::dropout_forward(y.data(), x.data(), mask.data(), kNTC);
+    const float scale = 1.0f / static_cast<float>(1.0 - kDropP);
+    Index kept = 0, bad = 0;
+    std::vector<double> ref(static_cast<std::size_t>(kNTC));
+    for (Index i = 0; i < kNTC; ++i) {
+      const float m = mask.data()[i];
+      kept += m != 0.0f;
+      bad += m != 0.0f && m != scale;
+      ref[static_cast<std::size_t>(i)] = static_cast<double>(x.data()[i] * m);
+    }
+    const double kept_share = d(kept) / d(kNTC);
+    v.check("dropout_mask/NTC_82080 error = |kept share - (1 - p)|", std::abs(kept_share - (1.0 - kDropP)), 1e-2);
+    v.check("dropout_mask/NTC_82080 error = #values not in {0, 1/(1-p)}", d(bad), 0.0);
+    v.check("dropout_forward/NTC_82080 (vs x * mask)", rel_error(y.data(), ref.data(), kNTC), kTolFloat);
+  }
+
+  {
+    const Index lo = stockmixer::conv1d_output_length(kT, kK);
+    const double bound = 1.0 / std::sqrt(d(kC * kK));
+    const auto x = uniform<float>({kN, kT, kC}, -1, 1, 51);
+    const auto w = uniform<float>({kC, kC, kK}, -bound, bound, 52);
+    const auto b = uniform<float>({kC}, -bound, bound, 53);
+    const auto xd = cast<double>(x), wd = cast<double>(w), bd = cast<double>(b);
+    Tensor<float> y({kN, lo, kC});
+    Tensor<double> yr({kN, lo, kC});
+    stockmixer::conv1d_forward(y.data(), x.data(), w.data(), b.data(), kN, kT, kC, kC, kK);
+    stockmixer::conv1d_forward_naive(yr.data(), xd.data(), wd.data(), bd.data(), kN, kT, kC, kC, kK);
+    v.check("conv1d_forward/NTC_1026x16x5_k2", rel_error(y.data(), yr.data(), y.size()), kTolFloat);
+  }
+
+  for (const auto& s : kTriUShapes) {
+    const auto x = uniform<float>({s.batch, s.length, s.inner}, -1, 1, 61);
+    const auto w = uniform<float>({s.length, s.length}, -0.5, 0.5, 62);
+    const auto b = uniform<float>({s.length}, -0.5, 0.5, 63);
+    const auto xd = cast<double>(x), wd = cast<double>(w), bd = cast<double>(b);
+    Tensor<float> y({s.batch, s.length, s.inner});
+    Tensor<double> yr({s.batch, s.length, s.inner});
+    stockmixer::triu_forward(y.data(), x.data(), w.data(), b.data(), s.batch, s.length, s.inner);
+    stockmixer::triu_forward_naive(yr.data(), xd.data(), wd.data(), bd.data(), s.batch, s.length, s.inner);
+    v.check(std::string("triu_forward/") + s.name, rel_error(y.data(), yr.data(), y.size()), kTolFloat);
+  }
+
+  {
+    const auto in = rank_inputs(kN, 71);
+    const auto pd = cast<double>(in.pred), bd = cast<double>(in.base), gd = cast<double>(in.gt),
+               md = cast<double>(in.mask);
+    Tensor<float> rr({kN});
+    Tensor<double> rrr({kN});
+    const auto got = stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
+                                                   in.mask.data(), kN, kAlpha);
+    const auto ref = stockmixer::rank_loss_forward_naive(rrr.data(), pd.data(), bd.data(), gd.data(), md.data(), kN,
+                                                         static_cast<double>(kAlpha));
+    v.check("rank_loss_forward/N_1026 rr", rel_error(rr.data(), rrr.data(), kN), kTolFloat);
+    v.check("rank_loss_forward/N_1026 loss", rel_error(&got.loss, &ref.loss, 1), kTolFloat);
+    v.check("rank_loss_forward/N_1026 reg", rel_error(&got.reg, &ref.reg, 1), kTolFloat);
+    v.check("rank_loss_forward/N_1026 rank", rel_error(&got.rank, &ref.rank, 1), kTolFloat);
+  }
+
+  if (v.failures) {
+    std::fprintf(stderr, "bench_kernels: %d validation check(s) FAILED; nothing was timed\n", v.failures);
+    return 1;
+  }
+  std::fprintf(stderr, "bench_kernels: all kernels validated\n");
+  return 0;
+}
+
+// ---- benchmarks -------------------------------------------------------------------------------------
+
+// Linear: y[R, O] = x[R, I] · W[O, I]^T + b
+//   FLOP fwd = 2·R·I·O + R·O              (a multiply-add per weight and row, a bias add per output)
+template <class T>
+void bm_linear_fwd(benchmark::State& state, LinearShape s) {
+  set_threads(state);
+  const double bound = 1.0 / std::sqrt(d(s.in));
+  const auto x = uniform<T>({s.rows, s.in}, -1, 1, 1);
+  const auto w = uniform<T>({s.out, s.in}, -bound, bound, 2);
+  const auto b = uniform<T>({s.out}, -bound, bound, 3);
+  Tensor<T> y({s.rows, s.out});
+  for (auto _ : state) {
+    stockmixer::linear_forward(y.data(), x.data(), w.data(), b.data(), s.rows, s.in, s.out);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 2 * d(s.rows) * d(s.in) * d(s.out) + d(s.rows) * d(s.out));
+}
+
+// Linear backward, all three gradients:
+//   FLOP bwd = 2·R·I·O (dx = dy·W) + 2·R·I·O (dW = dy^T·x) + R·O (db = Σ_r dy) = 4·R·I·O + R·O
+template <class T>
+void bm_linear_bwd(benchmark::State& state, LinearShape s) {
+  set_threads(state);
+  const double bound = 1.0 / std::sqrt(d(s.in));
+  const auto x = uniform<T>({s.rows, s.in}, -1, 1, 1);
+  const auto w = uniform<T>({s.out, s.in}, -bound, bound, 2);
+  const auto dy = uniform<T>({s.rows, s.out}, -1, 1, 4);
+  Tensor<T> dx({s.rows, s.in}), dw({s.out, s.in}), db({s.out});
+  for (auto _ : state) {
+    stockmixer::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s.rows, s.in, s.out);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 4 * d(s.rows) * d(s.in) * d(s.out) + d(s.rows) * d(s.out));
+}
+
+// LayerNorm over the last D values of R rows, s = sizeof(float):
+//   FLOP fwd  = 8·R·D   (mean: add; var: sub, mul, add; y: sub, mul, mul, add)
+//   bytes fwd = (2·R·D + 2·D + 2·R)·s   (read x, write y; gamma, beta; write mean, rstd)
+void bm_layernorm_fwd(benchmark::State& state, RowShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.rows, s.dim}, -2, 3, 1);
+  const auto g = uniform<float>({s.dim}, 0.5, 1.5, 2);
+  const auto b = uniform<float>({s.dim}, -0.5, 0.5, 3);
+  Tensor<float> y({s.rows, s.dim}), mean({s.rows}), rstd({s.rows});
+  for (auto _ : state) {
+    stockmixer::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), g.data(), b.data(), s.rows, s.dim);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double rd = d(s.rows) * d(s.dim);
+  report_flops(state, 8 * rd);
+  report_bytes(state, (2 * rd + 2 * d(s.dim) + 2 * d(s.rows)) * sizeof(float));
+}
+
+// LayerNorm backward (dx, dgamma, dbeta), s = sizeof(float):
+//   FLOP bwd  = 19·R·D  (dx pass 1: g = dy·gamma, Σg, xhat (sub, mul), Σ g·xhat (mul, add) = 6;
+//                        dx pass 2: g, xhat (2), g - mean(g) - xhat·mean(g·xhat) (3), ·rstd, += = 8;
+//                        dgamma, dbeta: xhat (2), dy·xhat, two adds = 5)
+//   bytes bwd = (4·R·D + 5·D + 2·R)·s   (read x, dy, read+write dx; gamma, dgamma, dbeta r+w; mean, rstd)
+void bm_layernorm_bwd(benchmark::State& state, RowShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.rows, s.dim}, -2, 3, 1);
+  const auto g = uniform<float>({s.dim}, 0.5, 1.5, 2);
+  const auto b = uniform<float>({s.dim}, -0.5, 0.5, 3);
+  const auto dy = uniform<float>({s.rows, s.dim}, -1, 1, 4);
+  Tensor<float> y({s.rows, s.dim}), mean({s.rows}), rstd({s.rows});
+  stockmixer::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), g.data(), b.data(), s.rows, s.dim);
+  Tensor<float> dx({s.rows, s.dim}), dg({s.dim}), db({s.dim});
+  for (auto _ : state) {
+    stockmixer::layernorm_backward(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(), rstd.data(),
+                                   g.data(), s.rows, s.dim);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  const double rd = d(s.rows) * d(s.dim);
+  report_flops(state, 19 * rd);
+  report_bytes(state, (4 * rd + 5 * d(s.dim) + 2 * d(s.rows)) * sizeof(float));
+}
+
+// GELU on n values, s = sizeof(float) (erf and exp make FLOPs ill-defined: bytes only):
+//   bytes fwd = 2·n·s   (read x, write y)
+//   bytes bwd = 4·n·s   (read dy, x, read+write dx)
+void bm_gelu_fwd(benchmark::State& state, VecShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.n}, -5, 5, 1);
+  Tensor<float> y({s.n});
+  for (auto _ : state) {
+    stockmixer::gelu_forward(y.data(), x.data(), s.n);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 2 * d(s.n) * sizeof(float));
+}
+void bm_gelu_bwd(benchmark::State& state, VecShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.n}, -5, 5, 1);
+  const auto dy = uniform<float>({s.n}, -1, 1, 2);
+  Tensor<float> dx({s.n});
+  for (auto _ : state) {
+    stockmixer::gelu_backward(dx.data(), dy.data(), x.data(), s.n);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 4 * d(s.n) * sizeof(float));
+}
+
+// Hardswish on n values (inputs span all three pieces, [-5, 5]), s = sizeof(float):
+//   bytes fwd = 2·n·s   (read x, write y)
+//   bytes bwd = 4·n·s   (read dy, x, read+write dx)
+void bm_hardswish_fwd(benchmark::State& state, VecShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.n}, -5, 5, 1);
+  Tensor<float> y({s.n});
+  for (auto _ : state) {
+    stockmixer::hardswish_forward(y.data(), x.data(), s.n);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 2 * d(s.n) * sizeof(float));
+}
+void bm_hardswish_bwd(benchmark::State& state, VecShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.n}, -5, 5, 1);
+  const auto dy = uniform<float>({s.n}, -1, 1, 2);
+  Tensor<float> dx({s.n});
+  for (auto _ : state) {
+    stockmixer::hardswish_backward(dx.data(), dy.data(), x.data(), s.n);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 4 * d(s.n) * sizeof(float));
+}
+
+// Conv1d(C, C, K, stride K) on x [N, T, C] -> y [N, S, C], S = T / K:
+//   FLOP fwd = 2·N·S·C·C·K + N·S·C        (a multiply-add per weight tap and output, a bias add)
+//   FLOP bwd = 2·N·S·C·C·K (dx) + 2·N·S·C·C·K (dweight) + N·S·C (dbias) = 4·N·S·C·C·K + N·S·C
+void bm_conv1d_fwd(benchmark::State& state) {
+  set_threads(state);
+  const Index lo = stockmixer::conv1d_output_length(kT, kK);
+  const double bound = 1.0 / std::sqrt(d(kC * kK));
+  const auto x = uniform<float>({kN, kT, kC}, -1, 1, 1);
+  const auto w = uniform<float>({kC, kC, kK}, -bound, bound, 2);
+  const auto b = uniform<float>({kC}, -bound, bound, 3);
+  Tensor<float> y({kN, lo, kC});
+  for (auto _ : state) {
+    stockmixer::conv1d_forward(y.data(), x.data(), w.data(), b.data(), kN, kT, kC, kC, kK);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 2 * d(kN) * d(lo) * d(kC) * d(kC) * d(kK) + d(kN) * d(lo) * d(kC));
+}
+void bm_conv1d_bwd(benchmark::State& state) {
+  set_threads(state);
+  const Index lo = stockmixer::conv1d_output_length(kT, kK);
+  const double bound = 1.0 / std::sqrt(d(kC * kK));
+  const auto x = uniform<float>({kN, kT, kC}, -1, 1, 1);
+  const auto w = uniform<float>({kC, kC, kK}, -bound, bound, 2);
+  const auto dy = uniform<float>({kN, lo, kC}, -1, 1, 4);
+  Tensor<float> dx({kN, kT, kC}), dw({kC, kC, kK}), db({kC});
+  for (auto _ : state) {
+    stockmixer::conv1d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), kN, kT, kC, kC, kK);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 4 * d(kN) * d(lo) * d(kC) * d(kC) * d(kK) + d(kN) * d(lo) * d(kC));
+}
+
+// TriU(L) along L of [B, L, K]: row i of the lower-triangular weight has i + 1 taps, L(L+1)/2 in all.
+//   FLOP fwd = 2·B·K·L(L+1)/2 + B·L·K = B·K·L(L+1) + B·L·K
+//   FLOP bwd = B·K·L(L+1) (dx) + B·K·L(L+1) (dweight) + B·L·K (dbias) = 2·B·K·L(L+1) + B·L·K
+void bm_triu_fwd(benchmark::State& state, TriUShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.batch, s.length, s.inner}, -1, 1, 1);
+  const auto w = uniform<float>({s.length, s.length}, -0.5, 0.5, 2);
+  const auto b = uniform<float>({s.length}, -0.5, 0.5, 3);
+  Tensor<float> y({s.batch, s.length, s.inner});
+  for (auto _ : state) {
+    stockmixer::triu_forward(y.data(), x.data(), w.data(), b.data(), s.batch, s.length, s.inner);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double bk = d(s.batch) * d(s.inner);
+  report_flops(state, bk * d(s.length) * d(s.length + 1) + bk * d(s.length));
+}
+void bm_triu_bwd(benchmark::State& state, TriUShape s) {
+  set_threads(state);
+  const auto x = uniform<float>({s.batch, s.length, s.inner}, -1, 1, 1);
+  const auto w = uniform<float>({s.length, s.length}, -0.5, 0.5, 2);
+  const auto dy = uniform<float>({s.batch, s.length, s.inner}, -1, 1, 4);
+  Tensor<float> dx({s.batch, s.length, s.inner}), dw({s.length, s.length}), db({s.length});
+  for (auto _ : state) {
+    stockmixer::triu_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), s.batch, s.length,
+                              s.inner);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  const double bk = d(s.batch) * d(s.inner);
+  report_flops(state, 2 * bk * d(s.length) * d(s.length + 1) + bk * d(s.length));
+}
+
+// Dropout at p = 0.1 on n = N·T·C values, s = sizeof(float):
+//   bytes mask = 1·n·s  (write mask; one splitmix64 hash per element)
+//   bytes fwd  = 3·n·s  (read x, mask, write y)
+//   bytes bwd  = 4·n·s  (read dy, mask, read+write dx)
+void bm_dropout_mask(benchmark::State& state) {
+  set_threads(state);
+  Tensor<float> mask({kNTC});
+  for (auto _ : state) {
+    stockmixer::dropout_mask(mask.data(), kNTC, kDropP, 42);
+    benchmark::DoNotOptimize(mask.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 1 * d(kNTC) * sizeof(float));
+}
+void bm_dropout_fwd(benchmark::State& state) {
+  set_threads(state);
+  const auto x = uniform<float>({kNTC}, -1, 1, 1);
+  Tensor<float> mask({kNTC}), y({kNTC});
+  stockmixer::dropout_mask(mask.data(), kNTC, kDropP, 42);
+  for (auto _ : state) {
+    stockmixer::dropout_forward(y.data(), x.data(), mask.data(), kNTC);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 3 * d(kNTC) * sizeof(float));
+}
+void bm_dropout_bwd(benchmark::State& state) {
+  set_threads(state);
+  const auto dy = uniform<float>({kNTC}, -1, 1, 2);
+  Tensor<float> mask({kNTC}), dx({kNTC});
+  stockmixer::dropout_mask(mask.data(), kNTC, kDropP, 42);
+  for (auto _ : state) {
+    stockmixer::dropout_backward(dx.data(), dy.data(), mask.data(), kNTC);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  report_bytes(state, 4 * d(kNTC) * sizeof(float));
+}
+
+// Rank loss on N stocks, alpha = 0.1, ~90% of the mask ones. O(N) terms (rr, reg) are not counted,
+// nor are the relu's compares.
+//   FLOP fwd   = 6·N²   per pair: P_ij = ((rr_i - rr_j)·(gt_j - gt_i))·(m_i·m_j) (5), Σ relu (1)
+//   FLOP bwd   = 8·N²   per pair: P_ij (5), hinge += (gt_j - gt_i)·m_j (3)
+//   FLOP naive = 6·N²   the same arithmetic through three materialised N x N matrices
+void bm_rank_loss_fwd(benchmark::State& state) {
+  set_threads(state);
+  const auto in = rank_inputs(kN, 1);
+  Tensor<float> rr({kN});
+  for (auto _ : state) {
+    auto out = stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
+                                             in.mask.data(), kN, kAlpha);
+    benchmark::DoNotOptimize(out);
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 6 * d(kN) * d(kN));
+}
+void bm_rank_loss_bwd(benchmark::State& state) {
+  set_threads(state);
+  const auto in = rank_inputs(kN, 1);
+  Tensor<float> rr({kN}), dpred({kN});
+  stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), kN, kAlpha);
+  for (auto _ : state) {
+    stockmixer::rank_loss_backward(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(), kN,
+                                   kAlpha);
+    benchmark::DoNotOptimize(dpred.data());
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 8 * d(kN) * d(kN));
+}
+void bm_rank_loss_fwd_naive(benchmark::State& state) {
+  set_threads(state);
+  const auto in = rank_inputs(kN, 1);
+  Tensor<float> rr({kN});
+  for (auto _ : state) {
+    auto out = stockmixer::rank_loss_forward_naive(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
+                                                   in.mask.data(), kN, kAlpha);
+    benchmark::DoNotOptimize(out);
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 6 * d(kN) * d(kN));
+}
+
+// ---- registration -----------------------------------------------------------------------------------
+
+// Every benchmark is named <kernel>_<fwd|bwd>/<shape>/threads:<t>. `large` kernels also run on 2
+// threads when OpenMP is linked (without it set_num_threads is a no-op, so 2 would be a lie).
+// Wall-clock time throughout (UseRealTime): Google Benchmark's CPU time counts the calling thread
+// only, which would flatter every OpenMP run; the rate counters divide by the same wall time.
+template <class Fn, class... Args>
+void add(const std::string& name, bool large, benchmark::TimeUnit unit, Fn fn, Args... args) {
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, args...);
+  b->ArgName("threads")->Arg(1)->Unit(unit)->UseRealTime();
+#ifdef _OPENMP
+  if (large) b->Arg(2);
+#else
+  (void)large;
+#endif
+}
+
+void register_all() {
+  constexpr auto us = benchmark::kMicrosecond;
+  for (const auto& s : kLinearShapes) {
+    add(std::string("linear_fwd/") + s.name, linear_is_large(s), us, bm_linear_fwd<float>, s);
+    add(std::string("linear_bwd/") + s.name, linear_is_large(s), us, bm_linear_bwd<float>, s);
+  }
+  for (const auto& s : kLinearShapes) {
+    add(std::string("linear_fwd_f64/") + s.name, false, us, bm_linear_fwd<double>, s);
+    add(std::string("linear_bwd_f64/") + s.name, false, us, bm_linear_bwd<double>, s);
+  }
+  for (const auto& s : kLayerNormShapes) {
+    const bool large = s.dim == kN;  // LayerNorm(N) of the stock mixer
+    add(std::string("layernorm_fwd/") + s.name, large, us, bm_layernorm_fwd, s);
+    add(std::string("layernorm_bwd/") + s.name, large, us, bm_layernorm_bwd, s);
+  }
+  const VecShape ntc{"NTC_82080", kNTC};
+  add("gelu_fwd/NTC_82080", false, us, bm_gelu_fwd, ntc);
+  add("gelu_bwd/NTC_82080", false, us, bm_gelu_bwd, ntc);
+  for (const auto& s : kHardswishShapes) {
+    add(std::string("hardswish_fwd/") + s.name, false, us, bm_hardswish_fwd, s);
+    add(std::string("hardswish_bwd/") + s.name, false, us, bm_hardswish_bwd, s);
+  }
+  add("conv1d_fwd/NTC_1026x16x5_k2", false, us, bm_conv1d_fwd);
+  add("conv1d_bwd/NTC_1026x16x5_k2", false, us, bm_conv1d_bwd);
+  for (const auto& s : kTriUShapes) {
+    add(std::string("triu_fwd/") + s.name, false, us, bm_triu_fwd, s);
+    add(std::string("triu_bwd/") + s.name, false, us, bm_triu_bwd, s);
+  }
+  add("dropout_mask/NTC_82080_p0.1", false, us, bm_dropout_mask);
+  add("dropout_fwd/NTC_82080_p0.1", false, us, bm_dropout_fwd);
+  add("dropout_bwd/NTC_82080_p0.1", false, us, bm_dropout_bwd);
+  add("rank_loss_fwd/N_1026", true, us, bm_rank_loss_fwd);
+  add("rank_loss_bwd/N_1026", true, us, bm_rank_loss_bwd);
+  add("rank_loss_fwd_naive/N_1026", false, us, bm_rank_loss_fwd_naive);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Parse Google Benchmark's flags first (so --help answers at once), validate, then time.
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (validate_all() != 0) return 1;
+#ifdef _OPENMP
+  benchmark::AddCustomContext("stockmixer_openmp", "yes, max threads " + std::to_string(stockmixer::num_threads()));
+#else
+  benchmark::AddCustomContext("stockmixer_openmp", "no (every kernel runs on 1 thread)");
+#endif
+  benchmark::AddCustomContext("stockmixer_validation", "passed");
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
