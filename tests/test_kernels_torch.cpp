@@ -1,4 +1,4 @@
-// Every kernel against PyTorch's golden fixtures (tests/make_fixtures.py, Debian's python3-torch 1.13),
+// Every kernel against PyTorch's golden fixtures (tests/make_kernel_fixtures.py, Debian's python3-torch 1.13),
 // forward and every gradient, in float against PyTorch's float32 and in double against its float64.
 //
 // Error measure: max |ours - torch| / max |torch| over the tensor (testing::max_rel_error). The

@@ -1,5 +1,5 @@
 // tests/testing.hpp — what every test file shares: random inputs, the error measure, and the PyTorch
-// fixture reader (fixtures written by tests/make_fixtures.py).
+// fixture reader (fixtures written by tests/make_kernel_fixtures.py).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -46,7 +46,7 @@ class Fixture {
  public:
   explicit Fixture(const std::string& name) : dir_(std::string(STOCKMIXER_FIXTURE_DIR) + "/kernels/" + name + "/") {
     std::ifstream in(dir_ + "meta.json");
-    if (!in) throw std::runtime_error("missing fixture " + dir_ + "meta.json (run tests/make_fixtures.py)");
+    if (!in) throw std::runtime_error("missing fixture " + dir_ + "meta.json (run tests/make_kernel_fixtures.py)");
     meta_ = nlohmann::json::parse(in);
   }
 

@@ -55,6 +55,9 @@ class TensorMap {
 
   TensorMap() = default;
   TensorMap(T* data, Shape shape) : data_(data), shape_(shape) {}
+  // A mutable view converts to a read-only one.
+  template <class U, class = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
+  TensorMap(const TensorMap<U>& other) : data_(other.data()), shape_(other.shape()) {}
 
   T* data() const { return data_; }
   const Shape& shape() const { return shape_; }

@@ -16,6 +16,7 @@
 
 #include "stockmixer/tensor.hpp"
 
+#include <algorithm>
 #include <array>
 #include <deque>
 #include <vector>
@@ -70,6 +71,8 @@ class Tape {
 
   // Seeds d(output) = 1 (output must hold one value) and replays the records in reverse.
   void backward(Node<T>* output);
+  // Seeds d(output) = seed (an upstream gradient of output's size) and replays the records.
+  void backward(Node<T>* output, TensorMap<const T> seed);
   // Forgets the records and hands every slot back for the next pass. Buffers are kept.
   void reset();
 
@@ -130,6 +133,16 @@ void Tape<T>::backward(Node<T>* output) {
     throw Error("stockmixer::autograd::Tape::backward: the output must be one value that needs a gradient, got " +
                 output->shape().str());
   output->grad.data()[0] = T(1);
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it) it->backward(*it);
+}
+
+template <class T>
+void Tape<T>::backward(Node<T>* output, TensorMap<const T> seed) {
+  if (!recording()) throw Error("stockmixer::autograd::Tape::backward: the tape is in inference mode");
+  if (!output->requires_grad() || output->size() != seed.size())
+    throw Error("stockmixer::autograd::Tape::backward: the seed gradient " + seed.shape().str() +
+                " does not match the output " + output->shape().str());
+  std::copy(seed.data(), seed.data() + seed.size(), output->grad.data());
   for (auto it = records_.rbegin(); it != records_.rend(); ++it) it->backward(*it);
 }
 

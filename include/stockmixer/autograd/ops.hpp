@@ -1,0 +1,356 @@
+// stockmixer/autograd/ops.hpp — the ops of StockMixer on the tape: each checks its shapes, runs a
+// kernel's forward into a new node, and records the kernel's backward. Nothing else happens here:
+// the math lives in kernels/, documented in docs/math/.
+//
+// Layout choices that remove the original's permutes (docs/model.md): features stay [N, L, C]; the
+// time mixer TriU runs on axis 1 of [N, L, C] (kernels/triu.hpp with K = C) and Conv1d reads the
+// channels-last layout directly. The stock mixer's two transposes of [N, F] remain, as ops.
+#pragma once
+
+#include "stockmixer/autograd/tape.hpp"
+#include "stockmixer/kernels.hpp"
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace stockmixer::autograd {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+// y[..., out] = x[..., in] · W^T + b, W [out, in], b [out] (or null).
+template <class T>
+Node<T>* linear(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias);
+// LayerNorm over the trailing gamma->size() values of x (gamma, beta shaped like those dims).
+template <class T>
+Node<T>* layernorm(Tape<T>& tape, Node<T>* x, Node<T>* gamma, Node<T>* beta, double eps = 1e-5);
+template <class T>
+Node<T>* gelu(Tape<T>& tape, Node<T>* x);
+template <class T>
+Node<T>* hardswish(Tape<T>& tape, Node<T>* x);
+// x [B, L, Ci] channels-last, weight [Co, Ci, K], stride K -> [B, L/K, Co].
+template <class T>
+Node<T>* conv1d(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias);
+// TriU on axis 1 of x [B, L, K] (or the last axis of x [B, L]); weight [L, L] lower triangle, bias [L].
+template <class T>
+Node<T>* triu(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias);
+// Inverted dropout with a fresh mask from `seed`; the identity when p == 0 or the tape does not record.
+template <class T>
+Node<T>* dropout(Tape<T>& tape, Node<T>* x, double p, std::uint64_t seed);
+template <class T>
+Node<T>* add(Tape<T>& tape, Node<T>* a, Node<T>* b);
+// Concatenation along axis 1 of rank-3 nodes [B, L_k, C] -> [B, Σ L_k, C] (at most 4 parts).
+template <class T>
+Node<T>* concat1(Tape<T>& tape, std::initializer_list<Node<T>*> parts);
+// [R, C] -> [C, R].
+template <class T>
+Node<T>* transpose(Tape<T>& tape, Node<T>* x);
+// [B, R, C] -> [B, C, R] (PyTorch's permute(0, 2, 1)).
+template <class T>
+Node<T>* swap12(Tape<T>& tape, Node<T>* x);
+// The same values under another shape of the same size; shares value and gradient memory (free).
+template <class T>
+Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape);
+
+// get_loss: pred, base, gt, mask [N, 1] (or [N]). Returns the loss node (one value) and, as plain
+// numbers, reg and rank; rr (a node, no gradient) holds the predicted return ratios.
+template <class T>
+struct LossOutput {
+  Node<T>* loss;
+  Node<T>* rr;
+  T reg, rank;
+};
+template <class T>
+LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+namespace detail {
+
+inline void expect(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw Error(std::string("stockmixer::autograd::") + op + ": " + what);
+}
+
+template <class T>
+T* grad_or_null(Node<T>* n) {
+  return n && n->requires_grad() ? n->grad.data() : nullptr;
+}
+
+template <class T>
+bool any_grad(std::initializer_list<Node<T>*> nodes) {
+  for (Node<T>* n : nodes)
+    if (n && n->requires_grad()) return true;
+  return false;
+}
+
+// The shape of x with its last axis replaced by `last`.
+inline Shape with_last(const Shape& s, Index last) {
+  std::vector<Index> d;
+  for (int a = 0; a + 1 < s.rank(); ++a) d.push_back(s[a]);
+  d.push_back(last);
+  return Shape(d.begin(), d.end());
+}
+
+}  // namespace detail
+
+template <class T>
+Node<T>* linear(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
+  const Index out = weight->shape()[0], in = weight->shape().rank() == 2 ? weight->shape()[1] : -1;
+  detail::expect(weight->shape().rank() == 2, "linear", "weight must be [out, in], got " + weight->shape().str());
+  detail::expect(x->shape().rank() >= 1 && x->shape().last() == in, "linear",
+                 "input " + x->shape().str() + " does not end in " + std::to_string(in));
+  detail::expect(!bias || bias->size() == out, "linear", "bias must have " + std::to_string(out) + " values");
+  const Index rows = x->size() / in;
+  Node<T>* y = tape.node(detail::with_last(x->shape(), out), detail::any_grad<T>({x, weight, bias}));
+  linear_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, rows, in, out);
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   linear_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
+                                   detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
+                                   r.nodes[1]->data(), r.sizes[0], r.sizes[1], r.sizes[2]);
+                 },
+                 {x, weight, bias, y},
+                 {rows, in, out}});
+  return y;
+}
+
+template <class T>
+Node<T>* layernorm(Tape<T>& tape, Node<T>* x, Node<T>* gamma, Node<T>* beta, double eps) {
+  const Index dim = gamma->size();
+  detail::expect(beta->size() == dim, "layernorm", "gamma and beta differ in size");
+  detail::expect(dim > 0 && x->size() % dim == 0, "layernorm",
+                 "input " + x->shape().str() + " does not end in the normalised shape " + gamma->shape().str());
+  const Index rows = x->size() / dim;
+  Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, gamma, beta}));
+  Node<T>* stats = tape.node({2, rows}, false);  // mean, rstd: what backward needs
+  layernorm_forward(y->data(), stats->data(), stats->data() + rows, x->data(), gamma->data(), beta->data(), rows, dim,
+                    eps);
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   const Index rows = r.sizes[0];
+                   layernorm_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
+                                      detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
+                                      r.nodes[4]->data(), r.nodes[4]->data() + rows, r.nodes[1]->data(), rows,
+                                      r.sizes[1]);
+                 },
+                 {x, gamma, beta, y, stats},
+                 {rows, dim}});
+  return y;
+}
+
+template <class T>
+Node<T>* gelu(Tape<T>& tape, Node<T>* x) {
+  Node<T>* y = tape.node(x->shape(), x->requires_grad());
+  gelu_forward(y->data(), x->data(), x->size());
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   gelu_backward(r.nodes[0]->grad.data(), r.nodes[1]->grad.data(), r.nodes[0]->data(),
+                                 r.nodes[0]->size());
+                 },
+                 {x, y}});
+  return y;
+}
+
+template <class T>
+Node<T>* hardswish(Tape<T>& tape, Node<T>* x) {
+  Node<T>* y = tape.node(x->shape(), x->requires_grad());
+  hardswish_forward(y->data(), x->data(), x->size());
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   hardswish_backward(r.nodes[0]->grad.data(), r.nodes[1]->grad.data(), r.nodes[0]->data(),
+                                      r.nodes[0]->size());
+                 },
+                 {x, y}});
+  return y;
+}
+
+template <class T>
+Node<T>* conv1d(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
+  detail::expect(x->shape().rank() == 3, "conv1d", "input must be [B, L, C], got " + x->shape().str());
+  detail::expect(weight->shape().rank() == 3, "conv1d", "weight must be [Co, Ci, K], got " + weight->shape().str());
+  const Index batch = x->shape()[0], length = x->shape()[1], cin = x->shape()[2];
+  const Index cout = weight->shape()[0], kernel = weight->shape()[2];
+  detail::expect(weight->shape()[1] == cin, "conv1d",
+                 "weight " + weight->shape().str() + " does not take " + std::to_string(cin) + " input channels");
+  detail::expect(kernel >= 1 && length >= kernel, "conv1d",
+                 "length " + std::to_string(length) + " is shorter than the kernel " + std::to_string(kernel));
+  detail::expect(!bias || bias->size() == cout, "conv1d", "bias must have " + std::to_string(cout) + " values");
+  const Index lo = conv1d_output_length(length, kernel);
+  Node<T>* y = tape.node({batch, lo, cout}, detail::any_grad<T>({x, weight, bias}));
+  conv1d_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, cin, cout,
+                 kernel);
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   conv1d_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
+                                   detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
+                                   r.nodes[1]->data(), r.sizes[0], r.sizes[1], r.sizes[2], r.sizes[3], r.sizes[4]);
+                 },
+                 {x, weight, bias, y},
+                 {batch, length, cin, cout, kernel}});
+  return y;
+}
+
+template <class T>
+Node<T>* triu(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
+  const Index length = weight->shape()[0];
+  detail::expect(weight->shape() == Shape({length, length}), "triu", "weight must be square, got " +
+                                                                         weight->shape().str());
+  detail::expect((x->shape().rank() == 3 || x->shape().rank() == 2) && x->shape()[1] == length, "triu",
+                 "input " + x->shape().str() + " does not have " + std::to_string(length) + " steps on axis 1");
+  detail::expect(!bias || bias->size() == length, "triu", "bias must have " + std::to_string(length) + " values");
+  const Index batch = x->shape()[0], inner = x->shape().rank() == 3 ? x->shape()[2] : 1;
+  Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, weight, bias}));
+  triu_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, inner);
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   triu_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
+                                 detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
+                                 r.nodes[1]->data(), r.sizes[0], r.sizes[1], r.sizes[2]);
+                 },
+                 {x, weight, bias, y},
+                 {batch, length, inner}});
+  return y;
+}
+
+template <class T>
+Node<T>* dropout(Tape<T>& tape, Node<T>* x, double p, std::uint64_t seed) {
+  if (p == 0.0 || !tape.recording()) return x;
+  Node<T>* mask = tape.node(x->shape(), false);
+  dropout_mask(mask->data(), x->size(), p, seed);
+  Node<T>* y = tape.node(x->shape(), x->requires_grad());
+  dropout_forward(y->data(), x->data(), mask->data(), x->size());
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   dropout_backward(r.nodes[0]->grad.data(), r.nodes[1]->grad.data(), r.nodes[2]->data(),
+                                    r.nodes[0]->size());
+                 },
+                 {x, y, mask}});
+  return y;
+}
+
+template <class T>
+Node<T>* add(Tape<T>& tape, Node<T>* a, Node<T>* b) {
+  detail::expect(a->shape() == b->shape(), "add", "shapes differ: " + a->shape().str() + " and " + b->shape().str());
+  Node<T>* y = tape.node(a->shape(), detail::any_grad<T>({a, b}));
+  const Index n = a->size();
+  for (Index i = 0; i < n; ++i) y->data()[i] = a->data()[i] + b->data()[i];
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   const T* dy = r.nodes[2]->grad.data();
+                   for (int k = 0; k < 2; ++k)
+                     if (T* d = detail::grad_or_null(r.nodes[k]))
+                       for (Index i = 0; i < r.sizes[0]; ++i) d[i] += dy[i];
+                 },
+                 {a, b, y},
+                 {n}});
+  return y;
+}
+
+template <class T>
+Node<T>* concat1(Tape<T>& tape, std::initializer_list<Node<T>*> parts) {
+  detail::expect(parts.size() >= 1 && parts.size() <= 4, "concat1", "takes 1 to 4 parts");
+  Node<T>* first = *parts.begin();
+  detail::expect(first->shape().rank() == 3, "concat1", "parts must be [B, L, C], got " + first->shape().str());
+  const Index batch = first->shape()[0], channels = first->shape()[2];
+  Index total = 0;
+  bool grad = false;
+  for (Node<T>* p : parts) {
+    detail::expect(p->shape().rank() == 3 && p->shape()[0] == batch && p->shape()[2] == channels, "concat1",
+                   "part " + p->shape().str() + " does not match " + first->shape().str() + " outside axis 1");
+    total += p->shape()[1];
+    grad = grad || p->requires_grad();
+  }
+  Node<T>* y = tape.node({batch, total, channels}, grad);
+  // y[b] is the parts' [L_k, C] blocks one after another: copy each block.
+  Index offset = 0;
+  for (Node<T>* p : parts) {
+    const Index block = p->shape()[1] * channels;
+    for (Index b = 0; b < batch; ++b)
+      std::copy(p->data() + b * block, p->data() + (b + 1) * block, y->data() + b * total * channels + offset);
+    offset += block;
+  }
+  if (grad) {
+    Record<T> r{[](const Record<T>& r) {
+                  const Index batch = r.sizes[0], row = r.sizes[1];
+                  const T* dy = r.nodes[0]->grad.data();
+                  Index offset = 0;
+                  for (std::size_t k = 1; k < r.nodes.size() && r.nodes[k]; ++k) {
+                    Node<T>* p = r.nodes[k];
+                    const Index block = p->size() / batch;
+                    if (T* dp = detail::grad_or_null(p))
+                      for (Index b = 0; b < batch; ++b)
+                        for (Index i = 0; i < block; ++i) dp[b * block + i] += dy[b * row + offset + i];
+                    offset += block;
+                  }
+                },
+                {y},
+                {batch, total * channels}};
+    std::size_t k = 1;
+    for (Node<T>* p : parts) r.nodes[k++] = p;
+    tape.record(r);
+  }
+  return y;
+}
+
+template <class T>
+Node<T>* transpose(Tape<T>& tape, Node<T>* x) {
+  detail::expect(x->shape().rank() == 2, "transpose", "input must be [R, C], got " + x->shape().str());
+  Node<T>* y = swap12(tape, view(tape, x, {1, x->shape()[0], x->shape()[1]}));
+  return view(tape, y, {x->shape()[1], x->shape()[0]});
+}
+
+template <class T>
+Node<T>* swap12(Tape<T>& tape, Node<T>* x) {
+  detail::expect(x->shape().rank() == 3, "swap12", "input must be [B, R, C], got " + x->shape().str());
+  const Index batch = x->shape()[0], rows = x->shape()[1], cols = x->shape()[2];
+  Node<T>* y = tape.node({batch, cols, rows}, x->requires_grad());
+  for (Index b = 0; b < batch; ++b)
+    MatrixMap<T>(y->data() + b * rows * cols, cols, rows) =
+        ConstMatrixMap<T>(x->data() + b * rows * cols, rows, cols).transpose();
+  if (y->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   const Index batch = r.sizes[0], rows = r.sizes[1], cols = r.sizes[2];
+                   for (Index b = 0; b < batch; ++b)
+                     MatrixMap<T>(r.nodes[0]->grad.data() + b * rows * cols, rows, cols) +=
+                         ConstMatrixMap<T>(r.nodes[1]->grad.data() + b * rows * cols, cols, rows).transpose();
+                 },
+                 {x, y},
+                 {batch, rows, cols}});
+  return y;
+}
+
+template <class T>
+Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape) {
+  detail::expect(shape.size() == x->size(), "view", "cannot view " + x->shape().str() + " as " + shape.str());
+  return tape.wrap(TensorMap<T>(x->data(), shape),
+                   x->requires_grad() ? TensorMap<T>(x->grad.data(), shape) : TensorMap<T>());
+}
+
+template <class T>
+LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha) {
+  const Index n = pred->size();
+  for (Node<T>* other : {base, gt, mask})
+    detail::expect(other->size() == n, "rank_loss",
+                   "prediction " + pred->shape().str() + " and " + other->shape().str() + " differ in size");
+  LossOutput<T> out;
+  out.rr = tape.node(pred->shape(), false);
+  out.loss = tape.node({1}, pred->requires_grad());
+  const RankLoss<T> l =
+      rank_loss_forward(out.rr->data(), pred->data(), base->data(), gt->data(), mask->data(), n, alpha);
+  out.loss->data()[0] = l.loss;
+  out.reg = l.reg;
+  out.rank = l.rank;
+  if (out.loss->requires_grad())
+    tape.record({[](const Record<T>& r) {
+                   rank_loss_backward(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
+                                      r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0],
+                                      r.scalar);
+                 },
+                 {pred, base, gt, mask, out.rr, out.loss},
+                 {n},
+                 alpha});
+  return out;
+}
+
+}  // namespace stockmixer::autograd

@@ -1,0 +1,175 @@
+// stockmixer/model.hpp — StockMixer(N, T, C, M) (SPEC §3), trainable on the tape and servable
+// without one.
+//
+//   x [N, T, C] --conv(k=2)--> v [N, S, C]
+//   h = MultTime2dMixer(x, v)                              [N, F, C],  F = 2T + S
+//   y = channel_fc(h), squeezed                            [N, F]
+//   z = NoGraphMixer(N, M)(y)                              [N, F]
+//   out = time_fc(y) + time_fc_(z)                         [N, 1]
+//
+// Parameters carry PyTorch's state_dict names, shapes and layouts (45,077 of them at N = 1026,
+// T = 16, C = 5, M = 20). S = T / 2; the original hard-codes 8, which is T / 2 for its T = 16 and
+// fails for any other T. Inference (`predict`) runs without a tape and, after its first call for a
+// given N, allocates nothing.
+#pragma once
+
+#include "stockmixer/autograd/ops.hpp"
+#include "stockmixer/nn/mixers.hpp"
+#include "stockmixer/xtensor.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+struct StockMixerConfig {
+  Index stocks = 1026;   // N
+  Index lookback = 16;   // T (even)
+  Index features = 5;    // C
+  Index market = 20;     // M
+  double dropout = 0.0;  // in the channel MixerBlocks (the original uses 0)
+
+  Index scale() const { return lookback / 2; }               // S
+  Index fused() const { return 2 * lookback + scale(); }     // F
+  void validate() const;
+};
+
+template <class T>
+class StockMixer {
+ public:
+  using Tape = autograd::Tape<T>;
+  using Node = autograd::Node<T>;
+
+  // PyTorch's default initialisation, drawn from `seed`.
+  explicit StockMixer(const StockMixerConfig& config, std::uint64_t seed = 0);
+
+  const StockMixerConfig& config() const { return config_; }
+
+  // On the tape: x [N, T, C] -> prediction [N, 1].
+  Node* forward(Tape& tape, Node* x);
+
+  // Inference: x [N, T, C] -> prediction [N, 1], no tape. The result is valid until the next call.
+  const Tensor<T>& predict(TensorMap<const T> x);
+  template <class E>
+  const Tensor<T>& predict(const xt::xexpression<E>& x);
+
+  // Every parameter, named and ordered as PyTorch's state_dict.
+  std::vector<nn::ParamView<T>> parameters();
+  void parameters(const std::string& prefix, std::vector<nn::ParamView<T>>& out);
+  Index num_parameters();
+  void zero_grad() { nn::zero_grad(parameters()); }
+
+  nn::Conv1d<T> conv;
+  nn::MultTime2dMixer<T> mixer;
+  nn::Linear<T> channel_fc, time_fc;
+  nn::NoGraphMixer<T> stock_mixer;
+  nn::Linear<T> time_fc_;
+
+ private:
+  StockMixerConfig config_;
+  Tape inference_{autograd::Mode::kInference};
+  Tensor<T> output_, input_;
+};
+
+// ---- implementation --------------------------------------------------------------------------------
+
+inline void StockMixerConfig::validate() const {
+  auto fail = [](const std::string& what) { throw Error("stockmixer::StockMixerConfig: " + what); };
+  if (stocks < 1) fail("stocks (N) must be at least 1, got " + std::to_string(stocks));
+  if (lookback < 2 || lookback % 2) fail("lookback (T) must be even and at least 2, got " + std::to_string(lookback));
+  if (features < 1) fail("features (C) must be at least 1, got " + std::to_string(features));
+  if (market < 1) fail("market (M) must be at least 1, got " + std::to_string(market));
+  if (!(dropout >= 0.0 && dropout < 1.0)) fail("dropout must lie in [0, 1), got " + std::to_string(dropout));
+}
+
+namespace detail {
+inline const StockMixerConfig& validated(const StockMixerConfig& c) {
+  c.validate();
+  return c;
+}
+}  // namespace detail
+
+template <class T>
+StockMixer<T>::StockMixer(const StockMixerConfig& config, std::uint64_t seed)
+    : conv(detail::validated(config).features, config.features, 2),
+      mixer(config.lookback, config.features, config.scale()),
+      channel_fc(config.features, 1),
+      time_fc(config.fused(), 1),
+      stock_mixer(config.stocks, config.market),
+      time_fc_(config.fused(), 1),
+      config_(config) {
+  if (config.dropout > 0.0) {
+    mixer.mix_layer.channelMixer = nn::MixerBlock<T>(config.features, config.features, config.dropout);
+    mixer.scale_mix_layer.channelMixer = nn::MixerBlock<T>(config.features, config.features, config.dropout);
+  }
+  nn::Init init(seed);  // PyTorch's construction order
+  mixer.init(init);
+  channel_fc.init(init);
+  time_fc.init(init);
+  conv.init(init);
+  stock_mixer.init(init);
+  time_fc_.init(init);
+}
+
+template <class T>
+typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
+  const Index n = config_.stocks, t = config_.lookback, c = config_.features;
+  if (x->shape() != Shape{n, t, c})
+    throw Error("stockmixer::StockMixer: input has shape " + x->shape().str() + ", the model expects [N, T, C] = " +
+                Shape{n, t, c}.str());
+  Node* v = conv.forward(tape, x);                                           // [N, S, C]
+  Node* h = mixer.forward(tape, x, v);                                       // [N, F, C]
+  Node* y = autograd::view(tape, channel_fc.forward(tape, h), {n, config_.fused()});  // [N, F]
+  Node* z = stock_mixer.forward(tape, y);                                    // [N, F]
+  return autograd::add(tape, time_fc.forward(tape, y), time_fc_.forward(tape, z));  // [N, 1]
+}
+
+template <class T>
+const Tensor<T>& StockMixer<T>::predict(TensorMap<const T> x) {
+  inference_.reset();
+  Node* in = inference_.wrap(TensorMap<T>(const_cast<T*>(x.data()), x.shape()));  // read only
+  Node* out = forward(inference_, in);
+  output_.resize(out->shape());
+  std::copy(out->data(), out->data() + out->size(), output_.data());
+  return output_;
+}
+
+template <class T>
+template <class E>
+const Tensor<T>& StockMixer<T>::predict(const xt::xexpression<E>& x) {
+  const auto& e = x.derived_cast();
+  std::vector<Index> dims(e.shape().begin(), e.shape().end());
+  input_.resize(Shape(dims.begin(), dims.end()));
+  auto dst = to_xtensor(input_);
+  dst = xt::cast<T>(e);
+  return predict(TensorMap<const T>(input_.data(), input_.shape()));
+}
+
+template <class T>
+std::vector<nn::ParamView<T>> StockMixer<T>::parameters() {
+  std::vector<nn::ParamView<T>> out;
+  parameters("", out);
+  return out;
+}
+
+template <class T>
+void StockMixer<T>::parameters(const std::string& prefix, std::vector<nn::ParamView<T>>& out) {
+  mixer.parameters(prefix + "mixer.", out);
+  channel_fc.parameters(prefix + "channel_fc.", out);
+  time_fc.parameters(prefix + "time_fc.", out);
+  conv.parameters(prefix + "conv.", out);
+  stock_mixer.parameters(prefix + "stock_mixer.", out);
+  time_fc_.parameters(prefix + "time_fc_.", out);
+}
+
+template <class T>
+Index StockMixer<T>::num_parameters() {
+  Index n = 0;
+  for (const auto& p : parameters()) n += p.size();
+  return n;
+}
+
+}  // namespace stockmixer

@@ -1,0 +1,217 @@
+// stockmixer/optim/adam.hpp — Adam, bit for bit as torch.optim.Adam / torch.optim.AdamW of PyTorch 1.13
+// (single-tensor CPU path: foreach=False, amsgrad=False, maximize=False), in float or double.
+//
+//   once per step():  t += 1                                   (one counter for all tensors)
+//   per element, in PyTorch's order, each line rounded to T as PyTorch rounds it:
+//     L2 decay (Adam)       g  = g + wd·p                      grad.add(param, alpha=wd)        fused
+//     decoupled (AdamW)     p  = p · (1 − lr·wd)               param.mul_(1 - lr*wd)
+//     first moment          m  = m·β1 + (1 − β1)·g             exp_avg.mul_(β1).add_(g, 1-β1)   fused
+//     second moment         v  = v·β2 + ((1 − β2)·g)·g         exp_avg_sq.mul_(β2).addcmul_(g, g, 1-β2)  fused
+//     denominator           d  = √v / √(1 − β2^t) + ε          (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+//     update                p  = p + ((−lr / (1 − β1^t))·m) / d   param.addcdiv_(m, d, value=-step_size)
+//   The scalars 1 − β, β^t, 1 − β^t, √(1 − β2^t), lr / (1 − β1^t), 1 − lr·wd are computed in double
+//   as Python computes them, then rounded once to T where PyTorch's kernels take them.
+//   "fused": PyTorch's CPU kernels (AVX2 build, the capability Debian's torch picks on any x86-64 with
+//   AVX2) evaluate `a + s·b` and `a + s·b·c` with a fused multiply-add; we call std::fma there, so the
+//   result is the same on any CPU and with any compiler flags.
+//   stores  per tensor exp_avg m and exp_avg_sq v (zero at first), and the step count t.
+//
+// adam_update is the kernel: one tensor, contiguous memory, no allocation, threads by fixed chunks
+// (results do not depend on the thread count). Adam<T> owns the moments of a list of parameters.
+// Math: docs/math/adam.md · tests: tests/test_optim.cpp (fixtures: tests/make_optim_fixtures.py)
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/parallel.hpp"
+#include "stockmixer/tensor.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+// torch.optim.Adam(lr, betas=(beta1, beta2), eps, weight_decay) when decoupled_weight_decay is false;
+// torch.optim.AdamW(...) when it is true (note: AdamW's default weight_decay is 0.01, ours is 0).
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;
+
+  // PyTorch's checks: lr >= 0, 0 <= beta1 < 1, 0 <= beta2 < 1, eps >= 0, weight_decay >= 0 (NaN
+  // fails every one). Throws stockmixer::Error naming the option and its value.
+  void validate() const;
+};
+
+// One Adam step on one tensor of n contiguous values. `step` is the step number after this step's
+// increment (1 on the first step); param, exp_avg and exp_avg_sq are updated in place, grad is read
+// only (L2 weight decay is applied to a copy, as PyTorch's grad.add does).
+template <class T>
+void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, std::int64_t step,
+                 const AdamOptions& opt);
+
+// A parameter as the optimiser sees it: its name (for checkpoints), values and gradient, both of
+// `size` contiguous values owned by somebody else.
+template <class T>
+struct AdamParam {
+  std::string name;
+  T* value;
+  T* grad;
+  Index size;
+};
+
+template <class T>
+class Adam {
+  static_assert(std::is_floating_point_v<T>, "Adam<T> works in float or double");
+
+ public:
+  // Validates the options and the parameters (non-null, size >= 0, distinct names) and allocates the
+  // moment buffers, zero-filled; nothing allocates after this.
+  explicit Adam(std::vector<AdamParam<T>> params, AdamOptions options = {});
+
+  void step();       // t += 1, then adam_update on every parameter with the same t
+  void zero_grad();  // every gradient set to 0
+
+  std::int64_t steps() const { return steps_; }
+  const AdamOptions& options() const { return options_; }
+  Index num_params() const { return static_cast<Index>(params_.size()); }
+  const AdamParam<T>& param(Index i) const { return params_.at(static_cast<std::size_t>(i)); }
+
+  // The moments of parameter i, [size] (read them to save a checkpoint, write them to restore one).
+  TensorMap<T> exp_avg(Index i) { return exp_avg_.at(static_cast<std::size_t>(i)).map(); }
+  TensorMap<const T> exp_avg(Index i) const { return exp_avg_.at(static_cast<std::size_t>(i)).map(); }
+  TensorMap<T> exp_avg_sq(Index i) { return exp_avg_sq_.at(static_cast<std::size_t>(i)).map(); }
+  TensorMap<const T> exp_avg_sq(Index i) const { return exp_avg_sq_.at(static_cast<std::size_t>(i)).map(); }
+
+  // Restores the step count of a checkpoint (the moments are restored through exp_avg / exp_avg_sq).
+  void set_state(std::int64_t steps);
+
+ private:
+  std::vector<AdamParam<T>> params_;
+  AdamOptions options_;
+  std::int64_t steps_ = 0;
+  std::vector<Tensor<T>> exp_avg_, exp_avg_sq_;  // one [size] tensor per parameter
+};
+
+// ---- implementation --------------------------------------------------------------------------------
+
+namespace detail {
+inline std::string adam_value_str(double v) {
+  std::ostringstream s;
+  s.precision(17);
+  s << v;
+  return s.str();
+}
+
+inline void adam_check(bool ok, const char* option, double value, const char* expected) {
+  if (!ok)
+    throw Error(std::string("stockmixer::AdamOptions: invalid ") + option + " " + adam_value_str(value) +
+                " (expected " + expected + ")");
+}
+}  // namespace detail
+
+inline void AdamOptions::validate() const {
+  detail::adam_check(lr >= 0.0, "lr", lr, "lr >= 0");
+  detail::adam_check(beta1 >= 0.0 && beta1 < 1.0, "beta1", beta1, "0 <= beta1 < 1");
+  detail::adam_check(beta2 >= 0.0 && beta2 < 1.0, "beta2", beta2, "0 <= beta2 < 1");
+  detail::adam_check(eps >= 0.0, "eps", eps, "eps >= 0");
+  detail::adam_check(weight_decay >= 0.0, "weight_decay", weight_decay, "weight_decay >= 0");
+}
+
+template <class T>
+void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, std::int64_t step,
+                 const AdamOptions& opt) {
+  opt.validate();
+  if (step < 1) throw Error("stockmixer::adam_update: step " + std::to_string(step) + " (expected >= 1)");
+  if (n < 0) throw Error("stockmixer::adam_update: negative size " + std::to_string(n));
+
+  // Scalars in double, as Python computes them (step is a float in PyTorch's state: beta ** step is
+  // pow(double, double)), then rounded once to T where the tensor kernels receive them.
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(opt.beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(opt.beta2, t);
+  const double step_size = opt.lr / bias_correction1;
+  const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+
+  const bool l2 = !opt.decoupled_weight_decay && opt.weight_decay != 0.0;
+  const bool decoupled = opt.decoupled_weight_decay && opt.weight_decay != 0.0;  // p·1 is p: skipped
+  const T wd = static_cast<T>(opt.weight_decay);                  // grad.add(param, alpha=wd)
+  const T decay = static_cast<T>(1.0 - opt.lr * opt.weight_decay);  // param.mul_(1 - lr*wd)
+  const T beta1 = static_cast<T>(opt.beta1);                     // exp_avg.mul_(beta1)
+  const T one_minus_beta1 = static_cast<T>(1.0 - opt.beta1);     // .add_(grad, alpha=1-beta1)
+  const T beta2 = static_cast<T>(opt.beta2);                     // exp_avg_sq.mul_(beta2)
+  const T one_minus_beta2 = static_cast<T>(1.0 - opt.beta2);     // .addcmul_(grad, grad, value=1-beta2)
+  const T bc2_sqrt = static_cast<T>(bias_correction2_sqrt);      // exp_avg_sq.sqrt() / bc2_sqrt
+  const T eps = static_cast<T>(opt.eps);                         // .add_(eps)
+  const T neg_step_size = static_cast<T>(-step_size);            // addcdiv_(value=-step_size)
+
+  parallel_for(n, 8192, [&](Index i0, Index i1) {
+    // AdamW's decay is its own pass, as in PyTorch: p·decay is rounded and stored before the update
+    // adds to it, and a compiler that contracts across statements cannot fuse the two.
+    if (decoupled)
+      for (Index i = i0; i < i1; ++i) param[i] = param[i] * decay;
+    for (Index i = i0; i < i1; ++i) {
+      T g = grad[i];
+      if (l2) g = std::fma(param[i], wd, g);                                     // g + wd·p
+      const T m = std::fma(g, one_minus_beta1, exp_avg[i] * beta1);              // m·β1 + (1−β1)·g
+      const T v = std::fma(one_minus_beta2 * g, g, exp_avg_sq[i] * beta2);       // v·β2 + ((1−β2)·g)·g
+      const T denom = std::sqrt(v) / bc2_sqrt + eps;                             // √v / √bc2 + ε
+      exp_avg[i] = m;
+      exp_avg_sq[i] = v;
+      param[i] = param[i] + (neg_step_size * m) / denom;                         // p + (−s·m) / d
+    }
+  });
+}
+
+template <class T>
+Adam<T>::Adam(std::vector<AdamParam<T>> params, AdamOptions options)
+    : params_(std::move(params)), options_(options) {
+  options_.validate();
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    const std::string what = "stockmixer::Adam: parameter " + std::to_string(i) + " '" + p.name + "'";
+    if (p.size < 0) throw Error(what + " has negative size " + std::to_string(p.size));
+    if (p.size > 0 && (p.value == nullptr || p.grad == nullptr))
+      throw Error(what + " has a null value or gradient pointer");
+    for (std::size_t j = 0; j < i; ++j)
+      if (params_[j].name == p.name) throw Error(what + " repeats the name of parameter " + std::to_string(j));
+  }
+  exp_avg_.reserve(params_.size());
+  exp_avg_sq_.reserve(params_.size());
+  for (const auto& p : params_) {
+    exp_avg_.emplace_back(Shape{p.size});
+    exp_avg_sq_.emplace_back(Shape{p.size});
+  }
+}
+
+template <class T>
+void Adam<T>::step() {
+  ++steps_;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    adam_update(p.value, exp_avg_[i].data(), exp_avg_sq_[i].data(), p.grad, p.size, steps_, options_);
+  }
+}
+
+template <class T>
+void Adam<T>::zero_grad() {
+  for (const auto& p : params_) std::fill(p.grad, p.grad + p.size, T(0));
+}
+
+template <class T>
+void Adam<T>::set_state(std::int64_t steps) {
+  if (steps < 0) throw Error("stockmixer::Adam::set_state: negative step count " + std::to_string(steps));
+  steps_ = steps;
+}
+
+}  // namespace stockmixer

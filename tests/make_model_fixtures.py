@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+"""Writes the PyTorch golden fixtures for the whole StockMixer model (tests/test_model_torch.cpp).
+
+Run with Debian's python3-torch (installed by cmake/install-deps.sh):
+
+    /usr/bin/python3 tests/make_model_fixtures.py            # rewrite tests/fixtures/model/
+    /usr/bin/python3 tests/make_model_fixtures.py --check    # regenerate in a temp dir and compare
+
+The model below is the original src/model.py, as the article prints it, with one generalisation:
+MultTime2dMixer's scale length is T // 2 instead of the hard-coded 8 (the same for T = 16, the only T
+the original runs with), so that smaller shapes can be tested: tiny (N = 11, T = 8, C = 3, M = 4),
+mid (N = 200, T = 8, C = 3, M = 10) and NASDAQ's (N = 1026, T = 16, C = 5, M = 20).
+
+Each case folder tests/fixtures/model/<case>/ holds
+    meta.json                   N, T, C, M, alpha, steps, lr
+    params/<state_dict key>.npy the initial weights (float32; PyTorch's default init, seeded)
+    x.npy, gt.npy, base.npy, mask.npy   one batch ([N, T, C] and [N, 1]), float32
+    <out>.f32.npy / .f64.npy    prediction, rr, loss, reg_loss, rank_loss from the float32 / float64 model
+    grads/<key>.f32.npy / .f64.npy      d(loss)/d(parameter), every parameter
+    trajectory: x_<k>.npy ... for two batches, and losses.f32/.f64.npy: the loss before each of 10
+    torch.optim.Adam steps (lr 1e-3) alternating the two batches, plus final params/<key>.f32/.f64.
+"""
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "fixtures" / "model"
+
+# ---- the original model (src/model.py) -------------------------------------------------------------
+
+acv = nn.GELU()
+
+
+def get_loss(prediction, ground_truth, base_price, mask, batch_size, alpha):
+    all_one = torch.ones(batch_size, 1, dtype=prediction.dtype)  # the original: dtype=torch.float32
+    return_ratio = torch.div(torch.sub(prediction, base_price), base_price)
+    reg_loss = F.mse_loss(return_ratio * mask, ground_truth * mask)
+    pre_pw_dif = torch.sub(return_ratio @ all_one.t(), all_one @ return_ratio.t())
+    gt_pw_dif = torch.sub(all_one @ ground_truth.t(), ground_truth @ all_one.t())
+    mask_pw = mask @ mask.t()
+    rank_loss = torch.mean(F.relu(pre_pw_dif * gt_pw_dif * mask_pw))
+    loss = reg_loss + alpha * rank_loss
+    return loss, reg_loss, rank_loss, return_ratio
+
+
+class MixerBlock(nn.Module):
+    def __init__(self, mlp_dim, hidden_dim, dropout=0.0):
+        super().__init__()
+        self.mlp_dim = mlp_dim
+        self.dropout = dropout
+        self.dense_1 = nn.Linear(mlp_dim, hidden_dim)
+        self.LN = acv
+        self.dense_2 = nn.Linear(hidden_dim, mlp_dim)
+
+    def forward(self, x):
+        x = self.dense_1(x)
+        x = self.LN(x)
+        if self.dropout != 0.0:
+            x = F.dropout(x, p=self.dropout)
+        x = self.dense_2(x)
+        if self.dropout != 0.0:
+            x = F.dropout(x, p=self.dropout)
+        return x
+
+
+class TriU(nn.Module):
+    def __init__(self, time_step):
+        super().__init__()
+        self.time_step = time_step
+        self.triU = nn.ParameterList([nn.Linear(i + 1, 1) for i in range(time_step)])
+
+    def forward(self, inputs):
+        x = self.triU[0](inputs[:, :, 0].unsqueeze(-1))
+        for i in range(1, self.time_step):
+            x = torch.cat([x, self.triU[i](inputs[:, :, 0:i + 1])], dim=-1)
+        return x
+
+
+class Mixer2dTriU(nn.Module):
+    def __init__(self, time_steps, channels):
+        super().__init__()
+        self.LN_1 = nn.LayerNorm([time_steps, channels])
+        self.LN_2 = nn.LayerNorm([time_steps, channels])
+        self.timeMixer = TriU(time_steps)
+        self.channelMixer = MixerBlock(channels, channels)
+
+    def forward(self, inputs):
+        x = self.LN_1(inputs)
+        x = x.permute(0, 2, 1)
+        x = self.timeMixer(x)
+        x = x.permute(0, 2, 1)
+        x = self.LN_2(x + inputs)
+        y = self.channelMixer(x)
+        return x + y
+
+
+class MultTime2dMixer(nn.Module):
+    def __init__(self, time_step, channel, scale_dim=8):
+        super().__init__()
+        self.mix_layer = Mixer2dTriU(time_step, channel)
+        self.scale_mix_layer = Mixer2dTriU(scale_dim, channel)
+
+    def forward(self, inputs, y):
+        y = self.scale_mix_layer(y)
+        x = self.mix_layer(inputs)
+        return torch.cat([inputs, x, y], dim=1)
+
+
+class NoGraphMixer(nn.Module):
+    def __init__(self, stocks, hidden_dim=20):
+        super().__init__()
+        self.dense1 = nn.Linear(stocks, hidden_dim)
+        self.activation = nn.Hardswish()
+        self.dense2 = nn.Linear(hidden_dim, stocks)
+        self.layer_norm_stock = nn.LayerNorm(stocks)
+
+    def forward(self, inputs):
+        x = inputs
+        x = x.permute(1, 0)
+        x = self.layer_norm_stock(x)
+        x = self.dense1(x)
+        x = self.activation(x)
+        x = self.dense2(x)
+        x = x.permute(1, 0)
+        return x
+
+
+class StockMixer(nn.Module):
+    def __init__(self, stocks, time_steps, channels, market, scale):
+        super().__init__()
+        scale_dim = time_steps // 2  # the original: 8
+        self.mixer = MultTime2dMixer(time_steps, channels, scale_dim=scale_dim)
+        self.channel_fc = nn.Linear(channels, 1)
+        self.time_fc = nn.Linear(time_steps * 2 + scale_dim, 1)
+        self.conv = nn.Conv1d(in_channels=channels, out_channels=channels, kernel_size=2, stride=2)
+        self.stock_mixer = NoGraphMixer(stocks, market)
+        self.time_fc_ = nn.Linear(time_steps * 2 + scale_dim, 1)
+
+    def forward(self, inputs):
+        x = inputs.permute(0, 2, 1)
+        x = self.conv(x)
+        x = x.permute(0, 2, 1)
+        y = self.mixer(inputs, x)
+        y = self.channel_fc(y).squeeze(-1)
+        z = self.stock_mixer(y)
+        y = self.time_fc(y)
+        z = self.time_fc_(z)
+        return y + z
+
+
+# ---- fixtures --------------------------------------------------------------------------------------
+
+def save(path, tensor):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = tensor.detach().contiguous().numpy()
+    np.save(path, a.reshape(a.shape if a.ndim else (1,)))
+
+
+def batch(gen, n, t, c):
+    """A normalised-price-like batch: features near 1, a base price, small returns, ~10% masked."""
+    x = 1.0 + 0.05 * torch.randn(n, t, c, generator=gen)
+    base = x[:, -1, -1:].clone()
+    gt = 0.02 * torch.randn(n, 1, generator=gen)
+    mask = (torch.rand(n, 1, generator=gen) >= 0.1).to(torch.float32)
+    return x, gt, base, mask
+
+
+def write_case(root, name, n, t, c, m, seed, alpha=0.1, steps=10, lr=1e-3):
+    d = root / name
+    d.mkdir(parents=True)
+    torch.manual_seed(seed)
+    model32 = StockMixer(n, t, c, m, 3)
+    init = {k: v.detach().clone() for k, v in model32.state_dict().items()}
+    (d / "meta.json").write_text(json.dumps(
+        {"stocks": n, "lookback": t, "features": c, "market": m, "alpha": alpha, "steps": steps, "lr": lr,
+         "num_parameters": sum(p.numel() for p in model32.parameters()),
+         "state_dict": [[k, list(v.shape)] for k, v in init.items()]},
+        indent=1) + "\n")
+    for k, v in init.items():
+        save(d / "params" / f"{k}.npy", v)
+    gen = torch.Generator().manual_seed(seed + 1)
+    batches = [batch(gen, n, t, c) for _ in range(2)]
+    for b, names in enumerate([("x", "gt", "base", "mask"), ("x_1", "gt_1", "base_1", "mask_1")]):
+        for key, tensor in zip(names, batches[b]):
+            save(d / f"{key}.npy", tensor)
+
+    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+        model = StockMixer(n, t, c, m, 3).to(dtype)
+        model.load_state_dict({k: v.to(dtype) for k, v in init.items()})
+        x, gt, base, mask = (v.to(dtype) for v in batches[0])
+        pred = model(x)
+        loss, reg, rank, rr = get_loss(pred, gt, base, mask, n, alpha)
+        loss.backward()
+        for key, value in (("prediction", pred), ("rr", rr), ("loss", loss), ("reg_loss", reg), ("rank_loss", rank)):
+            save(d / f"{key}.{suffix}.npy", value)
+        for k, p in model.named_parameters():
+            save(d / "grads" / f"{k}.{suffix}.npy", p.grad)
+
+        # 10 Adam steps, alternating the two batches, as the training loop does (zero_grad, forward,
+        # get_loss, backward, step).
+        model.load_state_dict({k: v.to(dtype) for k, v in init.items()})
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        for step in range(steps):
+            x, gt, base, mask = (v.to(dtype) for v in batches[step % 2])
+            opt.zero_grad()
+            loss, _, _, _ = get_loss(model(x), gt, base, mask, n, alpha)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        save(d / f"losses.{suffix}.npy", torch.stack(losses))
+        for k, v in model.state_dict().items():
+            save(d / "final" / f"{k}.{suffix}.npy", v)
+
+
+def write_all(root):
+    torch.set_num_threads(1)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    write_case(root, "tiny", n=11, t=8, c=3, m=4, seed=100)
+    write_case(root, "mid", n=200, t=8, c=3, m=10, seed=150)
+    write_case(root, "nasdaq", n=1026, t=16, c=5, m=20, seed=200)
+
+
+def check(committed):
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "model"
+        write_all(fresh)
+        names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+        old = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+        if names != old:
+            print("fixture files differ:", sorted(set(names) ^ set(old))[:10])
+            return 1
+        worst = 0.0
+        for rel in names:
+            if rel.suffix == ".json":
+                if (fresh / rel).read_text() != (committed / rel).read_text():
+                    print(f"{rel}: differs")
+                    return 1
+                continue
+            a, b = np.load(fresh / rel), np.load(committed / rel)
+            scale = max(float(np.abs(b).max()), 1e-30)
+            err = float(np.abs(a.astype(np.float64) - b).max()) / scale
+            worst = max(worst, err)
+            if a.shape != b.shape or err > 1e-5:
+                print(f"{rel}: regenerated values differ ({a.shape} vs {b.shape}, {err:.3g})")
+                return 1
+        print(f"{len(names)} fixture files reproduce (largest relative difference {worst:.3g})")
+        return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (default: %(default)s)")
+    ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
+    args = ap.parse_args()
+    if args.check:
+        return check(args.out)
+    write_all(args.out)
+    print(f"wrote {sum(1 for _ in args.out.rglob('*.npy'))} arrays under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""Writes the PyTorch golden fixtures the optimiser tests compare against (tests/test_optim.cpp).
+
+Run with Debian's python3-torch 1.13 (installed by cmake/install-deps.sh):
+
+    /usr/bin/python3 tests/make_optim_fixtures.py            # rewrite tests/fixtures/optim/
+    /usr/bin/python3 tests/make_optim_fixtures.py --check    # regenerate in a temp dir, compare
+
+Every case is a folder tests/fixtures/optim/<case>/ holding, for the three parameters of PARAMS,
+    meta.json                     the optimiser (Adam or AdamW), its options, the step count and the
+                                  parameters' names and shapes, in the order they are given to it
+    <param>.npy                   the initial value                     float64 array of float32 values
+    <param>.grads.npy             [STEPS, *shape] the gradient of each step   (same: float and double
+                                  runs see the same numbers)
+    <param>.values.f32.npy        [STEPS, *shape] the parameter after each step, PyTorch in float32
+    <param>.exp_avg.f32.npy       exp_avg after the last step
+    <param>.exp_avg_sq.f32.npy    exp_avg_sq after the last step
+    ... and the same three with .f64.npy, PyTorch in float64.
+
+PyTorch runs its single-tensor CPU path (foreach=False, amsgrad=False, maximize=False) with one
+thread. The three parameters have different sizes (one below AVX2's 16-float vector loop, so PyTorch's
+scalar tail is covered) and gradients of different scales (1, 1e-3, 1e-6), so that eps matters for
+the smallest.
+"""
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "fixtures" / "optim"
+
+STEPS = 10
+# name, shape, gradient scale
+PARAMS = (("weight", (6, 7), 1.0), ("bias", (13,), 1e-3), ("kernel", (2, 3, 5), 1e-6))
+DTYPES = ((torch.float32, "f32"), (torch.float64, "f64"))
+
+
+def case(root, name, seed, optimizer, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """One optimiser configuration: seeded inputs, then 10 steps in float32 and in float64."""
+    out = root / name
+    out.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(seed)
+    init, grads = {}, {}
+    for pname, shape, scale in PARAMS:
+        init[pname] = torch.randn(*shape, generator=gen).to(torch.float32)
+        grads[pname] = (torch.randn(STEPS, *shape, generator=gen) * scale).to(torch.float32)
+        np.save(out / f"{pname}.npy", init[pname].to(torch.float64).numpy())
+        np.save(out / f"{pname}.grads.npy", grads[pname].to(torch.float64).numpy())
+
+    cls = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}[optimizer]
+    for dtype, suffix in DTYPES:
+        params = [init[pname].to(dtype).clone().requires_grad_(True) for pname, _, _ in PARAMS]
+        opt = cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=False,
+                  foreach=False, maximize=False)
+        values = {pname: [] for pname, _, _ in PARAMS}
+        for k in range(STEPS):
+            for p, (pname, _, _) in zip(params, PARAMS):
+                p.grad = grads[pname][k].to(dtype).clone()
+            opt.step()
+            for p, (pname, _, _) in zip(params, PARAMS):
+                values[pname].append(p.detach().clone())
+        for p, (pname, _, _) in zip(params, PARAMS):
+            state = opt.state[p]
+            assert int(state["step"].item()) == STEPS
+            np.save(out / f"{pname}.values.{suffix}.npy", torch.stack(values[pname]).numpy())
+            np.save(out / f"{pname}.exp_avg.{suffix}.npy", state["exp_avg"].numpy())
+            np.save(out / f"{pname}.exp_avg_sq.{suffix}.npy", state["exp_avg_sq"].numpy())
+
+    meta = {
+        "optimizer": optimizer,
+        "lr": lr, "beta1": betas[0], "beta2": betas[1], "eps": eps, "weight_decay": weight_decay,
+        "decoupled_weight_decay": optimizer == "AdamW",
+        "steps": STEPS,
+        "params": [{"name": pname, "shape": list(shape)} for pname, shape, _ in PARAMS],
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def write_all(root):
+    torch.set_num_threads(1)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    case(root, "adam", 1, "Adam", lr=1e-3)                                   # the defaults
+    case(root, "adam_l2", 2, "Adam", lr=1e-2, weight_decay=0.01)             # L2: grad += wd·param
+    case(root, "adamw", 3, "AdamW", lr=1e-2, weight_decay=0.1)               # decoupled: param *= 1 − lr·wd
+    case(root, "adam_betas", 4, "Adam", lr=1e-3, betas=(0.8, 0.99), eps=1e-6)  # other betas, a larger eps
+
+
+def check(committed):
+    """Regenerates into a temp dir and compares to the committed fixtures (same files, same values)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "optim"
+        write_all(fresh)
+        names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+        old = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+        if names != old:
+            print("fixture files differ:", sorted(set(names) ^ set(old)))
+            return 1
+        worst = 0.0
+        for rel in names:
+            if rel.suffix == ".json":
+                if (fresh / rel).read_text() != (committed / rel).read_text():
+                    print(f"{rel}: differs")
+                    return 1
+                continue
+            a, b = np.load(fresh / rel), np.load(committed / rel)
+            if a.shape != b.shape or a.dtype != b.dtype:
+                print(f"{rel}: shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
+                return 1
+            scale = max(float(np.abs(b).max()), 1e-30)
+            err = float(np.abs(a.astype(np.float64) - b).max()) / scale
+            worst = max(worst, err)
+            # Bit-identical on a CPU where PyTorch runs its AVX2 kernels (fused multiply-adds); a CPU
+            # without them rounds a few operations differently, a few ulps.
+            if err > 1e-5:
+                print(f"{rel}: regenerated values differ by {err:.3g} (relative)")
+                return 1
+        print(f"{len(names)} fixture files reproduce (largest relative difference {worst:.3g})")
+        return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (default: %(default)s)")
+    ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
+    args = ap.parse_args()
+    if args.check:
+        return check(args.out)
+    write_all(args.out)
+    print(f"wrote {sum(1 for _ in args.out.rglob('*.npy'))} arrays under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

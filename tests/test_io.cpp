@@ -1,0 +1,499 @@
+// safetensors checkpoints (stockmixer/io/safetensors.hpp): round trips, conversions, every malformed
+// file the reader must reject with a precise error, atomic saves, and PyTorch both ways
+// (tests/make_io_fixtures.py writes tests/fixtures/io/ and checks that PyTorch reads what we write).
+#include <stockmixer/io/safetensors.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+using namespace stockmixer;
+using stockmixer::io::SafetensorsReader;
+using stockmixer::io::save_safetensors;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag)
+      : path_(fs::temp_directory_path() / ("stockmixer_test_io_" + std::to_string(::getpid()) + "_" + tag)) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+std::string u64_le(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int b = 0; b < 8; ++b) s[static_cast<std::size_t>(b)] = static_cast<char>((v >> (8 * b)) & 0xFF);
+  return s;
+}
+
+// A file with header `header` (its true length) and then `data`, or `data_bytes` zero bytes.
+std::string st_file(const std::string& header, const std::string& data) {
+  return u64_le(header.size()) + header + data;
+}
+std::string st_file(const std::string& header, std::size_t data_bytes) {
+  return st_file(header, std::string(data_bytes, '\0'));
+}
+
+template <class T>
+Tensor<T> iota_tensor(Shape shape, double start) {
+  Tensor<T> t(shape);
+  for (Index i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(start + 0.37 * static_cast<double>(i) - 1.0 / 3.0);
+  return t;
+}
+
+template <class T>
+bool bit_equal(const Tensor<T>& a, const Tensor<T>& b) {
+  if (a.shape() != b.shape()) return false;
+  for (Index i = 0; i < a.size(); ++i)
+    if (a.data()[i] != b.data()[i]) return false;
+  return true;
+}
+
+// The tensors the [interop] case writes for tests/make_io_fixtures.py --check-cpp (same list there).
+struct CppSpec {
+  std::string name;
+  Shape shape;
+};
+std::vector<CppSpec> cpp_tensor_specs() {
+  return {{"z.written_first", {2, 3}}, {"a.vector", {5}}, {"scalar", {}},
+          {"rank4", {2, 1, 3, 2}},     {"empty", {0, 4}}, {"rank3", {3, 2, 2}}};
+}
+double cpp_value(int k, Index i) { return static_cast<double>((i * 7 + k * 5) % 23 - 11) / 7.0 + 0.5 * k; }
+const std::map<std::string, std::string> kCppMetadata = {
+    {"producer", "stockmixer test_io"}, {"note", "ünïcode ✓"}, {"empty", ""}};
+
+template <class T>
+std::vector<Tensor<T>> cpp_tensors() {
+  std::vector<Tensor<T>> out;
+  int k = 0;
+  for (const auto& spec : cpp_tensor_specs()) {
+    Tensor<T> t(spec.shape);
+    for (Index i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(cpp_value(k, i));
+    out.push_back(std::move(t));
+    ++k;
+  }
+  return out;
+}
+
+template <class T>
+void round_trip(const TempDir& dir) {
+  const std::string path = dir.file(std::string("round_trip_") + io::dtype_name<T>() + ".safetensors");
+  const auto t0 = iota_tensor<T>(Shape{}, 4.0);                // rank 0
+  const auto t1 = iota_tensor<T>(Shape{7}, -2.0);              // rank 1
+  const auto t2 = iota_tensor<T>(Shape{3, 5}, 1.5);            // rank 2
+  const auto t3 = iota_tensor<T>(Shape{2, 3, 4}, 0.25);        // rank 3
+  const auto t4 = iota_tensor<T>(Shape{2, 1, 3, 2}, -0.75);    // rank 4
+  const auto te = iota_tensor<T>(Shape{0, 5}, 0.0);            // empty
+  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"epoch", "12"}, {"note", "ä ✓"}};
+  save_safetensors<T>(path, {{"t4", t4}, {"t0", t0}, {"t2", t2}, {"empty", te}, {"t1", t1}, {"t3", t3}}, meta);
+
+  REQUIRE_FALSE(fs::exists(path + ".tmp"));
+  const std::string raw = slurp(path);
+  REQUIRE(raw.size() >= 8);
+  std::uint64_t h = 0;
+  for (int b = 7; b >= 0; --b) h = (h << 8) | static_cast<unsigned char>(raw[static_cast<std::size_t>(b)]);
+  REQUIRE(h % 8 == 0);  // padded: the data section starts 8-aligned
+  const std::string header = raw.substr(8, h);
+  const std::string compact = header.substr(0, header.find_last_not_of(' ') + 1);  // spaces only as padding
+  REQUIRE(nlohmann::ordered_json::parse(compact).dump() == compact);                 // and no others
+  REQUIRE(header.find("\"t4\"") < header.find("\"t0\""));          // entries in the order given
+  REQUIRE(raw.size() == 8 + h + sizeof(T) * (1 + 7 + 15 + 24 + 12));
+
+  const SafetensorsReader r(path);
+  REQUIRE(r.metadata() == meta);
+  REQUIRE(r.names() == std::vector<std::string>{"empty", "t0", "t1", "t2", "t3", "t4"});
+  REQUIRE(r.contains("t3"));
+  REQUIRE_FALSE(r.contains("t5"));
+  REQUIRE(r.info("t4").dtype == io::dtype_name<T>());
+  REQUIRE(r.info("t4").begin == 0);  // data in the order given
+  REQUIRE(r.info("t0").begin == 12 * sizeof(T));
+  REQUIRE(r.info("t3").shape == std::vector<Index>{2, 3, 4});
+  REQUIRE(r.info("t0").shape.empty());
+  CHECK(bit_equal(r.read<T>("t0"), t0));
+  CHECK(bit_equal(r.read<T>("t1"), t1));
+  CHECK(bit_equal(r.read<T>("t2"), t2));
+  CHECK(bit_equal(r.read<T>("t3"), t3));
+  CHECK(bit_equal(r.read<T>("t4"), t4));
+  CHECK(bit_equal(r.read<T>("empty"), te));
+
+  Tensor<T> into({3, 5});
+  r.read<T>("t2", into.map());
+  CHECK(bit_equal(into, t2));
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: dtype names", "[io]") {
+  REQUIRE(io::dtype_name<float>() == "F32");
+  REQUIRE(io::dtype_name<double>() == "F64");
+}
+
+TEST_CASE("safetensors: float and double round trips, rank 0..4, metadata", "[io]") {
+  const TempDir dir("round_trip");
+  round_trip<float>(dir);
+  round_trip<double>(dir);
+
+  // No metadata: no __metadata__ entry at all; a file can hold no tensors.
+  const std::string path = dir.file("plain.safetensors");
+  const Tensor<float> a({2, 2}, {1.f, 2.f, 3.f, 4.f});
+  save_safetensors<float>(path, {{"a", a}});
+  REQUIRE(slurp(path).find("__metadata__") == std::string::npos);
+  REQUIRE(SafetensorsReader(path).metadata().empty());
+  save_safetensors<double>(path, {});
+  REQUIRE(SafetensorsReader(path).names().empty());
+  REQUIRE(slurp(path).size() == 16);  // "{}" padded to 8
+}
+
+TEST_CASE("safetensors: F32 read into double and F64 into float", "[io]") {
+  const TempDir dir("convert");
+  const std::string path = dir.file("mixed.safetensors");
+  const auto f = iota_tensor<float>(Shape{3, 4}, 0.1);
+  const auto d = iota_tensor<double>(Shape{2, 5}, -0.3);
+  save_safetensors<float>(path, {{"f", f}});
+  const SafetensorsReader rf(path);
+  const auto f_as_d = rf.read<double>("f");
+  for (Index i = 0; i < f.size(); ++i) REQUIRE(f_as_d.data()[i] == static_cast<double>(f.data()[i]));
+
+  save_safetensors<double>(path, {{"d", d}});
+  const SafetensorsReader rd(path);
+  Tensor<float> d_as_f({2, 5});
+  rd.read<float>("d", d_as_f.map());
+  for (Index i = 0; i < d.size(); ++i) REQUIRE(d_as_f.data()[i] == static_cast<float>(d.data()[i]));
+}
+
+TEST_CASE("safetensors: read errors name the file, the tensor and the mismatch", "[io]") {
+  const TempDir dir("read_errors");
+  const std::string path = dir.file("w.safetensors");
+  const Tensor<float> w({2, 3});
+  save_safetensors<float>(path, {{"w", w}});
+  const SafetensorsReader r(path);
+  Tensor<float> wrong({3, 2});
+  REQUIRE_THROWS_WITH(r.read<float>("w", wrong.map()),
+                      Catch::Contains(path + ": tensor 'w' has shape [2, 3], expected [3, 2]"));
+  Tensor<double> flat({6});
+  REQUIRE_THROWS_WITH(r.read<double>("w", flat.map()), Catch::Contains("has shape [2, 3], expected [6]"));
+  REQUIRE_THROWS_WITH(r.info("nope"), Catch::Contains(path) && Catch::Contains("no tensor named 'nope'") &&
+                                          Catch::Contains("'w'"));
+  REQUIRE_THROWS_WITH(r.read<float>("nope"), Catch::Contains("no tensor named 'nope'"));
+
+  // A dtype the format knows but we do not convert; a rank above 4 (fine on open, not as a Tensor).
+  const std::string other = dir.file("other.safetensors");
+  write_bytes(other, st_file(R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
+                             R"("r5":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[4,12]}})",
+                             12));
+  const SafetensorsReader ro(other);
+  REQUIRE(ro.info("h").dtype == "F16");
+  Tensor<float> h({2});
+  REQUIRE_THROWS_WITH(ro.read<float>("h", h.map()),
+                      Catch::Contains(other) && Catch::Contains("'h' has dtype F16") && Catch::Contains("F32, F64"));
+  REQUIRE(ro.info("r5").shape.size() == 5);
+  REQUIRE_THROWS_WITH(ro.read<float>("r5"), Catch::Contains(other) && Catch::Contains("'r5' has rank 5"));
+}
+
+TEST_CASE("safetensors: malformed files give precise errors and never read out of bounds", "[io]") {
+  const TempDir dir("malformed");
+  int counter = 0;
+  // Writes `bytes` to a fresh file and expects opening it to throw an Error naming it and `phrase`.
+  auto rejects = [&](const std::string& bytes, const std::string& phrase) {
+    const std::string path = dir.file("bad_" + std::to_string(counter++) + ".safetensors");
+    write_bytes(path, bytes);
+    INFO("file contents: " << bytes);
+    REQUIRE_THROWS_AS(SafetensorsReader(path), Error);
+    REQUIRE_THROWS_WITH(SafetensorsReader(path), Catch::Contains(path) && Catch::Contains(phrase));
+  };
+  const std::string ok_entry = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+
+  SECTION("the file itself") {
+    const std::string missing = dir.file("missing.safetensors");
+    REQUIRE_THROWS_WITH(SafetensorsReader(missing), Catch::Contains(missing) && Catch::Contains("cannot open") &&
+                                                        Catch::Contains("no such file"));
+    const std::string a_dir = dir.file("a_directory");
+    fs::create_directories(a_dir);
+    REQUIRE_THROWS_WITH(SafetensorsReader(a_dir), Catch::Contains(a_dir) && Catch::Contains("is a directory"));
+    rejects("", "shorter than 8 bytes");
+    rejects(std::string("\x05\0\0\0\0\0\0", 7), "shorter than 8 bytes");
+    rejects(u64_le(1000) + "{}", "header length 1000 is larger than the file");
+    rejects(u64_le(9) + "{}      ", "is larger than the file");  // 8 bytes follow, 9 claimed
+    rejects(u64_le(std::uint64_t(1) << 62) + "{}", "absurdly large");
+    rejects(u64_le(~std::uint64_t(0)) + "{}", "absurdly large");
+    rejects(u64_le(100'000'001) + "{}", "absurdly large");
+  }
+  SECTION("the header JSON") {
+    rejects(st_file("{not json", 0), "header is not valid JSON");
+    rejects(st_file("{not json", 0), "parse error");  // nlohmann's own message
+    rejects(st_file("", 0), "header is not valid JSON");
+    rejects(st_file("{\"a\":1", 0), "header is not valid JSON");
+    rejects(st_file("{\"\xff\":{}}", 0), "header is not valid JSON");  // not UTF-8
+    rejects(st_file("{} trailing", 0), "header is not valid JSON");
+    rejects(st_file("[1, 2]", 0), "header is not a JSON object");
+    rejects(st_file("\"text\"", 0), "header is not a JSON object");
+    rejects(st_file("{" + ok_entry + "," + ok_entry + "}", 8), "header has the key 'a' twice");
+  }
+  SECTION("entries: missing fields and wrong types") {
+    rejects(st_file(R"({"a":3})", 0), "tensor 'a': header entry is not an object");
+    rejects(st_file(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", 8), "tensor 'a': header entry is missing \"dtype\"");
+    rejects(st_file(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8), "missing \"shape\"");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2]}})", 8), "missing \"data_offsets\"");
+    rejects(st_file(R"({"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}})", 8), "\"dtype\" must be a string");
+    rejects(st_file(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8), "unknown dtype 'F33'");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", 8), "\"shape\" must be an array");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})", 8), "\"shape\" must be an array");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]}})", 8), "\"shape\" must be an array");
+    std::string long_shape = R"({"a":{"dtype":"F32","data_offsets":[0,8],"shape":[)";
+    for (int i = 0; i < 10000; ++i) long_shape += "1,";
+    rejects(st_file(long_shape + "null]}}", 8), "(got [1,1,1,");  // quoted, but cut short
+    REQUIRE_THROWS_WITH(SafetensorsReader(dir.file("bad_" + std::to_string(counter - 1) + ".safetensors")),
+                        Catch::EndsWith("1,1,...)") &&
+                            Catch::Predicate<std::string>([](const std::string& m) { return m.size() < 300; }));
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8),
+            "\"data_offsets\" must be [begin, end]");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}})", 8), "\"data_offsets\" must be");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,"8"]}})", 8), "\"data_offsets\" must be");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", 8), "\"data_offsets\" must be");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":{"begin":0}}})", 8), "\"data_offsets\" must be");
+  }
+  SECTION("entries: shapes, offsets and sizes") {
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2,-3],"data_offsets":[0,8]}})", 8), "negative dimension -3");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,4]}})", 8), "begin 8 > end 4");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4),
+            "tensor 'a': data_offsets end 8 is beyond the data section (4 bytes)");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,18446744073709551615]}})",
+                    8),
+            "byte length mismatch");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]}})",
+                    8),
+            "beyond the data section");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
+            "8 bytes but shape [3] of F32 needs 12 bytes");
+    rejects(st_file(R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,8]}})", 8), "byte length mismatch");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904],"data_offsets":[0,8]}})",
+                    8),
+            "is too large");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,8]}})", 8),
+            "dimension 9223372036854775808");
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[99999999999999999999],"data_offsets":[0,8]}})", 8),
+            "\"shape\" must be an array");  // beyond uint64: parsed as a float
+    rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                    R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                    12),
+            "tensors 'a' [0, 8) and 'b' [4, 12) overlap");
+    rejects(st_file(R"({"b":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                    R"("a":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                    16),
+            "overlap");
+  }
+  SECTION("__metadata__") {
+    rejects(st_file(R"({"__metadata__":{"epoch":12}})", 0), "__metadata__ value for key 'epoch' is not a string");
+    rejects(st_file(R"({"__metadata__":{"a":"x","b":["y"]}})", 0), "for key 'b' is not a string");
+    rejects(st_file(R"({"__metadata__":"pt"})", 0), "\"__metadata__\" must be an object of strings");
+    rejects(st_file(R"({"__metadata__":[]})", 0), "\"__metadata__\" must be an object");
+  }
+}
+
+TEST_CASE("safetensors: what the format allows is accepted", "[io]") {
+  const TempDir dir("accepted");
+  const std::string path = dir.file("ok.safetensors");
+  // Gaps between tensors, any order of offsets, empty tensors anywhere (even inside another's bytes),
+  // padding spaces, null metadata, extra entry keys, a header that does not start at '{'.
+  std::string data(24, '\0');
+  const float one = 1.0f, two = 2.0f;
+  std::memcpy(&data[4], &one, 4);
+  std::memcpy(&data[20], &two, 4);
+  write_bytes(path, st_file(R"(  {"b":{"dtype":"F32","shape":[1],"data_offsets":[20,24]},)"
+                            R"("a":{"dtype":"F32","shape":[1,1],"data_offsets":[4,8],"extra":true},)"
+                            R"("e":{"dtype":"F32","shape":[3,0],"data_offsets":[6,6]},)"
+                            R"("__metadata__":null}      )",
+                            data));
+  const SafetensorsReader r(path);
+  REQUIRE(r.names() == std::vector<std::string>{"a", "b", "e"});
+  REQUIRE(r.metadata().empty());
+  REQUIRE(r.read<float>("a")(0, 0) == 1.0f);
+  REQUIRE(r.read<double>("b")(0) == 2.0);
+  REQUIRE(r.read<float>("e").shape() == Shape{3, 0});
+}
+
+TEST_CASE("safetensors: truncated and corrupted files throw Error, nothing else", "[io]") {
+  const TempDir dir("fuzz");
+  const std::string path = dir.file("good.safetensors");
+  const auto a = iota_tensor<float>(Shape{3, 2}, 0.5);
+  const auto b = iota_tensor<float>(Shape{4}, -1.5);
+  save_safetensors<float>(path, {{"a", a}, {"b", b}}, {{"k", "v"}});
+  const std::string good = slurp(path);
+  const std::string bad = dir.file("bad.safetensors");
+
+  // Every strict prefix is rejected (the data section is always too short or the header cut).
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    write_bytes(bad, good.substr(0, n));
+    INFO("prefix of " << n << " bytes");
+    REQUIRE_THROWS_AS(SafetensorsReader(bad), Error);
+  }
+  // Random changes in the length and the header: either a clean Error or a file that reads. Odd
+  // trials change any byte (mostly broken JSON), even trials swap digits for digits or '-' (valid
+  // JSON, wrong shapes and offsets).
+  std::mt19937_64 rng(7);
+  const std::size_t header_end = good.size() - sizeof(float) * 10;
+  std::vector<std::size_t> digits;
+  for (std::size_t i = 8; i < header_end; ++i)
+    if (good[i] >= '0' && good[i] <= '9') digits.push_back(i);
+  int rejected = 0, accepted = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    std::string mutated = good;
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      if (trial % 2) mutated[rng() % header_end] = static_cast<char>(rng() % 256);
+      else mutated[digits[rng() % digits.size()]] = "0123456789-"[rng() % 11];
+    }
+    write_bytes(bad, mutated);
+    try {
+      const SafetensorsReader r(bad);
+      for (const auto& name : r.names()) {
+        const auto& info = r.info(name);
+        if (info.dtype != "F32" && info.dtype != "F64") continue;
+        if (info.shape.size() <= 4) (void)r.read<double>(name);
+      }
+      ++accepted;
+    } catch (const Error&) {
+      ++rejected;
+    }
+  }
+  INFO(rejected << " rejected, " << accepted << " accepted");
+  REQUIRE(rejected > 0);
+  REQUIRE(accepted > 0);
+}
+
+TEST_CASE("safetensors: save rejects bad input and never leaves a half-written file", "[io]") {
+  const TempDir dir("save_errors");
+  const std::string path = dir.file("model.safetensors");
+  const Tensor<float> w({2, 2}, {1.f, 2.f, 3.f, 4.f});
+  const Tensor<float> v({3}, {5.f, 6.f, 7.f});
+  save_safetensors<float>(path, {{"w", w}}, {{"epoch", "1"}});
+  const std::string before = slurp(path);
+
+  REQUIRE_THROWS_WITH(save_safetensors<float>(path, {{"w", w}, {"v", v}, {"w", v}}),
+                      Catch::Contains(path) && Catch::Contains("duplicate tensor name 'w'"));
+  REQUIRE_THROWS_WITH(save_safetensors<float>(path, {{"__metadata__", w}}), Catch::Contains("is reserved"));
+  REQUIRE_THROWS_WITH(save_safetensors<float>(path, {{"n", TensorMap<const float>(nullptr, Shape{2})}}),
+                      Catch::Contains("tensor 'n' has no data"));
+  REQUIRE_THROWS_WITH(save_safetensors<float>(path, {{"bad\xff", w}}),
+                      Catch::Contains(path) && Catch::Contains("UTF-8"));
+  REQUIRE(slurp(path) == before);
+
+  // The tmp file cannot be created: a directory is in its way (and is not ours to remove).
+  fs::create_directories(path + ".tmp");
+  REQUIRE_THROWS_WITH(save_safetensors<float>(path, {{"v", v}}),
+                      Catch::Contains(path) && Catch::Contains("cannot create"));
+  REQUIRE(fs::is_directory(path + ".tmp"));
+  fs::remove(path + ".tmp");
+  REQUIRE(slurp(path) == before);
+
+  // A directory that does not exist.
+  const std::string nowhere = dir.file("no/such/dir/model.safetensors");
+  REQUIRE_THROWS_WITH(save_safetensors<float>(nowhere, {{"v", v}}), Catch::Contains(nowhere));
+  REQUIRE_FALSE(fs::exists(nowhere));
+
+  // The rename fails (the target is a non-empty directory): the tmp file is removed.
+  const std::string target_dir = dir.file("occupied");
+  fs::create_directories(target_dir + "/inside");
+  REQUIRE_THROWS_WITH(save_safetensors<float>(target_dir, {{"v", v}}),
+                      Catch::Contains(target_dir) && Catch::Contains("cannot rename"));
+  REQUIRE_FALSE(fs::exists(target_dir + ".tmp"));
+  REQUIRE(fs::is_directory(target_dir + "/inside"));
+
+  // A good save replaces the old file whole and leaves no tmp behind.
+  save_safetensors<float>(path, {{"v", v}});
+  REQUIRE_FALSE(fs::exists(path + ".tmp"));
+  const SafetensorsReader r(path);
+  REQUIRE(r.names() == std::vector<std::string>{"v"});
+  REQUIRE(bit_equal(r.read<float>("v"), v));
+}
+
+TEST_CASE("safetensors: reads exactly what PyTorch wrote", "[io][torch]") {
+  const std::string dir = std::string(STOCKMIXER_FIXTURE_DIR) + "/io/";
+  std::ifstream in(dir + "torch_written.json");
+  REQUIRE(in.good());  // else run tests/make_io_fixtures.py
+  const auto expected = nlohmann::json::parse(in);
+  const SafetensorsReader r(dir + "torch_written.safetensors");
+  REQUIRE(r.metadata() == expected.at("metadata").get<std::map<std::string, std::string>>());
+  REQUIRE(r.names().size() == expected.at("tensors").size());
+  for (const auto& e : expected.at("tensors")) {
+    const auto name = e.at("name").get<std::string>();
+    INFO("tensor " << name);
+    const auto shape = e.at("shape").get<std::vector<Index>>();
+    const auto values = e.at("values").get<std::vector<double>>();
+    REQUIRE(r.info(name).dtype == e.at("dtype").get<std::string>());
+    REQUIRE(r.info(name).shape == shape);
+    const auto as_float = r.read<float>(name);
+    const auto as_double = r.read<double>(name);
+    REQUIRE(as_float.shape() == Shape(shape.begin(), shape.end()));
+    REQUIRE(static_cast<std::size_t>(as_double.size()) == values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      REQUIRE(as_double.data()[i] == values[i]);  // F32 values are exact in double
+      REQUIRE(as_float.data()[i] == static_cast<float>(values[i]));
+    }
+  }
+}
+
+// Writes the files tests/make_io_fixtures.py --check-cpp loads with PyTorch (into
+// $STOCKMIXER_IO_EXPORT_DIR when set), and reads them back here.
+TEST_CASE("safetensors: files for PyTorch to read", "[io][interop]") {
+  const char* env = std::getenv("STOCKMIXER_IO_EXPORT_DIR");
+  const TempDir scratch("interop");
+  const std::string out = env && *env ? std::string(env) : scratch.file("");
+  const auto specs = cpp_tensor_specs();
+
+  const auto fs32 = cpp_tensors<float>();
+  const auto fs64 = cpp_tensors<double>();
+  std::vector<std::pair<std::string, TensorMap<const float>>> list32;
+  std::vector<std::pair<std::string, TensorMap<const double>>> list64;
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    list32.emplace_back(specs[k].name, fs32[k].map());
+    list64.emplace_back(specs[k].name, fs64[k].map());
+  }
+  const std::string p32 = (fs::path(out) / "cpp_written_f32.safetensors").string();
+  const std::string p64 = (fs::path(out) / "cpp_written_f64.safetensors").string();
+  save_safetensors<float>(p32, list32, kCppMetadata);
+  save_safetensors<double>(p64, list64, kCppMetadata);
+
+  const SafetensorsReader r32(p32), r64(p64);
+  REQUIRE(r32.metadata() == kCppMetadata);
+  for (std::size_t k = 0; k < specs.size(); ++k) {
+    CHECK(bit_equal(r32.read<float>(specs[k].name), fs32[k]));
+    CHECK(bit_equal(r64.read<double>(specs[k].name), fs64[k]));
+  }
+}
