@@ -8,6 +8,7 @@
 
 #include <stockmixer/loss.hpp>
 #include <stockmixer/model.hpp>
+#include <stockmixer/optim/adam.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -327,4 +328,56 @@ TEST_CASE("predict takes xtensor expressions", "[model][xtensor]") {
   for (Index i = 0; i < direct.size(); ++i) direct.data()[i] = static_cast<float>(2.0 * x.data()[i]);
   const Tensor<float>& y = model.predict(direct.map());
   REQUIRE(std::equal(from_expr.begin(), from_expr.end(), y.data()));
+}
+
+// ---- ten Adam steps against PyTorch's ------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][torch][adam]", float, double) {
+  using T = TestType;
+  const auto cases = std::is_same_v<T, float> ? std::vector<const char*>{"mid", "nasdaq"}
+                                              : std::vector<const char*>{"tiny", "mid", "nasdaq"};
+  for (const char* name : cases) {
+    DYNAMIC_SECTION(name) {
+      const ModelFixture fx(name);
+      const StockMixerConfig cfg = fx.config();
+      const Index n = cfg.stocks;
+      StockMixer<T> model(cfg);
+      fx.load_params(model);
+      std::vector<AdamParam<T>> params;
+      for (const auto& p : model.parameters()) params.push_back({p.name, p.value, p.grad, p.size()});
+      AdamOptions opt;
+      opt.lr = fx.meta.at("lr").get<double>();
+      Adam<T> adam(params, opt);
+      const std::vector<T> batches[2][4] = {
+          {fx.input<T>("x"), fx.input<T>("gt"), fx.input<T>("base"), fx.input<T>("mask")},
+          {fx.input<T>("x_1"), fx.input<T>("gt_1"), fx.input<T>("base_1"), fx.input<T>("mask_1")}};
+      const T alpha = static_cast<T>(fx.meta.at("alpha").get<double>());
+      const int steps = fx.meta.at("steps").get<int>();
+      std::vector<T> losses;
+      Tape<T> tape;
+      for (int step = 0; step < steps; ++step) {
+        const auto& b = batches[step % 2];
+        auto wrap = [&](const std::vector<T>& v, Shape s) {
+          return tape.wrap(TensorMap<T>(const_cast<T*>(v.data()), s));
+        };
+        tape.reset();
+        adam.zero_grad();
+        Node<T>* pred = model.forward(tape, wrap(b[0], {n, cfg.lookback, cfg.features}));
+        const auto out = get_loss(tape, pred, wrap(b[1], {n, 1}), wrap(b[2], {n, 1}), wrap(b[3], {n, 1}), alpha);
+        tape.backward(out.loss);
+        adam.step();
+        losses.push_back(out.loss->data()[0]);
+      }
+      compare(std::string(name) + " 10-step losses", losses, fx.expected("losses"));
+      // Parameters after the steps are compared in double only. Adam divides by sqrt(v): a weight
+      // whose gradient is near zero moves by about ±lr whichever way rounding tips its sign, so float32
+      // weights after 10 steps lie up to ~3e-4 (relative) from the float64 ones in PyTorch itself
+      // (stock_mixer.dense1.weight at NASDAQ's shape); the float loss trajectory above is what
+      // float32 can promise, and it agrees to ~1e-6.
+      if constexpr (std::is_same_v<T, float>) continue;
+      for (const auto& p : model.parameters())
+        compare(std::string(name) + " after 10 steps " + p.name, std::vector<T>(p.value, p.value + p.size()),
+                fx.expected("final/" + p.name));
+    }
+  }
 }

@@ -52,6 +52,8 @@ class StockMixer {
   Node* forward(Tape& tape, Node* x);
 
   // Inference: x [N, T, C] -> prediction [N, 1], no tape. The result is valid until the next call.
+  // An xtensor row-major container of T is read in place; any other expression is first evaluated
+  // into a buffer the model keeps. After the first call for a shape, neither allocates.
   const Tensor<T>& predict(TensorMap<const T> x);
   template <class E>
   const Tensor<T>& predict(const xt::xexpression<E>& x);
@@ -141,10 +143,11 @@ template <class T>
 template <class E>
 const Tensor<T>& StockMixer<T>::predict(const xt::xexpression<E>& x) {
   const auto& e = x.derived_cast();
-  std::vector<Index> dims(e.shape().begin(), e.shape().end());
-  input_.resize(Shape(dims.begin(), dims.end()));
-  auto dst = to_xtensor(input_);
-  dst = xt::cast<T>(e);
+  if constexpr (xt::has_data_interface<E>::value && std::is_same_v<typename E::value_type, T>) {
+    if (e.layout() == xt::layout_type::row_major)  // a row-major container of T: read in place
+      return predict(TensorMap<const T>(map_xtensor(e, "StockMixer::predict input")));
+  }
+  assign_xtensor(input_, x);  // any other expression: evaluated into a buffer kept between calls
   return predict(TensorMap<const T>(input_.data(), input_.shape()));
 }
 

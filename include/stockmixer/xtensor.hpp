@@ -11,8 +11,10 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xeval.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace stockmixer {
@@ -28,11 +30,15 @@ auto to_xtensor(const Tensor<T>& t) { return to_xtensor(t.map()); }
 
 // A view of an xtensor container's memory. Throws unless it is row-major contiguous of rank <= 4.
 template <class E>
-auto map_xtensor(E& container, const std::string& name = "xtensor argument");
+auto map_xtensor(E& container, std::string_view name = "xtensor argument");
 
 // Copies (evaluates) any xtensor expression of rank <= 4 into a new Tensor<T>.
 template <class T, class E>
 Tensor<T> from_xtensor(const xt::xexpression<E>& expr);
+
+// Evaluates an xtensor expression into `dst`, resized to its shape (no allocation when it fits).
+template <class T, class E>
+void assign_xtensor(Tensor<T>& dst, const xt::xexpression<E>& expr);
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -44,16 +50,15 @@ auto to_xtensor(TensorMap<T> t) {
 }
 
 template <class E>
-auto map_xtensor(E& container, const std::string& name) {
+auto map_xtensor(E& container, std::string_view name) {
   using V = std::remove_reference_t<decltype(*container.data())>;
   if (container.dimension() > static_cast<std::size_t>(Shape::kMaxRank))
-    throw Error(name + ": rank " + std::to_string(container.dimension()) + " is above 4");
+    throw Error(std::string(name) + ": rank " + std::to_string(container.dimension()) + " is above 4");
   if (container.layout() != xt::layout_type::row_major)
-    throw Error(name + ": expected a row-major xtensor container");
-  std::vector<Index> dims(container.shape().begin(), container.shape().end());
-  const Shape shape(dims.begin(), dims.end());
+    throw Error(std::string(name) + ": expected a row-major xtensor container");
+  const Shape shape(container.shape().begin(), container.shape().end());
   if (static_cast<Index>(container.size()) != shape.size())
-    throw Error(name + ": not contiguous");
+    throw Error(std::string(name) + ": not contiguous");
   return TensorMap<V>(container.data(), shape);
 }
 
@@ -62,11 +67,19 @@ Tensor<T> from_xtensor(const xt::xexpression<E>& expr) {
   const auto& e = expr.derived_cast();
   if (e.dimension() > static_cast<std::size_t>(Shape::kMaxRank))
     throw Error("stockmixer::from_xtensor: rank " + std::to_string(e.dimension()) + " is above 4");
-  std::vector<Index> dims(e.shape().begin(), e.shape().end());
-  Tensor<T> out(Shape(dims.begin(), dims.end()));
-  auto dst = to_xtensor(out);
-  dst = xt::cast<T>(e);  // assignment into the adaptor evaluates row-major into our storage
+  Tensor<T> out(Shape(e.shape().begin(), e.shape().end()));
+  assign_xtensor(out, expr);
   return out;
+}
+
+template <class T, class E>
+void assign_xtensor(Tensor<T>& dst, const xt::xexpression<E>& expr) {
+  const auto& e = expr.derived_cast();
+  if (e.dimension() > static_cast<std::size_t>(Shape::kMaxRank))
+    throw Error("stockmixer::assign_xtensor: rank " + std::to_string(e.dimension()) + " is above 4");
+  dst.resize(Shape(e.shape().begin(), e.shape().end()));
+  // Row-major traversal of the expression, straight into our storage.
+  std::transform(e.cbegin(), e.cend(), dst.data(), [](const auto& v) { return static_cast<T>(v); });
 }
 
 }  // namespace stockmixer

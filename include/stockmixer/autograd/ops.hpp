@@ -7,13 +7,15 @@
 // channels-last layout directly. The stock mixer's two transposes of [N, F] remain, as ops.
 #pragma once
 
-#include "stockmixer/autograd/tape.hpp"
-#include "stockmixer/kernels.hpp"
-
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "stockmixer/autograd/tape.hpp"
+#include "stockmixer/kernels.hpp"
 
 namespace stockmixer::autograd {
 
@@ -68,8 +70,11 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
 
 namespace detail {
 
-inline void expect(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw Error(std::string("stockmixer::autograd::") + op + ": " + what);
+// Throws unless ok; the message is built only on failure (the checks run on every call of the
+// inference path, which must not allocate).
+template <class Message>
+void expect(bool ok, const char* op, Message&& message) {
+  if (!ok) throw Error(std::string("stockmixer::autograd::") + op + ": " + std::string(message()));
 }
 
 template <class T>
@@ -86,10 +91,10 @@ bool any_grad(std::initializer_list<Node<T>*> nodes) {
 
 // The shape of x with its last axis replaced by `last`.
 inline Shape with_last(const Shape& s, Index last) {
-  std::vector<Index> d;
-  for (int a = 0; a + 1 < s.rank(); ++a) d.push_back(s[a]);
-  d.push_back(last);
-  return Shape(d.begin(), d.end());
+  std::array<Index, Shape::kMaxRank> d{};
+  for (int a = 0; a + 1 < s.rank(); ++a) d[static_cast<std::size_t>(a)] = s[a];
+  d[static_cast<std::size_t>(std::max(s.rank(), 1) - 1)] = last;
+  return Shape(d.begin(), d.begin() + std::max(s.rank(), 1));
 }
 
 }  // namespace detail
@@ -97,10 +102,12 @@ inline Shape with_last(const Shape& s, Index last) {
 template <class T>
 Node<T>* linear(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index out = weight->shape()[0], in = weight->shape().rank() == 2 ? weight->shape()[1] : -1;
-  detail::expect(weight->shape().rank() == 2, "linear", "weight must be [out, in], got " + weight->shape().str());
+  detail::expect(weight->shape().rank() == 2, "linear",
+                 [&] { return "weight must be [out, in], got " + weight->shape().str(); });
   detail::expect(x->shape().rank() >= 1 && x->shape().last() == in, "linear",
-                 "input " + x->shape().str() + " does not end in " + std::to_string(in));
-  detail::expect(!bias || bias->size() == out, "linear", "bias must have " + std::to_string(out) + " values");
+                 [&] { return "input " + x->shape().str() + " does not end in " + std::to_string(in); });
+  detail::expect(!bias || bias->size() == out, "linear",
+                 [&] { return "bias must have " + std::to_string(out) + " values"; });
   const Index rows = x->size() / in;
   Node<T>* y = tape.node(detail::with_last(x->shape(), out), detail::any_grad<T>({x, weight, bias}));
   linear_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, rows, in, out);
@@ -118,9 +125,10 @@ Node<T>* linear(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
 template <class T>
 Node<T>* layernorm(Tape<T>& tape, Node<T>* x, Node<T>* gamma, Node<T>* beta, double eps) {
   const Index dim = gamma->size();
-  detail::expect(beta->size() == dim, "layernorm", "gamma and beta differ in size");
-  detail::expect(dim > 0 && x->size() % dim == 0, "layernorm",
-                 "input " + x->shape().str() + " does not end in the normalised shape " + gamma->shape().str());
+  detail::expect(beta->size() == dim, "layernorm", [&] { return "gamma and beta differ in size"; });
+  detail::expect(dim > 0 && x->size() % dim == 0, "layernorm", [&] {
+    return "input " + x->shape().str() + " does not end in the normalised shape " + gamma->shape().str();
+  });
   const Index rows = x->size() / dim;
   Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, gamma, beta}));
   Node<T>* stats = tape.node({2, rows}, false);  // mean, rstd: what backward needs
@@ -167,19 +175,22 @@ Node<T>* hardswish(Tape<T>& tape, Node<T>* x) {
 
 template <class T>
 Node<T>* conv1d(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
-  detail::expect(x->shape().rank() == 3, "conv1d", "input must be [B, L, C], got " + x->shape().str());
-  detail::expect(weight->shape().rank() == 3, "conv1d", "weight must be [Co, Ci, K], got " + weight->shape().str());
+  detail::expect(x->shape().rank() == 3, "conv1d", [&] { return "input must be [B, L, C], got " + x->shape().str(); });
+  detail::expect(weight->shape().rank() == 3, "conv1d",
+                 [&] { return "weight must be [Co, Ci, K], got " + weight->shape().str(); });
   const Index batch = x->shape()[0], length = x->shape()[1], cin = x->shape()[2];
   const Index cout = weight->shape()[0], kernel = weight->shape()[2];
-  detail::expect(weight->shape()[1] == cin, "conv1d",
-                 "weight " + weight->shape().str() + " does not take " + std::to_string(cin) + " input channels");
-  detail::expect(kernel >= 1 && length >= kernel, "conv1d",
-                 "length " + std::to_string(length) + " is shorter than the kernel " + std::to_string(kernel));
-  detail::expect(!bias || bias->size() == cout, "conv1d", "bias must have " + std::to_string(cout) + " values");
+  detail::expect(weight->shape()[1] == cin, "conv1d", [&] {
+    return "weight " + weight->shape().str() + " does not take " + std::to_string(cin) + " input channels";
+  });
+  detail::expect(kernel >= 1 && length >= kernel, "conv1d", [&] {
+    return "length " + std::to_string(length) + " is shorter than the kernel " + std::to_string(kernel);
+  });
+  detail::expect(!bias || bias->size() == cout, "conv1d",
+                 [&] { return "bias must have " + std::to_string(cout) + " values"; });
   const Index lo = conv1d_output_length(length, kernel);
   Node<T>* y = tape.node({batch, lo, cout}, detail::any_grad<T>({x, weight, bias}));
-  conv1d_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, cin, cout,
-                 kernel);
+  conv1d_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, cin, cout, kernel);
   if (y->requires_grad())
     tape.record({[](const Record<T>& r) {
                    conv1d_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
@@ -194,11 +205,13 @@ Node<T>* conv1d(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
 template <class T>
 Node<T>* triu(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index length = weight->shape()[0];
-  detail::expect(weight->shape() == Shape({length, length}), "triu", "weight must be square, got " +
-                                                                         weight->shape().str());
-  detail::expect((x->shape().rank() == 3 || x->shape().rank() == 2) && x->shape()[1] == length, "triu",
-                 "input " + x->shape().str() + " does not have " + std::to_string(length) + " steps on axis 1");
-  detail::expect(!bias || bias->size() == length, "triu", "bias must have " + std::to_string(length) + " values");
+  detail::expect(weight->shape() == Shape({length, length}), "triu",
+                 [&] { return "weight must be square, got " + weight->shape().str(); });
+  detail::expect((x->shape().rank() == 3 || x->shape().rank() == 2) && x->shape()[1] == length, "triu", [&] {
+    return "input " + x->shape().str() + " does not have " + std::to_string(length) + " steps on axis 1";
+  });
+  detail::expect(!bias || bias->size() == length, "triu",
+                 [&] { return "bias must have " + std::to_string(length) + " values"; });
   const Index batch = x->shape()[0], inner = x->shape().rank() == 3 ? x->shape()[2] : 1;
   Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, weight, bias}));
   triu_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, inner);
@@ -231,7 +244,8 @@ Node<T>* dropout(Tape<T>& tape, Node<T>* x, double p, std::uint64_t seed) {
 
 template <class T>
 Node<T>* add(Tape<T>& tape, Node<T>* a, Node<T>* b) {
-  detail::expect(a->shape() == b->shape(), "add", "shapes differ: " + a->shape().str() + " and " + b->shape().str());
+  detail::expect(a->shape() == b->shape(), "add",
+                 [&] { return "shapes differ: " + a->shape().str() + " and " + b->shape().str(); });
   Node<T>* y = tape.node(a->shape(), detail::any_grad<T>({a, b}));
   const Index n = a->size();
   for (Index i = 0; i < n; ++i) y->data()[i] = a->data()[i] + b->data()[i];
@@ -249,15 +263,17 @@ Node<T>* add(Tape<T>& tape, Node<T>* a, Node<T>* b) {
 
 template <class T>
 Node<T>* concat1(Tape<T>& tape, std::initializer_list<Node<T>*> parts) {
-  detail::expect(parts.size() >= 1 && parts.size() <= 4, "concat1", "takes 1 to 4 parts");
+  detail::expect(parts.size() >= 1 && parts.size() <= 4, "concat1", [&] { return "takes 1 to 4 parts"; });
   Node<T>* first = *parts.begin();
-  detail::expect(first->shape().rank() == 3, "concat1", "parts must be [B, L, C], got " + first->shape().str());
+  detail::expect(first->shape().rank() == 3, "concat1",
+                 [&] { return "parts must be [B, L, C], got " + first->shape().str(); });
   const Index batch = first->shape()[0], channels = first->shape()[2];
   Index total = 0;
   bool grad = false;
   for (Node<T>* p : parts) {
-    detail::expect(p->shape().rank() == 3 && p->shape()[0] == batch && p->shape()[2] == channels, "concat1",
-                   "part " + p->shape().str() + " does not match " + first->shape().str() + " outside axis 1");
+    detail::expect(p->shape().rank() == 3 && p->shape()[0] == batch && p->shape()[2] == channels, "concat1", [&] {
+      return "part " + p->shape().str() + " does not match " + first->shape().str() + " outside axis 1";
+    });
     total += p->shape()[1];
     grad = grad || p->requires_grad();
   }
@@ -295,14 +311,14 @@ Node<T>* concat1(Tape<T>& tape, std::initializer_list<Node<T>*> parts) {
 
 template <class T>
 Node<T>* transpose(Tape<T>& tape, Node<T>* x) {
-  detail::expect(x->shape().rank() == 2, "transpose", "input must be [R, C], got " + x->shape().str());
+  detail::expect(x->shape().rank() == 2, "transpose", [&] { return "input must be [R, C], got " + x->shape().str(); });
   Node<T>* y = swap12(tape, view(tape, x, {1, x->shape()[0], x->shape()[1]}));
   return view(tape, y, {x->shape()[1], x->shape()[0]});
 }
 
 template <class T>
 Node<T>* swap12(Tape<T>& tape, Node<T>* x) {
-  detail::expect(x->shape().rank() == 3, "swap12", "input must be [B, R, C], got " + x->shape().str());
+  detail::expect(x->shape().rank() == 3, "swap12", [&] { return "input must be [B, R, C], got " + x->shape().str(); });
   const Index batch = x->shape()[0], rows = x->shape()[1], cols = x->shape()[2];
   Node<T>* y = tape.node({batch, cols, rows}, x->requires_grad());
   for (Index b = 0; b < batch; ++b)
@@ -322,7 +338,8 @@ Node<T>* swap12(Tape<T>& tape, Node<T>* x) {
 
 template <class T>
 Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape) {
-  detail::expect(shape.size() == x->size(), "view", "cannot view " + x->shape().str() + " as " + shape.str());
+  detail::expect(shape.size() == x->size(), "view",
+                 [&] { return "cannot view " + x->shape().str() + " as " + shape.str(); });
   return tape.wrap(TensorMap<T>(x->data(), shape),
                    x->requires_grad() ? TensorMap<T>(x->grad.data(), shape) : TensorMap<T>());
 }
@@ -331,8 +348,9 @@ template <class T>
 LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha) {
   const Index n = pred->size();
   for (Node<T>* other : {base, gt, mask})
-    detail::expect(other->size() == n, "rank_loss",
-                   "prediction " + pred->shape().str() + " and " + other->shape().str() + " differ in size");
+    detail::expect(other->size() == n, "rank_loss", [&] {
+      return "prediction " + pred->shape().str() + " and " + other->shape().str() + " differ in size";
+    });
   LossOutput<T> out;
   out.rr = tape.node(pred->shape(), false);
   out.loss = tape.node({1}, pred->requires_grad());
@@ -344,8 +362,7 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
   if (out.loss->requires_grad())
     tape.record({[](const Record<T>& r) {
                    rank_loss_backward(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
-                                      r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0],
-                                      r.scalar);
+                                      r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0], r.scalar);
                  },
                  {pred, base, gt, mask, out.rr, out.loss},
                  {n},

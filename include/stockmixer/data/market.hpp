@@ -1,0 +1,381 @@
+// stockmixer/data/market.hpp — a market in memory (SPEC §5), its training windows, and a
+// deterministic synthetic market with a planted, learnable signal.
+//
+// Layout (what load_EOD_data returns, N stocks, D days, C features):
+//   eod   [N, D, C]  features per stock and day; NASDAQ: ma5, ma10, ma20, ma30, close, each divided
+//                    by the stock's largest close of the period (see "Normalisation" below)
+//   mask  [N, D]     1 where the day's close is present, 0 where it is missing
+//   gt    [N, D]     gt[i, d] = (close[i, d] - close[i, d - steps]) / close[i, d - steps]   (d >= steps,
+//                    day d present; else 0). Quirk kept from the original: load_EOD_data replaces a
+//                    missing cell by 1.1 while it walks the rows, so close[i, d - steps] is already
+//                    1.1 when that day is missing and gt[i, d] = (close[i, d] - 1.1) / 1.1 there.
+//                    No window ever reads such a gt unmasked (get_batch's mask covers day d - steps).
+//   price [N, D]     the close column (1.1 where missing): the base price of the loss
+//   every missing feature cell holds 1.1.
+//
+// get_batch(m, offset, T, out), exactly the original's get_batch with steps = m.steps:
+//   x    [N, T, C] = eod[:, offset : offset + T, :]
+//   mask [N, 1]    = min over d in [offset, offset + T + steps) of mask[:, d]
+//   base [N, 1]    = price[:, offset + T - 1]
+//   gt   [N, 1]    = gt[:, offset + T + steps - 1]
+// The window [offset, offset + T + steps) must lie inside [0, D) (numpy would silently truncate a
+// slice that runs past D; we throw). After the first call for a shape it allocates nothing.
+//
+// synthetic_market(opts): N stocks over D days in exactly that format, from this process (all draws
+// from one std::mt19937_64 seeded with opts.seed; normals by Box-Muller written here; see
+// docs/synthetic_market.md):
+//   stock i:   beta_i ~ U(0.6, 1.4), sigma_i ~ U(0.010, 0.030)       (market exposure, daily vol)
+//   day t:     f_t ~ N(0.0003, 0.010^2)                              (market factor)
+//   log-return r[i, t] = beta_i f_t + sigma_i eps[i, t] + p[i, t],   eps ~ N(0, 1)
+//   planted    p[i, t] = -signal * log(close[i, t-1] / ma5[i, t-1])  (5-day reversal)
+//   close[i, t] = close[i, t-1] exp(r[i, t]), ma_k = mean of the last k closes (today included),
+// simulated from close = 1 on the first of 64 burn-in days before day 0 (more when C > 5 needs longer
+// averages), so ma30 is a full 30-day average from day 0 on, as in the NASDAQ files; the columns are
+// ma5, ma10, ma20, ma30, close (for C != 5: C - 1 moving averages of 5, 10, 20, 30, 40, 50, ...
+// days, then close). The planted part is a fixed function of the last feature row of the model's
+// window: the same ratio in normalised units, since normalising divides both by the same number.
+// With signal = 0.15 its oracle (synthetic_oracle) has a mean daily cross-sectional Pearson IC with
+// the next day's gt of 0.147 for the default options (days 100..500, stocks present on both days;
+// tests/test_data.cpp checks it), 0.142-0.153 over seeds 1..10, 0.148 at NASDAQ's size (1026 x 1245);
+// about 0.10 at signal 0.1 and 0.19 at signal 0.2. A shuffled oracle scores 0.
+// Missing cells: runs of 1..10 days at uniformly drawn (stock, start) until exactly
+// round(missing * N * D) cells are missing; then every stock's rows go through load_EOD_data's loop
+// (ingest_eod_rows below), so mask, gt, price and the 1.1 fill are what the loader would produce.
+//
+// Normalisation. The real NASDAQ files are not min-max normalised column by column: all five columns
+// of a stock are divided by that stock's largest close over the period (the close column's maximum
+// is exactly 1 for 1002 of the 1026 stocks, the moving averages share its scale and exceed 1 in
+// places, the smallest value anywhere is 0.035). The synthetic market does the same with the largest
+// close over its present days, so close lies in (0, 1] and is never 0: gt and the loss divide by it.
+// A min-max map would send each stock's lowest close to 0 and break that division.
+//
+// Determinism: mt19937_64 is specified bit for bit by the standard, and the transforms to uniforms
+// and normals are written here, so the same seed gives the same market with any standard library
+// whose std::log, std::cos and std::exp return the same bits (in practice: the same C math library;
+// the tests check that two runs agree bit for bit, not that two platforms do).
+//
+// tests: tests/test_data.cpp
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/tensor.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace stockmixer::data {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+template <class T>
+struct Market {
+  Tensor<T> eod;                     // [N, D, C]
+  Tensor<T> mask, gt, price;         // [N, D]
+  std::vector<std::string> tickers;  // N names, or empty
+  Index steps = 1;                   // the horizon gt was computed with (>= 1)
+
+  Index stocks() const { return eod.rank() == 3 ? eod.dim(0) : 0; }    // N
+  Index days() const { return eod.rank() == 3 ? eod.dim(1) : 0; }      // D
+  Index features() const { return eod.rank() == 3 ? eod.dim(2) : 0; }  // C
+
+  // Throws Error naming `source`, the tensor and the first bad (stock, day) when: eod is not rank 3,
+  // mask, gt or price is not [N, D], tickers is neither empty nor N long, steps < 1, any value is NaN
+  // or infinite, a mask value is not 0 or 1, or a price is not > 0 (the loss divides by it).
+  void validate(const std::string& source) const;
+};
+
+// One window: the model's input and what the loss needs.
+template <class T>
+struct Batch {
+  Tensor<T> x;               // [N, T, C]
+  Tensor<T> mask, base, gt;  // [N, 1]
+};
+
+// The original's get_batch(offset) with lookback T and m.steps (formulas in the header comment).
+// Throws Error naming offset, lookback, steps and D when the window [offset, offset + T + steps)
+// is not inside [0, D), or when lookback < 1.
+template <class T>
+void get_batch(const Market<T>& m, Index offset, Index lookback, Batch<T>& out);
+
+// load_EOD_data's per-ticker loop (src/load_data.py), for one stock. `rows` is that ticker's file
+// after the NASDAQ last-row drop: [D, 1 + C] row-major, column 0 the day index, the last column the
+// close, -1234 for a missing value; it is modified in place exactly as the original modifies its
+// array (missing cells become 1.1 row by row). Writes m.eod[stock], m.mask[stock], m.gt[stock] and
+// m.price[stock] with m.steps; m's tensors must already be [N, D, C] and [N, D].
+template <class T>
+void ingest_eod_rows(Market<T>& m, Index stock, T* rows);
+
+struct SyntheticOptions {
+  Index stocks = 200;  // N
+  Index days = 600;    // D
+  Index features = 5;  // C: C - 1 moving averages, then close (5: ma5, ma10, ma20, ma30, close)
+  std::uint64_t seed = 1;
+  double missing = 0.02;  // share of (stock, day) cells missing, in [0, 0.5]
+  double signal = 0.15;   // strength of the planted 5-day reversal (0: no signal)
+  Index steps = 1;        // gt horizon
+
+  void validate() const;  // Error on N < 1, D < 1, C < 1, steps < 1 or steps >= D, missing outside [0, 0.5]
+};
+
+// The synthetic market of `opts` (process in the header comment), tickers "SYN0000", "SYN0001", ...
+template <class T>
+Market<T> synthetic_market(const SyntheticOptions& opts);
+
+// The oracle of the planted signal, read from the features alone: [N, D] with
+//   oracle[i, d] = -signal * log(close[i, d-1] / ma5[i, d-1])      (columns C - 1 and 0)
+// the planted part of stock i's log-return from day d-1 to day d, and 0 where d = 0 or day d-1 is
+// masked. With steps = 1 it predicts gt[i, d]; a model's IC can be read against its IC. Needs C >= 2.
+template <class T>
+Tensor<T> synthetic_oracle(const Market<T>& m, double signal);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+namespace detail {
+
+inline std::string index_str(Index stock, Index day, const std::vector<std::string>& tickers) {
+  std::string s = "stock " + std::to_string(stock);
+  if (static_cast<std::size_t>(stock) < tickers.size()) s += " (" + tickers[static_cast<std::size_t>(stock)] + ")";
+  return s + ", day " + std::to_string(day);
+}
+
+inline std::string value_str(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+// Uniform in [0, 1) from the top 53 bits: the same double on every platform.
+inline double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+// Standard normal by Box-Muller (the cosine branch only; one normal per two uniforms). u1 in (0, 1].
+inline double normal01(std::mt19937_64& rng) {
+  const double u1 = static_cast<double>((rng() >> 11) + 1) * 0x1.0p-53;
+  const double u2 = uniform01(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+}
+
+// Uniform integer in [0, n): modulo of a 64-bit draw (bias below n / 2^64).
+inline Index uniform_index(std::mt19937_64& rng, Index n) {
+  return static_cast<Index>(rng() % static_cast<std::uint64_t>(n));
+}
+
+// Window length of moving-average column j (0-based): 5, 10, 20, 30, then 40, 50, ...
+inline Index ma_window(Index j) {
+  constexpr Index first[4] = {5, 10, 20, 30};
+  return j < 4 ? first[j] : 30 + 10 * (j - 3);
+}
+
+constexpr double kMissing = -1234.0;  // the CSV's missing marker
+constexpr double kFill = 1.1;         // what load_EOD_data writes over it
+
+}  // namespace detail
+
+template <class T>
+void Market<T>::validate(const std::string& source) const {
+  const std::string where = source + ": ";
+  if (eod.rank() != 3) throw Error(where + "eod must be [N, D, C], got shape " + eod.shape().str());
+  const Index n = stocks(), d = days(), c = features();
+  const Shape nd{n, d};
+  const std::pair<const char*, const Tensor<T>*> planes[] = {{"mask", &mask}, {"gt", &gt}, {"price", &price}};
+  for (const auto& [name, t] : planes)
+    if (t->shape() != nd)
+      throw Error(where + name + " has shape " + t->shape().str() + " but eod " + eod.shape().str() + " needs " +
+                  nd.str());
+  if (!tickers.empty() && static_cast<Index>(tickers.size()) != n)
+    throw Error(where + std::to_string(tickers.size()) + " tickers for " + std::to_string(n) + " stocks");
+  if (steps < 1) throw Error(where + "steps must be >= 1, got " + std::to_string(steps));
+
+  for (Index i = 0; i < n; ++i)
+    for (Index t = 0; t < d; ++t)
+      for (Index f = 0; f < c; ++f) {
+        const T v = eod(i, t, f);
+        if (!std::isfinite(v))
+          throw Error(where + "eod at " + detail::index_str(i, t, tickers) + ", feature " + std::to_string(f) + " is " +
+                      detail::value_str(v));
+      }
+  for (const auto& [name, t] : planes)
+    for (Index i = 0; i < n; ++i)
+      for (Index day = 0; day < d; ++day) {
+        const T v = (*t)(i, day);
+        if (!std::isfinite(v))
+          throw Error(where + name + " at " + detail::index_str(i, day, tickers) + " is " + detail::value_str(v));
+      }
+  for (Index i = 0; i < n; ++i)
+    for (Index t = 0; t < d; ++t) {
+      if (mask(i, t) != T(0) && mask(i, t) != T(1))
+        throw Error(where + "mask at " + detail::index_str(i, t, tickers) + " is " + detail::value_str(mask(i, t)) +
+                    " (must be 0 or 1)");
+      if (!(price(i, t) > T(0)))
+        throw Error(where + "price at " + detail::index_str(i, t, tickers) + " is " + detail::value_str(price(i, t)) +
+                    " (must be > 0: the loss divides by it)");
+    }
+}
+
+template <class T>
+void get_batch(const Market<T>& m, Index offset, Index lookback, Batch<T>& out) {
+  const Index n = m.stocks(), d = m.days(), c = m.features(), steps = m.steps;
+  if (lookback < 1 || steps < 1 || offset < 0 || offset + lookback + steps > d)
+    throw Error("stockmixer::data::get_batch: window [offset, offset + lookback + steps) = [" + std::to_string(offset) +
+                ", " + std::to_string(offset + lookback + steps) + ") with offset " + std::to_string(offset) +
+                ", lookback " + std::to_string(lookback) + ", steps " + std::to_string(steps) +
+                " is not inside the market's D = " + std::to_string(d) +
+                " days (need lookback >= 1, steps >= 1, 0 <= offset <= D - lookback - steps)");
+  out.x.resize({n, lookback, c});  // [N, T, C]
+  out.mask.resize({n, 1});
+  out.base.resize({n, 1});
+  out.gt.resize({n, 1});
+  const Index window = lookback + steps;  // days the mask covers
+  for (Index i = 0; i < n; ++i) {
+    const T* src = &m.eod(i, offset, 0);  // [T, C], contiguous
+    std::copy(src, src + lookback * c, &out.x(i, 0, 0));
+    const T* mk = &m.mask(i, offset);
+    out.mask(i, 0) = *std::min_element(mk, mk + window);
+    out.base(i, 0) = m.price(i, offset + lookback - 1);
+    out.gt(i, 0) = m.gt(i, offset + lookback + steps - 1);
+  }
+}
+
+template <class T>
+void ingest_eod_rows(Market<T>& m, Index stock, T* rows) {
+  const Index d = m.days(), c = m.features(), cols = c + 1, steps = m.steps;
+  if (stock < 0 || stock >= m.stocks())
+    throw Error("stockmixer::data::ingest_eod_rows: stock " + std::to_string(stock) + " outside [0, " +
+                std::to_string(m.stocks()) + ")");
+  if (m.eod.rank() != 3 || m.mask.shape() != Shape{m.stocks(), d} || m.gt.shape() != m.mask.shape() ||
+      m.price.shape() != m.mask.shape())
+    throw Error("stockmixer::data::ingest_eod_rows: the market's tensors must be [N, D, C] and [N, D] already");
+  auto missing = [](T v) { return std::abs(static_cast<double>(v) - detail::kMissing) < 1e-8; };
+  for (Index row = 0; row < d; ++row) {
+    T* r = rows + row * cols;
+    m.mask(stock, row) = T(1);
+    m.gt(stock, row) = T(0);
+    if (missing(r[cols - 1])) {
+      m.mask(stock, row) = T(0);
+    } else if (row > steps - 1 && !missing(rows[(row - steps) * cols + cols - 1])) {
+      // The earlier row was already rewritten, so a missing close there reads as 1.1 (the quirk).
+      const T prev = rows[(row - steps) * cols + cols - 1];
+      m.gt(stock, row) = (r[cols - 1] - prev) / prev;
+    }
+    for (Index col = 0; col < cols; ++col)
+      if (missing(r[col])) r[col] = static_cast<T>(detail::kFill);
+  }
+  for (Index row = 0; row < d; ++row) {
+    std::copy(rows + row * cols + 1, rows + (row + 1) * cols, &m.eod(stock, row, 0));
+    m.price(stock, row) = rows[row * cols + cols - 1];
+  }
+}
+
+inline void SyntheticOptions::validate() const {
+  const std::string where = "stockmixer::data::SyntheticOptions: ";
+  if (stocks < 1 || days < 1 || features < 1)
+    throw Error(where + "stocks, days and features must be >= 1, got " + std::to_string(stocks) + ", " +
+                std::to_string(days) + ", " + std::to_string(features));
+  if (steps < 1 || steps >= days) throw Error(where + "steps must be in [1, days), got " + std::to_string(steps));
+  if (!(missing >= 0.0 && missing <= 0.5))
+    throw Error(where + "missing must be in [0, 0.5], got " + detail::value_str(missing));
+  if (!std::isfinite(signal)) throw Error(where + "signal must be finite");
+}
+
+template <class T>
+Market<T> synthetic_market(const SyntheticOptions& opts) {
+  opts.validate();
+  const Index n = opts.stocks, d = opts.days, c = opts.features, mas = c - 1;
+  const Index burn = std::max<Index>(64, detail::ma_window(std::max<Index>(mas - 1, 0)) + 34);
+  const Index total = burn + d;  // simulated days; day t of the market is simulated day burn + t
+  std::mt19937_64 rng(opts.seed);
+
+  // Stocks' parameters, then the paths, day by day.
+  std::vector<double> beta(static_cast<std::size_t>(n)), sigma(static_cast<std::size_t>(n));
+  for (Index i = 0; i < n; ++i) {
+    beta[static_cast<std::size_t>(i)] = 0.6 + 0.8 * detail::uniform01(rng);
+    sigma[static_cast<std::size_t>(i)] = 0.010 + 0.020 * detail::uniform01(rng);
+  }
+  std::vector<double> close(static_cast<std::size_t>(n * total));  // [N, total], raw prices
+  auto at = [&](Index i, Index t) -> double& { return close[static_cast<std::size_t>(i * total + t)]; };
+  // ma_k of stock i on simulated day t (fewer days at the very start of the burn-in).
+  auto ma = [&](Index i, Index t, Index k) {
+    const Index from = std::max<Index>(0, t - k + 1);
+    double s = 0.0;
+    for (Index u = from; u <= t; ++u) s += at(i, u);
+    return s / static_cast<double>(t - from + 1);
+  };
+  for (Index i = 0; i < n; ++i) at(i, 0) = 1.0;
+  for (Index t = 1; t < total; ++t) {
+    const double f = 0.0003 + 0.010 * detail::normal01(rng);
+    for (Index i = 0; i < n; ++i) {
+      const auto s = static_cast<std::size_t>(i);
+      const double planted = -opts.signal * std::log(at(i, t - 1) / ma(i, t - 1, 5));
+      const double r = beta[s] * f + sigma[s] * detail::normal01(rng) + planted;
+      at(i, t) = at(i, t - 1) * std::exp(r);
+    }
+  }
+
+  // Missing cells: runs of 1..10 days until exactly round(missing * N * D) are missing.
+  std::vector<char> gone(static_cast<std::size_t>(n * d), 0);  // [N, D]
+  const auto target = static_cast<Index>(std::llround(opts.missing * static_cast<double>(n * d)));
+  for (Index count = 0; count < target;) {
+    const Index i = detail::uniform_index(rng, n), start = detail::uniform_index(rng, d);
+    const Index len = 1 + detail::uniform_index(rng, 10);
+    for (Index t = start; t < std::min(d, start + len) && count < target; ++t) {
+      char& g = gone[static_cast<std::size_t>(i * d + t)];
+      if (!g) {
+        g = 1;
+        ++count;
+      }
+    }
+  }
+
+  Market<T> m;
+  m.steps = opts.steps;
+  m.eod = Tensor<T>({n, d, c});
+  m.mask = Tensor<T>({n, d});
+  m.gt = Tensor<T>({n, d});
+  m.price = Tensor<T>({n, d});
+  m.tickers.resize(static_cast<std::size_t>(n));
+  std::vector<T> rows(static_cast<std::size_t>(d * (c + 1)));  // one stock's "CSV": [D, 1 + C]
+  for (Index i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "SYN%04lld", static_cast<long long>(i));
+    m.tickers[static_cast<std::size_t>(i)] = name;
+    // Scale: the largest close over the present days (all days if none is present).
+    double top = 0.0;
+    for (Index t = 0; t < d; ++t)
+      if (!gone[static_cast<std::size_t>(i * d + t)]) top = std::max(top, at(i, burn + t));
+    if (top == 0.0)
+      for (Index t = 0; t < d; ++t) top = std::max(top, at(i, burn + t));
+    for (Index t = 0; t < d; ++t) {
+      T* r = &rows[static_cast<std::size_t>(t * (c + 1))];
+      r[0] = static_cast<T>(t);
+      const bool miss = gone[static_cast<std::size_t>(i * d + t)] != 0;
+      for (Index j = 0; j < mas; ++j)
+        r[1 + j] = static_cast<T>(miss ? detail::kMissing : ma(i, burn + t, detail::ma_window(j)) / top);
+      r[c] = static_cast<T>(miss ? detail::kMissing : at(i, burn + t) / top);
+    }
+    ingest_eod_rows(m, i, rows.data());
+  }
+  return m;
+}
+
+template <class T>
+Tensor<T> synthetic_oracle(const Market<T>& m, double signal) {
+  const Index n = m.stocks(), d = m.days(), c = m.features();
+  if (c < 2)
+    throw Error("stockmixer::data::synthetic_oracle: needs close and ma5 (C >= 2), got C = " + std::to_string(c));
+  Tensor<T> out({n, d});  // [N, D]
+  for (Index i = 0; i < n; ++i)
+    for (Index t = 1; t < d; ++t)
+      if (m.mask(i, t - 1) != T(0))
+        out(i, t) = static_cast<T>(
+            -signal * std::log(static_cast<double>(m.eod(i, t - 1, c - 1)) / static_cast<double>(m.eod(i, t - 1, 0))));
+  return out;
+}
+
+}  // namespace stockmixer::data

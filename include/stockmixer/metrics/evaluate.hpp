@@ -1,0 +1,406 @@
+// stockmixer/metrics/evaluate.hpp — the original StockMixer `evaluate` (src/evaluator.py), field for
+// field, plus NaN-robust rank-IC and valid-only IC extras.
+//
+// Inputs: prediction P, ground truth G and mask M, each [N, days] row-major (stock-major, as the
+// original's arrays), float or double; everything is computed in double (the original's arrays are
+// float64). A stock is "valid" on day i when M[n, i] >= 0.5; M is also a weight where the original
+// multiplies by it (mse, IC).
+//
+// The original's fields, exactly as it computes them (D = days):
+//   mse       = Σ_{n,i} ((P − G)·M)² / Σ_{n,i} M                  (np.linalg.norm(...)**2 / np.sum(mask))
+//   ic_i      = Pearson over ALL N stocks of P[:, i]·M[:, i] and G[:, i]·M[:, i] (masked stocks enter as
+//               zeros; pandas Series.corr = np.corrcoef, clipped to [−1, 1]); NaN when N < 2 or either
+//               vector is constant (a day with every stock masked: both are all zeros)
+//   IC        = mean_i ic_i                                       (np.mean: one NaN day makes it NaN)
+//   RIC       = IC / std_i ic_i, population std                   (really an ICIR; NaN propagates too)
+//   per day, top-k (k = 1, 5, 10): scan np.argsort(P[:, i]) from the largest, skipping invalid stocks,
+//               and keep the first k valid ones (fewer when fewer are valid); the same for G
+//   mrr_top   = Σ_i 1 / pos_i / (D − all_miss_days), pos_i = 1-based position of the predicted top-1
+//               among the valid stocks in np.argsort(G[:, i]) order from the largest; a day with no
+//               valid stock is an all-miss day and is left out (the original only accumulates the sum
+//               and the all-miss count; this quotient is our definition; NaN when every day misses)
+//   bt_long   = 1 + Σ_i G[top1_i, i]                               (0 on a day with no valid stock)
+//   bt_long5  = 1 + Σ_i (Σ_{n ∈ top5_i} G[n, i]) / 5                (always / 5, even with fewer stocks)
+//   bt_long10 = 1 + Σ_i (Σ_{n ∈ top10_i} G[n, i]) / 10              (always / 10)
+//   prec_10   = mean_i #{n ∈ top10_i : G[n, i] >= 0} / 10          (always / 10)
+//   sharpe5   = mean_i r5_i / std_i r5_i · 15.87, r5_i = (Σ_{n ∈ top5_i} G[n, i]) / 5, population std
+//               (IEEE division: a zero std gives ±inf or NaN, as numpy does)
+// Extras (NaN-robust), per day over the valid stocks only, with the raw P and G values:
+//   a day with fewer than 2 valid stocks, or a constant P or G among them, is skipped (skipped_days);
+//   rank_ic   = mean over kept days of Spearman (Pearson of average ranks; ties share their mean rank)
+//   rank_icir = rank_ic / population std of the daily values
+//   ic_valid  = mean over kept days of Pearson;  ic_valid_ir = ic_valid / population std
+//   an IR whose std is 0, and every extra when no day is kept, is NaN.
+//   days = D.
+//
+// Decisions (docs/metrics.md):
+//   - np.argsort's order among equal values decides which of tied stocks enters a top-k. Its default
+//     kind in numpy 1.24 (Debian 12) is an introsort (median-of-3 quicksort, insertion sort below 16,
+//     heapsort when too deep) that is not stable; numpy_argsort reproduces it step for step, so ties
+//     are broken exactly as the original breaks them (checked against np.argsort on tie-heavy data).
+//     numpy >= 1.25 on AVX-512 machines sorts differently; ties may then differ from that numpy.
+//   - A day with every stock masked makes the original raise IndexError (`list(pre_top1)[0]`); we
+//     take that day's top-1 return as 0 (exactly the original with that one line guarded): it still
+//     adds 0 to the backtests, 0 to r5 and 0 to prec_10, and counts as an all-miss day for mrr_top.
+//   - Constancy is tested exactly (all values equal), so a constant vector's correlation is NaN. numpy
+//     agrees whenever its float mean of the constant is exact (always for all zeros); otherwise it
+//     returns a rounding artefact (usually 0.0) where we return NaN.
+//   - The original has no input checks; we throw stockmixer::Error on rank ≠ 2, differing shapes, an
+//     empty tensor, and a NaN or ±Inf in prediction, ground_truth or mask (naming tensor, stock, day).
+//   - to_json writes NaN and ±Inf as null (JSON has no NaN).
+//
+// Tests: tests/test_metrics.cpp (fixtures: tests/make_metrics_fixtures.py, which runs the original).
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/tensor.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace stockmixer::metrics {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+struct Performance {
+  // The original's fields (NaN propagates as in the original).
+  double mse = 0, IC = 0, RIC = 0, prec_10 = 0, sharpe5 = 0, mrr_top = 0;
+  double bt_long = 1, bt_long5 = 1, bt_long10 = 1;
+  // Named extras: daily Spearman and Pearson over valid stocks, skipping degenerate days.
+  double rank_ic = 0, rank_icir = 0, ic_valid = 0, ic_valid_ir = 0;
+  Index days = 0, skipped_days = 0;
+
+  // Every field by its name; NaN and ±Inf are stored as numbers and dumped as null.
+  nlohmann::json to_json() const;
+};
+
+// prediction, ground_truth, mask: [N, days]. Throws stockmixer::Error on bad input (see above).
+template <class T>
+Performance evaluate(TensorMap<const T> prediction, TensorMap<const T> ground_truth, TensorMap<const T> mask);
+template <class T>
+Performance evaluate(const Tensor<T>& prediction, const Tensor<T>& ground_truth, const Tensor<T>& mask);
+
+// The building blocks, public so that tests can check each alone.
+
+// order = np.argsort(values) of numpy 1.24, default kind ("quicksort", an introsort), ties included.
+void numpy_argsort(Index* order, const double* values, Index n);
+// order = np.argsort(values, kind="heapsort"); also the introsort's fallback on a deep partition.
+void numpy_argsort_heapsort(Index* order, const double* values, Index n);
+// Pearson correlation r = Σ dx·dy / √Σ dx² / √Σ dy², clipped to [−1, 1]; NaN when n < 2 or x or y is
+// constant.
+double pearson(const double* x, const double* y, Index n);
+// 1-based ranks; equal values share the mean of the ranks they occupy (pandas' method="average").
+void average_ranks(double* ranks, const double* x, Index n);
+// Spearman correlation: pearson of the average ranks.
+double spearman(const double* x, const double* y, Index n);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+namespace detail {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// numpy's DOUBLE_LT: NaN sorts last (our inputs hold none, but the order stays numpy's).
+inline bool numpy_less(double a, double b) { return a < b || (b != b && a == a); }
+
+// The heapsort of numpy's npysort (aheapsort_), on order[0, n) with 1-based heap indices.
+inline void argsort_heap(Index* order, const double* v, Index n) {
+  auto a = [order](Index k) -> Index& { return order[k - 1]; };
+  auto sift = [&](Index tmp, Index i, Index size) {
+    for (Index j = 2 * i; j <= size;) {
+      if (j < size && numpy_less(v[a(j)], v[a(j + 1)])) j += 1;
+      if (!numpy_less(v[tmp], v[a(j)])) break;
+      a(i) = a(j);
+      i = j;
+      j += j;
+    }
+    a(i) = tmp;
+  };
+  for (Index l = n >> 1; l > 0; --l) sift(a(l), l, n);
+  for (; n > 1;) {
+    const Index tmp = a(n);
+    a(n) = a(1);
+    n -= 1;
+    sift(tmp, 1, n);
+  }
+}
+
+inline double mean(const std::vector<double>& x) {
+  if (x.empty()) return kNaN;
+  double s = 0;
+  for (double v : x) s += v;
+  return s / static_cast<double>(x.size());
+}
+
+// np.std: √(mean((x − mean(x))²)), the population standard deviation.
+inline double population_std(const std::vector<double>& x) {
+  const double m = mean(x);
+  double s = 0;
+  for (double v : x) s += (v - m) * (v - m);
+  return x.empty() ? kNaN : std::sqrt(s / static_cast<double>(x.size()));
+}
+
+inline bool constant(const double* x, Index n) {
+  for (Index k = 1; k < n; ++k)
+    if (x[k] != x[0]) return false;
+  return true;
+}
+
+template <class T>
+void check_finite(const TensorMap<const T>& t, const char* name) {
+  const Index days = t.dim(1);
+  for (Index k = 0; k < t.size(); ++k) {
+    const double v = static_cast<double>(t.data()[k]);
+    if (!std::isfinite(v))
+      throw Error(std::string("stockmixer::metrics::evaluate: ") + name + " holds " +
+                  (std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf")) + " at stock " + std::to_string(k / days) +
+                  ", day " + std::to_string(k % days));
+  }
+}
+
+}  // namespace detail
+
+inline void numpy_argsort_heapsort(Index* order, const double* values, Index n) {
+  for (Index k = 0; k < n; ++k) order[k] = k;
+  detail::argsort_heap(order, values, n);
+}
+
+// numpy's aquicksort_ (npysort/quicksort.cpp), the same decisions on indices instead of pointers:
+// partitions longer than 16 are split around the median of (first, middle, last), the larger side is
+// pushed on a stack; each partition gets a depth budget of 2·⌊log2 n⌋ splits before it is heapsorted;
+// short partitions are insertion-sorted.
+inline void numpy_argsort(Index* order, const double* values, Index n) {
+  using detail::numpy_less;
+  for (Index k = 0; k < n; ++k) order[k] = k;
+  if (n < 2) return;
+  constexpr Index kSmall = 15;  // numpy's SMALL_QUICKSORT
+  const double* v = values;
+  std::vector<std::pair<Index, Index>> stack;  // pushed (pl, pr) partitions
+  std::vector<int> depths;                     // their depth budgets
+  Index pl = 0, pr = n - 1;
+  int cdepth = 0;
+  for (Index u = n; u >>= 1;) ++cdepth;  // npy_get_msb(n)
+  cdepth *= 2;
+
+  for (;;) {
+    if (cdepth < 0) {
+      detail::argsort_heap(order + pl, v, pr - pl + 1);
+    } else {
+      while (pr - pl > kSmall) {
+        const Index pm = pl + ((pr - pl) >> 1);
+        if (numpy_less(v[order[pm]], v[order[pl]])) std::swap(order[pm], order[pl]);
+        if (numpy_less(v[order[pr]], v[order[pm]])) std::swap(order[pr], order[pm]);
+        if (numpy_less(v[order[pm]], v[order[pl]])) std::swap(order[pm], order[pl]);
+        const double vp = v[order[pm]];
+        Index pi = pl, pj = pr - 1;
+        std::swap(order[pm], order[pj]);
+        for (;;) {
+          do ++pi; while (numpy_less(v[order[pi]], vp));
+          do --pj; while (numpy_less(vp, v[order[pj]]));
+          if (pi >= pj) break;
+          std::swap(order[pi], order[pj]);
+        }
+        std::swap(order[pi], order[pr - 1]);
+        if (pi - pl < pr - pi) {
+          stack.emplace_back(pi + 1, pr);
+          pr = pi - 1;
+        } else {
+          stack.emplace_back(pl, pi - 1);
+          pl = pi + 1;
+        }
+        depths.push_back(--cdepth);
+      }
+      for (Index pi = pl + 1; pi <= pr; ++pi) {  // insertion sort
+        const Index vi = order[pi];
+        const double vp = v[vi];
+        Index pj = pi;
+        for (; pj > pl && numpy_less(vp, v[order[pj - 1]]); --pj) order[pj] = order[pj - 1];
+        order[pj] = vi;
+      }
+    }
+    if (stack.empty()) break;
+    std::tie(pl, pr) = stack.back();
+    stack.pop_back();
+    cdepth = depths.back();
+    depths.pop_back();
+  }
+}
+
+inline double pearson(const double* x, const double* y, Index n) {
+  if (n < 2 || detail::constant(x, n) || detail::constant(y, n)) return detail::kNaN;
+  double mx = 0, my = 0;
+  for (Index k = 0; k < n; ++k) {
+    mx += x[k];
+    my += y[k];
+  }
+  mx /= static_cast<double>(n);
+  my /= static_cast<double>(n);
+  double sxx = 0, syy = 0, sxy = 0;
+  for (Index k = 0; k < n; ++k) {
+    const double dx = x[k] - mx, dy = y[k] - my;
+    sxx += dx * dx;
+    syy += dy * dy;
+    sxy += dx * dy;
+  }
+  const double r = sxy / std::sqrt(sxx) / std::sqrt(syy);  // np.corrcoef's order of divisions
+  return std::clamp(r, -1.0, 1.0);
+}
+
+inline void average_ranks(double* ranks, const double* x, Index n) {
+  std::vector<Index> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), Index(0));
+  std::stable_sort(order.begin(), order.end(), [x](Index a, Index b) { return x[a] < x[b]; });
+  for (Index start = 0; start < n;) {
+    Index end = start + 1;  // [start, end): one group of equal values
+    while (end < n && x[order[end]] == x[order[start]]) ++end;
+    const double rank = 0.5 * static_cast<double>(start + 1 + end);  // mean of start+1 .. end
+    for (Index k = start; k < end; ++k) ranks[order[k]] = rank;
+    start = end;
+  }
+}
+
+inline double spearman(const double* x, const double* y, Index n) {
+  std::vector<double> rx(static_cast<std::size_t>(n)), ry(static_cast<std::size_t>(n));
+  average_ranks(rx.data(), x, n);
+  average_ranks(ry.data(), y, n);
+  return pearson(rx.data(), ry.data(), n);
+}
+
+inline nlohmann::json Performance::to_json() const {
+  return nlohmann::json{
+      {"mse", mse},         {"IC", IC},           {"RIC", RIC},
+      {"prec_10", prec_10}, {"sharpe5", sharpe5}, {"mrr_top", mrr_top},
+      {"bt_long", bt_long}, {"bt_long5", bt_long5}, {"bt_long10", bt_long10},
+      {"rank_ic", rank_ic}, {"rank_icir", rank_icir}, {"ic_valid", ic_valid},
+      {"ic_valid_ir", ic_valid_ir}, {"days", days}, {"skipped_days", skipped_days}};
+}
+
+template <class T>
+Performance evaluate(TensorMap<const T> prediction, TensorMap<const T> ground_truth, TensorMap<const T> mask) {
+  if (prediction.rank() != 2 || prediction.shape() != ground_truth.shape() || prediction.shape() != mask.shape())
+    throw Error("stockmixer::metrics::evaluate: prediction, ground_truth and mask must share one shape [N, days]; "
+                "got prediction " + prediction.shape().str() + ", ground_truth " + ground_truth.shape().str() +
+                ", mask " + mask.shape().str());
+  const Index N = prediction.dim(0), D = prediction.dim(1);
+  if (N == 0 || D == 0)
+    throw Error("stockmixer::metrics::evaluate: needs at least one stock and one day, got shape " +
+                prediction.shape().str());
+  detail::check_finite(prediction, "prediction");
+  detail::check_finite(ground_truth, "ground_truth");
+  detail::check_finite(mask, "mask");
+
+  Performance perf;
+  perf.days = D;
+
+  // mse over every entry, the mask as a weight.
+  double squares = 0, mask_sum = 0;
+  for (Index k = 0; k < prediction.size(); ++k) {
+    const double m = static_cast<double>(mask.data()[k]);
+    const double d = (static_cast<double>(prediction.data()[k]) - static_cast<double>(ground_truth.data()[k])) * m;
+    squares += d * d;
+    mask_sum += m;
+  }
+  perf.mse = squares / mask_sum;
+
+  const auto n_size = static_cast<std::size_t>(N);
+  std::vector<double> p(n_size), g(n_size), m(n_size);         // [N] one day's columns
+  std::vector<double> pm(n_size), gm(n_size);                  // [N] P·M, G·M
+  std::vector<double> pv, gv;                                  // [valid] the valid stocks' P and G
+  std::vector<Index> order_p(n_size), order_g(n_size);        // [N] np.argsort of P and of G
+  std::vector<Index> top;                                      // the predicted top 10, best first
+  std::vector<double> ic, r5, prec10, rank_days, pearson_days;  // [D] or [kept days]
+  double mrr_sum = 0;
+  Index all_miss_days = 0;
+
+  for (Index i = 0; i < D; ++i) {
+    for (Index n = 0; n < N; ++n) {
+      const auto s = static_cast<std::size_t>(n);
+      p[s] = static_cast<double>(prediction(n, i));
+      g[s] = static_cast<double>(ground_truth(n, i));
+      m[s] = static_cast<double>(mask(n, i));
+      pm[s] = p[s] * m[s];
+      gm[s] = g[s] * m[s];
+    }
+    auto valid = [&m](Index n) { return m[static_cast<std::size_t>(n)] >= 0.5; };
+    ic.push_back(pearson(pm.data(), gm.data(), N));
+
+    numpy_argsort(order_p.data(), p.data(), N);
+    numpy_argsort(order_g.data(), g.data(), N);
+    top.clear();
+    for (Index j = N - 1; j >= 0 && top.size() < 10; --j)
+      if (valid(order_p[static_cast<std::size_t>(j)])) top.push_back(order_p[static_cast<std::size_t>(j)]);
+
+    // Reciprocal rank of the predicted top-1 among the valid stocks in realised order.
+    if (top.empty()) {
+      ++all_miss_days;
+    } else {
+      Index pos = 0;
+      for (Index j = N - 1; j >= 0; --j) {
+        const Index n = order_g[static_cast<std::size_t>(j)];
+        if (!valid(n)) continue;
+        ++pos;
+        if (n == top[0]) break;
+      }
+      mrr_sum += 1.0 / static_cast<double>(pos);
+    }
+
+    auto ret = [&g](Index n) { return g[static_cast<std::size_t>(n)]; };
+    perf.bt_long += top.empty() ? 0.0 : ret(top[0]);
+    double sum5 = 0, sum10 = 0, positive = 0;
+    for (std::size_t k = 0; k < top.size(); ++k) {
+      if (k < 5) sum5 += ret(top[k]);
+      sum10 += ret(top[k]);
+      positive += ret(top[k]) >= 0 ? 1.0 : 0.0;
+    }
+    perf.bt_long5 += sum5 / 5;
+    perf.bt_long10 += sum10 / 10;
+    r5.push_back(sum5 / 5);
+    prec10.push_back(positive / 10);
+
+    // Extras over the valid stocks.
+    pv.clear();
+    gv.clear();
+    for (Index n = 0; n < N; ++n)
+      if (valid(n)) {
+        pv.push_back(p[static_cast<std::size_t>(n)]);
+        gv.push_back(g[static_cast<std::size_t>(n)]);
+      }
+    const auto nv = static_cast<Index>(pv.size());
+    if (nv < 2 || detail::constant(pv.data(), nv) || detail::constant(gv.data(), nv)) {
+      ++perf.skipped_days;
+    } else {
+      rank_days.push_back(spearman(pv.data(), gv.data(), nv));
+      pearson_days.push_back(pearson(pv.data(), gv.data(), nv));
+    }
+  }
+
+  perf.IC = detail::mean(ic);
+  perf.RIC = perf.IC / detail::population_std(ic);
+  perf.sharpe5 = detail::mean(r5) / detail::population_std(r5) * 15.87;
+  perf.prec_10 = detail::mean(prec10);
+  perf.mrr_top = all_miss_days == D ? detail::kNaN : mrr_sum / static_cast<double>(D - all_miss_days);
+
+  auto ir = [](const std::vector<double>& x) {
+    const double sd = detail::population_std(x);
+    return sd > 0 ? detail::mean(x) / sd : detail::kNaN;
+  };
+  perf.rank_ic = detail::mean(rank_days);
+  perf.rank_icir = ir(rank_days);
+  perf.ic_valid = detail::mean(pearson_days);
+  perf.ic_valid_ir = ir(pearson_days);
+  return perf;
+}
+
+template <class T>
+Performance evaluate(const Tensor<T>& prediction, const Tensor<T>& ground_truth, const Tensor<T>& mask) {
+  return evaluate<T>(prediction.map(), ground_truth.map(), mask.map());
+}
+
+}  // namespace stockmixer::metrics
