@@ -6,13 +6,14 @@
 # calls apt-get directly, otherwise through sudo; with neither it stops and names what is missing.
 set -euo pipefail
 
-# libxtl-dev comes in as a dependency of xtensor-dev. python3-torch and python3-numpy serve the
-# fixture script (tests/, run with /usr/bin/python3, not a pyenv or venv python).
+# libxtl-dev comes in as a dependency of xtensor-dev. python3-torch, python3-numpy and python3-pandas
+# (the original evaluator, tests/make_metrics_fixtures.py) serve the fixture scripts (tests/, run
+# with /usr/bin/python3, not a pyenv or venv python).
 packages=(
   cmake g++ make git
   libeigen3-dev xtensor-dev nlohmann-json3-dev
   catch2 libbenchmark-dev
-  python3-torch python3-numpy
+  python3-torch python3-numpy python3-pandas
 )
 
 missing=()

@@ -55,6 +55,8 @@ class Tape {
   explicit Tape(Mode mode = Mode::kTrain) : mode_(mode) {}
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
+  Tape(Tape&&) = default;  // a deque moves its blocks: nodes handed out stay valid
+  Tape& operator=(Tape&&) = default;
 
   Mode mode() const { return mode_; }
   bool recording() const { return mode_ == Mode::kTrain; }

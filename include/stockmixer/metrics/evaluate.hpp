@@ -35,7 +35,7 @@
 //
 // Decisions (docs/metrics.md):
 //   - np.argsort's order among equal values decides which of tied stocks enters a top-k. Its default
-//     kind in numpy 1.24 (Debian 12) is an introsort (median-of-3 quicksort, insertion sort below 16,
+//     kind in numpy 1.24 (Debian 12) is an introsort (median-of-3 quicksort, insertion sort up to 16 values,
 //     heapsort when too deep) that is not stable; numpy_argsort reproduces it step for step, so ties
 //     are broken exactly as the original breaks them (checked against np.argsort on tie-heavy data).
 //     numpy >= 1.25 on AVX-512 machines sorts differently; ties may then differ from that numpy.

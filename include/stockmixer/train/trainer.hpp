@@ -1,0 +1,258 @@
+// stockmixer/train/trainer.hpp — the original training protocol (SPEC §6), on any Market.
+//
+//   each epoch   shuffle the offsets 0 .. valid_index - 1, use the first valid_index - T - steps + 1,
+//                one date (all N stocks) per step: zero_grad, forward, get_loss, backward, Adam step
+//   validate     offsets [start - T - steps + 1, end - T - steps + 1): predict without a tape, the
+//                loss parts averaged over end - start days, rr / gt / mask gathered into [N, days]
+//                and scored by metrics::evaluate
+//   keep         the epoch with the lowest validation loss: its weights, validation and test metrics
+//
+// Quirk kept by default: an offset near valid_index reads a target inside the validation period.
+// strict_split uses only the offsets whose target lies before valid_index, which cannot leak.
+// The shuffle is a Fisher-Yates on std::mt19937_64 (NumPy's stream is not reproduced).
+#pragma once
+
+#include "stockmixer/data/market.hpp"
+#include "stockmixer/io/checkpoint.hpp"
+#include "stockmixer/loss.hpp"
+#include "stockmixer/metrics/evaluate.hpp"
+#include "stockmixer/model.hpp"
+#include "stockmixer/optim/adam.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace stockmixer::train {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+struct TrainConfig {
+  int epochs = 100;
+  Index lookback = 16;       // T
+  Index market = 20;         // M
+  double alpha = 0.1;        // weight of the rank loss
+  double dropout = 0.0;
+  AdamOptions adam;          // lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay
+  Index valid_index = 756;   // first validation target day
+  Index test_index = 1008;   // first test target day
+  bool strict_split = false;
+  std::uint64_t seed = 0;    // initialisation and shuffling
+
+  void validate(Index days, Index steps) const;
+  nlohmann::json to_json() const;
+};
+
+// What one sweep over a period gives.
+struct Evaluation {
+  double loss = 0, reg = 0, rank = 0;  // averaged over the period's days
+  metrics::Performance perf;
+};
+
+struct EpochLog {
+  int epoch = 0;
+  double train_loss = 0, train_reg = 0, train_rank = 0;
+  Evaluation valid, test;
+  double seconds = 0;
+  bool best = false;  // lowest validation loss so far
+  nlohmann::json to_json() const;
+};
+
+template <class T>
+class Trainer {
+ public:
+  // Builds StockMixer(N, T, C, M) for the market's N and C. The market must outlive the trainer.
+  Trainer(const data::Market<T>& market, const TrainConfig& config);
+
+  // One epoch of training, then validation and test sweeps.
+  EpochLog run_epoch();
+  // A sweep over target days [start, end) without gradients.
+  Evaluation evaluate_period(Index start, Index end);
+
+  StockMixer<T>& model() { return model_; }
+  Adam<T>& optimizer() { return adam_; }
+  const TrainConfig& config() const { return config_; }
+  Index train_offsets() const;  // offsets used per epoch
+  int epochs_done() const { return epoch_; }
+
+ private:
+  const data::Market<T>& market_;
+  TrainConfig config_;
+  StockMixer<T> model_;
+  Adam<T> adam_;
+  std::mt19937_64 rng_;
+  std::vector<Index> offsets_;
+  data::Batch<T> batch_;
+  autograd::Tape<T> tape_;
+  Tensor<T> rr_, pred_, gt_, mask_;  // evaluation buffers
+  double best_valid_loss_ = std::numeric_limits<double>::infinity();
+  int epoch_ = 0;
+};
+
+// ---- implementation --------------------------------------------------------------------------------
+
+inline void TrainConfig::validate(Index days, Index steps) const {
+  auto fail = [](const std::string& what) { throw Error("stockmixer::train::TrainConfig: " + what); };
+  if (epochs < 0) fail("epochs must be >= 0, got " + std::to_string(epochs));
+  if (!(alpha >= 0)) fail("alpha must be >= 0");
+  adam.validate();
+  if (valid_index - lookback - steps + 1 < 1)
+    fail("valid_index " + std::to_string(valid_index) + " leaves no training window of lookback " +
+         std::to_string(lookback) + " and steps " + std::to_string(steps));
+  if (!(valid_index < test_index && test_index < days))
+    fail("need valid_index < test_index < days, got " + std::to_string(valid_index) + ", " +
+         std::to_string(test_index) + ", " + std::to_string(days));
+}
+
+inline nlohmann::json TrainConfig::to_json() const {
+  return {{"epochs", epochs},
+          {"lookback", lookback},
+          {"market", market},
+          {"alpha", alpha},
+          {"dropout", dropout},
+          {"lr", adam.lr},
+          {"beta1", adam.beta1},
+          {"beta2", adam.beta2},
+          {"eps", adam.eps},
+          {"weight_decay", adam.weight_decay},
+          {"decoupled_weight_decay", adam.decoupled_weight_decay},
+          {"valid_index", valid_index},
+          {"test_index", test_index},
+          {"strict_split", strict_split},
+          {"seed", seed}};
+}
+
+inline nlohmann::json EpochLog::to_json() const {
+  auto eval = [](const Evaluation& e) {
+    nlohmann::json j = e.perf.to_json();
+    j["loss"] = e.loss;
+    j["reg_loss"] = e.reg;
+    j["rank_loss"] = e.rank;
+    return j;
+  };
+  return {{"epoch", epoch},
+          {"train", {{"loss", train_loss}, {"reg_loss", train_reg}, {"rank_loss", train_rank}}},
+          {"valid", eval(valid)},
+          {"test", eval(test)},
+          {"seconds", seconds},
+          {"best", best}};
+}
+
+namespace detail {
+inline StockMixerConfig model_config(Index stocks, Index features, const TrainConfig& c) {
+  StockMixerConfig m;
+  m.stocks = stocks;
+  m.lookback = c.lookback;
+  m.features = features;
+  m.market = c.market;
+  m.dropout = c.dropout;
+  return m;
+}
+
+template <class T>
+const TrainConfig& checked(const data::Market<T>& market, const TrainConfig& c) {
+  market.validate("training market");
+  c.validate(market.days(), market.steps);
+  return c;
+}
+
+template <class T>
+std::vector<AdamParam<T>> adam_params(StockMixer<T>& model) {
+  std::vector<AdamParam<T>> out;
+  for (const auto& p : model.parameters()) out.push_back({p.name, p.value, p.grad, p.size()});
+  return out;
+}
+}  // namespace detail
+
+template <class T>
+Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
+    : market_(market),
+      config_(detail::checked(market, config)),
+      model_(detail::model_config(market.stocks(), market.features(), config), config.seed),
+      adam_(detail::adam_params(model_), config.adam),
+      rng_(config.seed ^ 0x5DEECE66Dull) {
+  offsets_.resize(static_cast<std::size_t>(config_.valid_index));
+  std::iota(offsets_.begin(), offsets_.end(), Index(0));
+}
+
+template <class T>
+Index Trainer<T>::train_offsets() const {
+  return config_.valid_index - config_.lookback - market_.steps + 1;
+}
+
+template <class T>
+EpochLog Trainer<T>::run_epoch() {
+  const auto start = std::chrono::steady_clock::now();
+  const Index used = train_offsets();
+  // strict: shuffle only the offsets whose target day lies before valid_index; otherwise shuffle all
+  // valid_index offsets and take the first `used`, as the original does.
+  const std::size_t pool = config_.strict_split ? static_cast<std::size_t>(used) : offsets_.size();
+  std::iota(offsets_.begin(), offsets_.end(), Index(0));
+  for (std::size_t i = pool; i > 1; --i)
+    std::swap(offsets_[i - 1], offsets_[static_cast<std::size_t>(rng_() % i)]);
+
+  EpochLog log;
+  log.epoch = ++epoch_;
+  const T alpha = static_cast<T>(config_.alpha);
+  for (Index k = 0; k < used; ++k) {
+    data::get_batch(market_, offsets_[static_cast<std::size_t>(k)], config_.lookback, batch_);
+    tape_.reset();
+    adam_.zero_grad();
+    auto* pred = model_.forward(tape_, tape_.wrap(batch_.x.map()));
+    const auto out = get_loss(tape_, pred, tape_.wrap(batch_.gt.map()), tape_.wrap(batch_.base.map()),
+                              tape_.wrap(batch_.mask.map()), alpha);
+    tape_.backward(out.loss);
+    adam_.step();
+    log.train_loss += out.loss->data()[0];
+    log.train_reg += out.reg;
+    log.train_rank += out.rank;
+  }
+  log.train_loss /= static_cast<double>(used);
+  log.train_reg /= static_cast<double>(used);
+  log.train_rank /= static_cast<double>(used);
+
+  log.valid = evaluate_period(config_.valid_index, config_.test_index);
+  log.test = evaluate_period(config_.test_index, market_.days());
+  log.best = log.valid.loss < best_valid_loss_;
+  if (log.best) best_valid_loss_ = log.valid.loss;
+  log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return log;
+}
+
+template <class T>
+Evaluation Trainer<T>::evaluate_period(Index start, Index end) {
+  const Index n = market_.stocks(), days = end - start;
+  const Index first = start - config_.lookback - market_.steps + 1;
+  pred_.resize({n, days});
+  gt_.resize({n, days});
+  mask_.resize({n, days});
+  rr_.resize({n, 1});
+  Evaluation e;
+  for (Index d = 0; d < days; ++d) {
+    data::get_batch(market_, first + d, config_.lookback, batch_);
+    const Tensor<T>& pred = model_.predict(TensorMap<const T>(batch_.x.data(), batch_.x.shape()));
+    const RankLoss<T> l = rank_loss_forward(rr_.data(), pred.data(), batch_.base.data(), batch_.gt.data(),
+                                            batch_.mask.data(), n, static_cast<T>(config_.alpha));
+    e.loss += l.loss;
+    e.reg += l.reg;
+    e.rank += l.rank;
+    for (Index i = 0; i < n; ++i) {
+      pred_(i, d) = rr_(i, 0);
+      gt_(i, d) = batch_.gt(i, 0);
+      mask_(i, d) = batch_.mask(i, 0);
+    }
+  }
+  e.loss /= static_cast<double>(days);
+  e.reg /= static_cast<double>(days);
+  e.rank /= static_cast<double>(days);
+  e.perf = metrics::evaluate(pred_, gt_, mask_);
+  return e;
+}
+
+}  // namespace stockmixer::train

@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""End-to-end checks of the `stockmixer` command-line tool against PyTorch (Debian's python3-torch).
+
+    /usr/bin/python3 tests/check_cli.py BUILD/examples/stockmixer BUILD/examples/score_universe
+
+1. PyTorch writes a safetensors file of the original model's weights; `stockmixer predict` loads it
+   and predicts what PyTorch predicts (float32 and float64).
+2. `stockmixer gradients` writes prediction, rr, the loss parts and every parameter's gradient; each
+   equals PyTorch's (the same tolerances as tests/test_model.cpp).
+3. `stockmixer train` on a small synthetic market writes metrics.jsonl, summary.json and
+   best.safetensors; PyTorch loads best.safetensors into the original model (strict state_dict) and
+   predicts what `stockmixer predict` predicts; score_universe ranks with it.
+4. Bad input gives exit status 1 and a message naming the file or option; `bench` prints its JSON.
+"""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from make_io_fixtures import read_safetensors, write_safetensors  # noqa: E402
+from make_model_fixtures import StockMixer, get_loss  # noqa: E402
+
+FAILURES = []
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        FAILURES.append(what)
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def close(name, ours, f32, f64, precision):
+    """float: within 1e-5 of PyTorch's float64 and no farther from its float32 than 1e-5 plus
+    PyTorch's own float32 error; double: within 1e-10 of PyTorch's float64."""
+    if precision == "f64":
+        e = rel(ours, f64)
+        check(e <= 1e-10, f"{name} (f64): error {e:.2e} <= 1e-10")
+    else:
+        e64, e32, own = rel(ours, f64), rel(ours, f32), rel(f32, f64)
+        check(e64 <= 1e-5 and e32 <= 1e-5 + own, f"{name} (f32): vs f64 {e64:.2e}, vs f32 {e32:.2e} (torch {own:.2e})")
+
+
+def run(*args, expect=0):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if p.returncode != expect:
+        print(p.stdout, p.stderr)
+    return p
+
+
+def torch_model(sd, n, t, c, m, dtype):
+    model = StockMixer(n, t, c, m, 3).to(dtype)
+    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True)
+    return model
+
+
+def main(cli, score):
+    torch.set_num_threads(1)
+    fx = HERE / "fixtures" / "model" / "mid"
+    meta = json.loads((fx / "meta.json").read_text())
+    n, t, c, m = meta["stocks"], meta["lookback"], meta["features"], meta["market"]
+    sd = {k: torch.from_numpy(np.load(fx / "params" / f"{k}.npy")) for k, _ in meta["state_dict"]}
+    arrays = {k: torch.from_numpy(np.load(fx / f"{k}.npy")) for k in ("x", "gt", "base", "mask")}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = tmp / "torch_written.safetensors"
+        write_safetensors(weights, sd, {"format": "pt"})  # PyTorch writes, we read
+
+        ref = {}
+        for dt, tag in ((torch.float32, "f32"), (torch.float64, "f64")):
+            model = torch_model(sd, n, t, c, m, dt)
+            x, gt, base, mask = (arrays[k].to(dt) for k in ("x", "gt", "base", "mask"))
+            pred = model(x)
+            loss, reg, rank, rr = get_loss(pred, gt, base, mask, n, 0.1)
+            loss.backward()
+            ref[tag] = {"prediction": pred, "rr": rr, "loss": loss, "reg_loss": reg, "rank_loss": rank,
+                        **{k: p.grad for k, p in model.named_parameters()}}
+            ref[tag] = {k: v.detach().numpy() for k, v in ref[tag].items()}
+
+        # 1. predict
+        for precision in ("f32", "f64"):
+            out = tmp / f"pred_{precision}.npy"
+            p = run(cli, "predict", "--weights", weights, "--input", fx / "x.npy", "--out", out,
+                    "--precision", precision)
+            check(p.returncode == 0, f"predict --precision {precision} runs")
+            if p.returncode == 0:
+                got = np.load(out)
+                check(got.shape == (n, 1) and got.dtype == (np.float32 if precision == "f32" else np.float64),
+                      f"predict writes [N, 1] {got.dtype}")
+                close("predict", got, ref["f32"]["prediction"], ref["f64"]["prediction"], precision)
+
+        # 2. gradients
+        for precision in ("f32", "f64"):
+            out = tmp / f"grads_{precision}.safetensors"
+            p = run(cli, "gradients", "--weights", weights, "--input", fx / "x.npy", "--gt", fx / "gt.npy",
+                    "--base", fx / "base.npy", "--mask", fx / "mask.npy", "--out", out, "--precision", precision)
+            check(p.returncode == 0, f"gradients --precision {precision} runs")
+            if p.returncode == 0:
+                _, _, _, got = read_safetensors(out)
+                check(set(got) == set(ref["f64"]), f"gradients holds exactly the {len(ref['f64'])} expected tensors")
+                for k in sorted(ref["f64"]):
+                    if k in got:
+                        close(f"gradients {k}", got[k].numpy().reshape(ref["f64"][k].shape), ref["f32"][k],
+                              ref["f64"][k], precision)
+
+        # 3. train, then PyTorch loads our checkpoint
+        run_dir = tmp / "run"
+        p = run(cli, "train", "--epochs", "2", "--stocks", "40", "--days", "160", "--out", run_dir)
+        check(p.returncode == 0, "train runs")
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines() if p.returncode == 0 else []
+        check(len(lines) == 2 and all("valid" in json.loads(line) for line in lines), "metrics.jsonl: one line per epoch")
+        summary = json.loads((run_dir / "summary.json").read_text()) if p.returncode == 0 else {}
+        check("test" in summary and "IC" in summary.get("test", {}), "summary.json holds the test metrics")
+        if p.returncode == 0:
+            _, _, tmeta, ours = read_safetensors(run_dir / "best.safetensors")
+            cfg = json.loads(tmeta["stockmixer.config"])
+            model = torch_model(ours, cfg["stocks"], cfg["lookback"], cfg["features"], cfg["market"], torch.float64)
+            x = 0.5 + 0.1 * torch.rand(40, 16, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+            np.save(tmp / "x40.npy", x.numpy())
+            p = run(cli, "predict", "--weights", run_dir / "best.safetensors", "--input", tmp / "x40.npy",
+                    "--out", tmp / "p40.npy", "--precision", "f64")
+            theirs = model(x).detach().numpy()
+            check(p.returncode == 0 and rel(np.load(tmp / "p40.npy"), theirs) <= 1e-10,
+                  "PyTorch loads best.safetensors (strict) and predicts what stockmixer predicts")
+            p = run(score, run_dir / "best.safetensors")
+            check(p.returncode == 0 and p.stdout.count("\n") == 11, "score_universe prints the top 10")
+
+        # 4. bad input and bench
+        bad = tmp / "bad.npy"
+        np.save(bad, np.zeros((n, t + 1, c), np.float32))
+        p = run(cli, "predict", "--weights", weights, "--input", bad, "--out", tmp / "o.npy", expect=1)
+        check(p.returncode == 1 and str(bad) in p.stderr and "expect [N, T, C]" in p.stderr,
+              "predict: a wrong input shape names the file and the expected shape")
+        np.save(bad, np.full((n, t, c), np.nan, np.float32))
+        p = run(cli, "predict", "--weights", weights, "--input", bad, "--out", tmp / "o.npy", expect=1)
+        check(p.returncode == 1 and "not finite" in p.stderr, "predict: NaN input is refused")
+        p = run(cli, "predict", "--weights", tmp / "missing.safetensors", "--input", bad, "--out", tmp / "o.npy",
+                expect=1)
+        check(p.returncode == 1 and "missing.safetensors" in p.stderr, "predict: a missing weights file is named")
+        check(not (tmp / "o.npy").exists(), "predict: nothing is written on error")
+        truncated = tmp / "truncated.safetensors"
+        truncated.write_bytes(weights.read_bytes()[:-100])
+        p = run(cli, "predict", "--weights", truncated, "--input", fx / "x.npy", "--out", tmp / "o.npy", expect=1)
+        check(p.returncode == 1 and "truncated.safetensors" in p.stderr, "predict: a truncated weights file is refused")
+        p = run(cli, "train", "--epochs", "1", "--stocks", "40", "--days", "160", "--out", run_dir, expect=1)
+        check(p.returncode == 1 and "already holds a run" in p.stderr, "train: an existing run is not overwritten")
+        p = run(cli, "train", "--epoch", "1", expect=1)
+        check(p.returncode == 1 and "unknown option 'epoch'" in p.stderr, "train: an unknown option is named")
+        config = tmp / "config.json"
+        config.write_text(json.dumps({"epochs": 1, "stocks": 40, "days": 160, "learning_rate": 0.1}))
+        p = run(cli, "train", "--config", config, "--out", tmp / "run2", expect=1)
+        check(p.returncode == 1 and "learning_rate" in p.stderr and "config.json" in p.stderr,
+              "train: an unknown key in --config is named with the file")
+        config.write_text(json.dumps({"epochs": 1, "stocks": 40, "days": 160, "lr": 0.01}))
+        p = run(cli, "train", "--config", config, "--out", tmp / "run2")
+        check(p.returncode == 0 and json.loads((tmp / "run2" / "summary.json").read_text())["config"]["lr"] == 0.01,
+              "train: --config keys mirror the options")
+        p = run(cli, "bench", "--stocks", "50", "--iters", "3")
+        keys = {"inference_ms", "train_step_ms", "loss_ms", "stocks", "lookback", "features", "threads"}
+        check(p.returncode == 0 and keys <= set(json.loads(p.stdout)), "bench prints its JSON report")
+        for cmd in ("predict", "gradients", "train", "bench"):
+            p = run(cli, cmd, "--help")
+            check(p.returncode == 0 and "usage: stockmixer " + cmd in p.stdout, f"{cmd} --help")
+
+    print(f"{len(FAILURES)} failed" if FAILURES else "all CLI checks passed")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        print(__doc__)
+        sys.exit(2)
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
