@@ -18,17 +18,18 @@ Layouts follow the C++ kernels (see their headers): Conv1d and TriU take channel
 [B, L, K] inputs, so the PyTorch side permutes to PyTorch's layout and back; TriU's weight is packed
 into a lower-triangular [L, L] matrix whose row i holds `triU.i.weight`.
 """
-import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixture_tools import fixture_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "fixtures" / "kernels"
@@ -289,47 +290,9 @@ def write_all(root):
     rank_loss(root, "rank_loss_ties", 62, n=64, alpha=0.1, ties=True, masked=0.2)
 
 
-def check(committed):
-    """Regenerates into a temp dir and compares to the committed fixtures (same files, close values)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / "kernels"
-        write_all(fresh)
-        names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
-        old = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-        if names != old:
-            print("fixture files differ:", sorted(set(names) ^ set(old)))
-            return 1
-        worst = 0.0
-        for rel in names:
-            if rel.suffix == ".json":
-                if (fresh / rel).read_text() != (committed / rel).read_text():
-                    print(f"{rel}: differs")
-                    return 1
-                continue
-            a, b = np.load(fresh / rel), np.load(committed / rel)
-            if a.shape != b.shape or a.dtype != b.dtype:
-                print(f"{rel}: shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
-                return 1
-            scale = max(float(np.abs(b).max()), 1e-30)
-            err = float(np.abs(a.astype(np.float64) - b).max()) / scale
-            worst = max(worst, err)
-            if err > 1e-5:  # PyTorch's CPU kernels may differ by a few ulps across CPU types
-                print(f"{rel}: regenerated values differ by {err:.3g} (relative)")
-                return 1
-        print(f"{len(names)} fixture files reproduce (largest relative difference {worst:.3g})")
-        return 0
-
-
+# --check: PyTorch's CPU kernels may differ by a few ulps across CPU types, hence 1e-5.
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (default: %(default)s)")
-    ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
-    args = ap.parse_args()
-    if args.check:
-        return check(args.out)
-    write_all(args.out)
-    print(f"wrote {sum(1 for _ in args.out.rglob('*.npy'))} arrays under {args.out}")
-    return 0
+    return fixture_main(__doc__, DEFAULT_OUT, write_all, tol=1e-5)
 
 
 if __name__ == "__main__":

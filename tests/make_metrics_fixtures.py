@@ -30,17 +30,18 @@ The original raises IndexError on a day with every stock masked (`list(pre_top1)
 set); for "sparse_days" the reference is the original with that one line guarded (PATCHED_LINE:
 the day's top-1 return counts as 0), and expected.json records the original's error.
 """
-import argparse
 import json
 import math
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixture_tools import fixture_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "fixtures" / "metrics"
@@ -326,71 +327,8 @@ def write_all(root):
     write_argsort(root)
 
 
-def check(committed):
-    """Regenerates into a temp dir and compares to the committed fixtures (same files; arrays and
-    JSON numbers within 1e-12 relative, everything else equal)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / "metrics"
-        write_all(fresh)
-        names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
-        old = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-        if names != old:
-            print("fixture files differ:", sorted(set(names) ^ set(old)))
-            return 1
-        worst = 0.0
-
-        def close(a, b, where):
-            nonlocal worst
-            if isinstance(a, dict) and isinstance(b, dict):
-                return a.keys() == b.keys() and all(close(a[k], b[k], f"{where}.{k}") for k in a)
-            if isinstance(a, list) and isinstance(b, list):
-                return len(a) == len(b) and all(close(x, y, f"{where}[{k}]") for k, (x, y) in enumerate(zip(a, b)))
-            if isinstance(a, float) and isinstance(b, float):
-                err = abs(a - b) / max(abs(a), abs(b), 1e-300)
-                worst = max(worst, err)
-                if err > 1e-12:
-                    print(f"{where}: {a!r} vs {b!r}")
-                return err <= 1e-12
-            if a != b or type(a) is not type(b):
-                print(f"{where}: {a!r} vs {b!r}")
-                return False
-            return True
-
-        for rel in names:
-            if rel.suffix == ".json":
-                a = json.loads((fresh / rel).read_text())
-                b = json.loads((committed / rel).read_text())
-                if not close(a, b, str(rel)):
-                    return 1
-                continue
-            a, b = np.load(fresh / rel), np.load(committed / rel)
-            if a.shape != b.shape or a.dtype != b.dtype:
-                print(f"{rel}: shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
-                return 1
-            if a.dtype.kind == "f":
-                scale = max(float(np.abs(b).max()), 1e-300)
-                err = float(np.abs(a - b).max()) / scale
-                worst = max(worst, err)
-                if err > 1e-12:
-                    print(f"{rel}: regenerated values differ by {err:.3g} (relative)")
-                    return 1
-            elif not np.array_equal(a, b):
-                print(f"{rel}: differs")
-                return 1
-        print(f"{len(names)} fixture files reproduce (largest relative difference {worst:.3g})")
-        return 0
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (default: %(default)s)")
-    ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
-    args = ap.parse_args()
-    if args.check:
-        return check(args.out)
-    write_all(args.out)
-    print(f"wrote {sum(1 for _ in args.out.rglob('*') if _.is_file())} files under {args.out}")
-    return 0
+    return fixture_main(__doc__, DEFAULT_OUT, write_all, tol=1e-12, json_tol=1e-12)
 
 
 if __name__ == "__main__":

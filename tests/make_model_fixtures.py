@@ -20,17 +20,18 @@ Each case folder tests/fixtures/model/<case>/ holds
     trajectory: x_<k>.npy ... for two batches, and losses.f32/.f64.npy: the loss before each of 10
     torch.optim.Adam steps (lr 1e-3) alternating the two batches, plus final params/<key>.f32/.f64.
 """
-import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixture_tools import fixture_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "fixtures" / "model"
@@ -83,6 +84,32 @@ class TriU(nn.Module):
         for i in range(1, self.time_step):
             x = torch.cat([x, self.triU[i](inputs[:, :, 0:i + 1])], dim=-1)
         return x
+
+
+class MultiScaleTimeMixer(nn.Module):  # not used by StockMixer; runs only when time_step == channel
+    def __init__(self, time_step, channel, scale_count=1):
+        super().__init__()
+        self.time_step = time_step
+        self.scale_count = scale_count
+        self.mix_layer = nn.ParameterList([nn.Sequential(
+            nn.Conv1d(in_channels=channel, out_channels=channel, kernel_size=2 ** i, stride=2 ** i),
+            TriU(int(time_step / 2 ** i)),
+            nn.Hardswish(),
+            TriU(int(time_step / 2 ** i))
+        ) for i in range(scale_count)])
+        self.mix_layer[0] = nn.Sequential(
+            nn.LayerNorm([time_step, channel]),
+            TriU(int(time_step)),
+            nn.Hardswish(),
+            TriU(int(time_step))
+        )
+
+    def forward(self, x):
+        x = x.permute(0, 2, 1)
+        y = self.mix_layer[0](x)
+        for i in range(1, self.scale_count):
+            y = torch.cat((y, self.mix_layer[i](x)), dim=-1)
+        return y
 
 
 class Mixer2dTriU(nn.Module):
@@ -222,6 +249,37 @@ def write_case(root, name, n, t, c, m, seed, alpha=0.1, steps=10, lr=1e-3):
             save(d / "final" / f"{k}.{suffix}.npy", v)
 
 
+def write_multiscale(root, name, n, steps, scales, seed):
+    """MultiScaleTimeMixer with L == C, the only case the original runs; there its LayerNorm([L, C])
+    applied to [N, C, L] is exactly our fix (joint normalisation over [C, L], weight [C, L])."""
+    d = root / name
+    d.mkdir(parents=True)
+    torch.manual_seed(seed)
+    m32 = MultiScaleTimeMixer(steps, steps, scales)
+    init = {k: v.detach().clone() for k, v in m32.state_dict().items()}
+    (d / "meta.json").write_text(json.dumps({"batch": n, "steps": steps, "channels": steps, "scales": scales,
+                                             "state_dict": [[k, list(v.shape)] for k, v in init.items()]},
+                                            indent=1) + "\n")
+    for k, v in init.items():
+        save(d / "params" / f"{k}.npy", v)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(n, steps, steps, generator=gen)
+    save(d / "x.npy", x)
+    out_len = sum(steps // 2 ** i for i in range(scales))
+    dy = torch.randn(n, steps, out_len, generator=gen)
+    save(d / "dy.npy", dy)
+    for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+        m = MultiScaleTimeMixer(steps, steps, scales).to(dtype)
+        m.load_state_dict({k: v.to(dtype) for k, v in init.items()})
+        xi = x.detach().to(dtype).clone().requires_grad_(True)
+        y = m(xi)
+        y.backward(dy.to(dtype))
+        save(d / f"y.{suffix}.npy", y)
+        save(d / f"dx.{suffix}.npy", xi.grad)
+        for k, p in m.named_parameters():
+            save(d / "grads" / f"{k}.{suffix}.npy", p.grad)
+
+
 def write_all(root):
     torch.set_num_threads(1)
     if root.exists():
@@ -230,45 +288,11 @@ def write_all(root):
     write_case(root, "tiny", n=11, t=8, c=3, m=4, seed=100)
     write_case(root, "mid", n=200, t=8, c=3, m=10, seed=150)
     write_case(root, "nasdaq", n=1026, t=16, c=5, m=20, seed=200)
-
-
-def check(committed):
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / "model"
-        write_all(fresh)
-        names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
-        old = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-        if names != old:
-            print("fixture files differ:", sorted(set(names) ^ set(old))[:10])
-            return 1
-        worst = 0.0
-        for rel in names:
-            if rel.suffix == ".json":
-                if (fresh / rel).read_text() != (committed / rel).read_text():
-                    print(f"{rel}: differs")
-                    return 1
-                continue
-            a, b = np.load(fresh / rel), np.load(committed / rel)
-            scale = max(float(np.abs(b).max()), 1e-30)
-            err = float(np.abs(a.astype(np.float64) - b).max()) / scale
-            worst = max(worst, err)
-            if a.shape != b.shape or err > 1e-5:
-                print(f"{rel}: regenerated values differ ({a.shape} vs {b.shape}, {err:.3g})")
-                return 1
-        print(f"{len(names)} fixture files reproduce (largest relative difference {worst:.3g})")
-        return 0
+    write_multiscale(root, "multiscale", n=3, steps=8, scales=3, seed=300)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (default: %(default)s)")
-    ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
-    args = ap.parse_args()
-    if args.check:
-        return check(args.out)
-    write_all(args.out)
-    print(f"wrote {sum(1 for _ in args.out.rglob('*.npy'))} arrays under {args.out}")
-    return 0
+    return fixture_main(__doc__, DEFAULT_OUT, write_all, tol=1e-5)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,16 @@ thread. The three parameters have different sizes (one below AVX2's 16-float vec
 scalar tail is covered) and gradients of different scales (1, 1e-3, 1e-6), so that eps matters for
 the smallest.
 """
-import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixture_tools import fixture_main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "fixtures" / "optim"
@@ -93,49 +94,10 @@ def write_all(root):
     case(root, "adam_betas", 4, "Adam", lr=1e-3, betas=(0.8, 0.99), eps=1e-6)  # other betas, a larger eps
 
 
-def check(committed):
-    """Regenerates into a temp dir and compares to the committed fixtures (same files, same values)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / "optim"
-        write_all(fresh)
-        names = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
-        old = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-        if names != old:
-            print("fixture files differ:", sorted(set(names) ^ set(old)))
-            return 1
-        worst = 0.0
-        for rel in names:
-            if rel.suffix == ".json":
-                if (fresh / rel).read_text() != (committed / rel).read_text():
-                    print(f"{rel}: differs")
-                    return 1
-                continue
-            a, b = np.load(fresh / rel), np.load(committed / rel)
-            if a.shape != b.shape or a.dtype != b.dtype:
-                print(f"{rel}: shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
-                return 1
-            scale = max(float(np.abs(b).max()), 1e-30)
-            err = float(np.abs(a.astype(np.float64) - b).max()) / scale
-            worst = max(worst, err)
-            # Bit-identical on a CPU where PyTorch runs its AVX2 kernels (fused multiply-adds); a CPU
-            # without them rounds a few operations differently, a few ulps.
-            if err > 1e-5:
-                print(f"{rel}: regenerated values differ by {err:.3g} (relative)")
-                return 1
-        print(f"{len(names)} fixture files reproduce (largest relative difference {worst:.3g})")
-        return 0
-
-
+# --check: bit-identical on a CPU where PyTorch runs its AVX2 kernels (fused multiply-adds); a CPU
+# without them rounds a few operations differently, a few ulps, hence 1e-5.
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder (default: %(default)s)")
-    ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
-    args = ap.parse_args()
-    if args.check:
-        return check(args.out)
-    write_all(args.out)
-    print(f"wrote {sum(1 for _ in args.out.rglob('*.npy'))} arrays under {args.out}")
-    return 0
+    return fixture_main(__doc__, DEFAULT_OUT, write_all, tol=1e-5)
 
 
 if __name__ == "__main__":

@@ -37,30 +37,20 @@ struct Expected {
   std::vector<float> f32;
 };
 
-class ModelFixture {
+class ModelFixture : public testing::Fixture {
  public:
-  explicit ModelFixture(const std::string& name) : dir_(std::string(STOCKMIXER_FIXTURE_DIR) + "/model/" + name + "/") {
-    std::ifstream in(dir_ + "meta.json");
-    if (!in) throw std::runtime_error("missing " + dir_ + "meta.json (run tests/make_model_fixtures.py)");
-    meta = nlohmann::json::parse(in);
-  }
+  explicit ModelFixture(const std::string& name) : Fixture(name, "model") {}
   StockMixerConfig config() const {
     StockMixerConfig c;
-    c.stocks = meta.at("stocks");
-    c.lookback = meta.at("lookback");
-    c.features = meta.at("features");
-    c.market = meta.at("market");
+    c.stocks = meta().at("stocks");
+    c.lookback = meta().at("lookback");
+    c.features = meta().at("features");
+    c.market = meta().at("market");
     return c;
-  }
-  // float32 inputs and initial parameters, converted to T.
-  template <class T>
-  std::vector<T> input(const std::string& rel) const {
-    return convert<T>(xt::load_npy<float>(dir_ + rel + ".npy"));
   }
   // PyTorch's result from its float32 and its float64 model.
   Expected expected(const std::string& rel) const {
-    return {convert<double>(xt::load_npy<double>(dir_ + rel + ".f64.npy")),
-            convert<float>(xt::load_npy<float>(dir_ + rel + ".f32.npy"))};
+    return {Fixture::expected<double>(rel), Fixture::expected<float>(rel)};
   }
   // Copies the fixture's initial state_dict into the model, checking every name and size.
   template <class T>
@@ -71,17 +61,6 @@ class ModelFixture {
       std::copy(v.begin(), v.end(), p.value);
     }
   }
-
-  nlohmann::json meta;
-
- private:
-  template <class T, class E>
-  static std::vector<T> convert(const E& a) {
-    std::vector<T> v(a.size());
-    std::transform(a.begin(), a.end(), v.begin(), [](auto x) { return static_cast<T>(x); });
-    return v;
-  }
-  std::string dir_;
 };
 
 // Float is compared twice: with PyTorch's float32 result, and with its float64 result (the exact
@@ -175,9 +154,9 @@ TEST_CASE("StockMixer at NASDAQ's shape has PyTorch's 45,077 parameters, names a
   const ModelFixture fx("nasdaq");
   StockMixer<float> model(fx.config(), 1);
   REQUIRE(model.num_parameters() == 45077);
-  REQUIRE(fx.meta.at("num_parameters") == 45077);
+  REQUIRE(fx.meta().at("num_parameters") == 45077);
   const auto params = model.parameters();
-  const auto& sd = fx.meta.at("state_dict");
+  const auto& sd = fx.meta().at("state_dict");
   REQUIRE(params.size() == sd.size());
   for (std::size_t i = 0; i < params.size(); ++i) {
     INFO("parameter " << i);
@@ -299,7 +278,7 @@ TEMPLATE_TEST_CASE("StockMixer equals the original PyTorch model: outputs, loss 
       auto wrap = [&](const std::vector<T>& v, Shape s) { return tape.wrap(TensorMap<T>(const_cast<T*>(v.data()), s)); };
       Node<T>* pred = model.forward(tape, wrap(x, {n, cfg.lookback, cfg.features}));
       const auto out = get_loss(tape, pred, wrap(gt, {n, 1}), wrap(base, {n, 1}), wrap(mask, {n, 1}),
-                                static_cast<T>(fx.meta.at("alpha").get<double>()));
+                                static_cast<T>(fx.meta().at("alpha").get<double>()));
       model.zero_grad();
       tape.backward(out.loss);
       const std::string p = std::string(name) + " ";
@@ -346,13 +325,13 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
       std::vector<AdamParam<T>> params;
       for (const auto& p : model.parameters()) params.push_back({p.name, p.value, p.grad, p.size()});
       AdamOptions opt;
-      opt.lr = fx.meta.at("lr").get<double>();
+      opt.lr = fx.meta().at("lr").get<double>();
       Adam<T> adam(params, opt);
       const std::vector<T> batches[2][4] = {
           {fx.input<T>("x"), fx.input<T>("gt"), fx.input<T>("base"), fx.input<T>("mask")},
           {fx.input<T>("x_1"), fx.input<T>("gt_1"), fx.input<T>("base_1"), fx.input<T>("mask_1")}};
-      const T alpha = static_cast<T>(fx.meta.at("alpha").get<double>());
-      const int steps = fx.meta.at("steps").get<int>();
+      const T alpha = static_cast<T>(fx.meta().at("alpha").get<double>());
+      const int steps = fx.meta().at("steps").get<int>();
       std::vector<T> losses;
       Tape<T> tape;
       for (int step = 0; step < steps; ++step) {

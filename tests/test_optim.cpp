@@ -30,55 +30,30 @@ using namespace stockmixer;
 namespace {
 
 // One case of tests/fixtures/optim/<name>/ (see tests/make_optim_fixtures.py for the layout).
-class OptimFixture {
+class OptimFixture : public testing::Fixture {
  public:
-  explicit OptimFixture(const std::string& name)
-      : name_(name), dir_(std::string(STOCKMIXER_FIXTURE_DIR) + "/optim/" + name + "/") {
-    std::ifstream in(dir_ + "meta.json");
-    if (!in) throw std::runtime_error("missing fixture " + dir_ + "meta.json (run tests/make_optim_fixtures.py)");
-    meta_ = nlohmann::json::parse(in);
-  }
+  explicit OptimFixture(const std::string& name) : Fixture(name, "optim"), name_(name) {}
 
   const std::string& name() const { return name_; }
-  int steps() const { return meta_.at("steps").get<int>(); }
+  int steps() const { return meta().at("steps").get<int>(); }
   AdamOptions options() const {
     AdamOptions o;
-    o.lr = meta_.at("lr").get<double>();
-    o.beta1 = meta_.at("beta1").get<double>();
-    o.beta2 = meta_.at("beta2").get<double>();
-    o.eps = meta_.at("eps").get<double>();
-    o.weight_decay = meta_.at("weight_decay").get<double>();
-    o.decoupled_weight_decay = meta_.at("decoupled_weight_decay").get<bool>();
+    o.lr = meta().at("lr").get<double>();
+    o.beta1 = meta().at("beta1").get<double>();
+    o.beta2 = meta().at("beta2").get<double>();
+    o.eps = meta().at("eps").get<double>();
+    o.weight_decay = meta().at("weight_decay").get<double>();
+    o.decoupled_weight_decay = meta().at("decoupled_weight_decay").get<bool>();
     return o;
   }
   std::vector<std::string> param_names() const {
     std::vector<std::string> names;
-    for (const auto& p : meta_.at("params")) names.push_back(p.at("name").get<std::string>());
+    for (const auto& p : meta().at("params")) names.push_back(p.at("name").get<std::string>());
     return names;
   }
 
-  // Inputs: float64 arrays of float32 values, exact in either T.
-  template <class T>
-  std::vector<T> input(const std::string& file) const {
-    return convert<T>(xt::load_npy<double>(dir_ + file + ".npy"));
-  }
-  // PyTorch's result in T's precision.
-  template <class T>
-  std::vector<T> expected(const std::string& file) const {
-    if constexpr (std::is_same_v<T, float>) return convert<T>(xt::load_npy<float>(dir_ + file + ".f32.npy"));
-    else return convert<T>(xt::load_npy<double>(dir_ + file + ".f64.npy"));
-  }
-
  private:
-  template <class T, class E>
-  static std::vector<T> convert(const E& a) {
-    std::vector<T> v(a.size());
-    std::transform(a.begin(), a.end(), v.begin(), [](auto x) { return static_cast<T>(x); });
-    return v;
-  }
-
-  std::string name_, dir_;
-  nlohmann::json meta_;
+  std::string name_;
 };
 
 const char* const kCases[] = {"adam", "adam_l2", "adamw", "adam_betas"};

@@ -1,10 +1,10 @@
 // tests/testing.hpp — what every test file shares: random inputs, the error measure, and the PyTorch
-// fixture reader (fixtures written by tests/make_kernel_fixtures.py).
+// fixture reader (fixtures written by the tests/make_*_fixtures.py scripts).
 #pragma once
 
+#include <stockmixer/io/npy.hpp>
+
 #include <nlohmann/json.hpp>
-#include <xtensor/xarray.hpp>
-#include <xtensor/xnpy.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -41,36 +41,35 @@ double max_rel_error(const A& a, const B& b) {
   return scale > 0 ? diff / scale : diff;
 }
 
-// One fixture case: tests/fixtures/kernels/<name>/.
+// One fixture case: tests/fixtures/<kind>/<name>/ with its meta.json, written by a
+// tests/make_<kind>_fixtures.py script.
 class Fixture {
  public:
-  explicit Fixture(const std::string& name) : dir_(std::string(STOCKMIXER_FIXTURE_DIR) + "/kernels/" + name + "/") {
+  explicit Fixture(const std::string& name, const std::string& kind = "kernels")
+      : dir_(std::string(STOCKMIXER_FIXTURE_DIR) + "/" + kind + "/" + name + "/") {
     std::ifstream in(dir_ + "meta.json");
-    if (!in) throw std::runtime_error("missing fixture " + dir_ + "meta.json (run tests/make_kernel_fixtures.py)");
+    if (!in) throw std::runtime_error("missing fixture " + dir_ + "meta.json (run the tests/make_*_fixtures.py script)");
     meta_ = nlohmann::json::parse(in);
   }
 
   const nlohmann::json& meta() const { return meta_; }
   long size(const std::string& key) const { return meta_.at(key).get<long>(); }
 
-  // An input (stored as float32), converted to T.
+  // An input (float32 or float64 values that are exact in float32), converted to T.
   template <class T>
-  std::vector<T> input(const std::string& name) const {
-    return convert<T>(xt::load_npy<float>(dir_ + name + ".npy"));
+  std::vector<T> input(const std::string& rel) const {
+    return values(stockmixer::io::read_npy<T>(dir_ + rel + ".npy"));
   }
-  // PyTorch's output or gradient computed in T's precision.
+  // PyTorch's output or gradient computed in T's precision (<rel>.f32.npy or <rel>.f64.npy).
   template <class T>
-  std::vector<T> expected(const std::string& name) const {
-    if constexpr (std::is_same_v<T, float>) return convert<T>(xt::load_npy<float>(dir_ + name + ".f32.npy"));
-    else return convert<T>(xt::load_npy<double>(dir_ + name + ".f64.npy"));
+  std::vector<T> expected(const std::string& rel) const {
+    return values(stockmixer::io::read_npy<T>(dir_ + rel + (std::is_same_v<T, float> ? ".f32.npy" : ".f64.npy")));
   }
 
  private:
-  template <class T, class E>
-  static std::vector<T> convert(const E& a) {
-    std::vector<T> v(a.size());
-    std::transform(a.begin(), a.end(), v.begin(), [](auto x) { return static_cast<T>(x); });
-    return v;
+  template <class T>
+  static std::vector<T> values(const stockmixer::Tensor<T>& t) {
+    return std::vector<T>(t.data(), t.data() + t.size());
   }
 
   std::string dir_;

@@ -1,5 +1,6 @@
-// A user's program against an installed stockmixer: includes the whole library, runs Linear and
-// LayerNorm forward on Tensor<float> and checks both against values worked out by hand.
+// A user's program, built by both consumer projects (find_package against an installed stockmixer, and
+// add_subdirectory): includes the whole library, runs Linear and LayerNorm forward on Tensor<float>
+// and checks both against values worked out by hand.
 // Returns non-zero, naming each mismatch, when anything is off.
 #include <stockmixer/stockmixer.hpp>
 
