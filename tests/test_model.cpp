@@ -360,3 +360,33 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
     }
   }
 }
+
+// ---- MultiScaleTimeMixer against the original (L == C, where the original runs) -------------------
+
+TEMPLATE_TEST_CASE("MultiScaleTimeMixer equals the original where the original runs (L == C)", "[model][torch]",
+                   float, double) {
+  using T = TestType;
+  const ModelFixture fx("multiscale");
+  const Index n = fx.size("batch"), steps = fx.size("steps"), scales = fx.size("scales");
+  nn::MultiScaleTimeMixer<T> block(steps, steps, scales);
+  std::vector<nn::ParamView<T>> params;
+  block.parameters("", params);
+  const auto& sd = fx.meta().at("state_dict");
+  REQUIRE(params.size() == sd.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    REQUIRE(params[i].name == sd[i][0].get<std::string>());
+    const auto v = fx.input<T>("params/" + params[i].name);
+    REQUIRE(static_cast<Index>(v.size()) == params[i].size());
+    std::copy(v.begin(), v.end(), params[i].value);
+  }
+  const auto x = fx.input<T>("x"), dy = fx.input<T>("dy");
+  std::vector<T> dx(x.size(), T(0));
+  Tape<T> tape;
+  Node<T>* y = block.forward(tape, tape.wrap(TensorMap<T>(const_cast<T*>(x.data()), Shape{n, steps, steps}),
+                                             TensorMap<T>(dx.data(), Shape{n, steps, steps})));
+  tape.backward(y, TensorMap<const T>(dy.data(), y->shape()));
+  compare("multiscale y", values(y), fx.expected("y"));
+  compare("multiscale dx", dx, fx.expected("dx"));
+  for (const auto& p : params)
+    compare("multiscale grad " + p.name, std::vector<T>(p.grad, p.grad + p.size()), fx.expected("grads/" + p.name));
+}
