@@ -155,6 +155,9 @@ def main(cli, score):
         check(p.returncode == 1 and "truncated.safetensors" in p.stderr, "predict: a truncated weights file is refused")
         p = run(cli, "train", "--epochs", "1", "--stocks", "40", "--days", "160", "--out", run_dir, expect=1)
         check(p.returncode == 1 and "already holds a run" in p.stderr, "train: an existing run is not overwritten")
+        p = run(cli, "train", "--epochs", "1", "--stocks", "40", "--days", "160", "--lr", "1e9", "--out",
+                tmp / "diverged", expect=1)
+        check(p.returncode == 1 and "training diverged" in p.stderr, "train: a diverging run stops with a clear error")
         p = run(cli, "train", "--epoch", "1", expect=1)
         check(p.returncode == 1 and "unknown option 'epoch'" in p.stderr, "train: an unknown option is named")
         config = tmp / "config.json"

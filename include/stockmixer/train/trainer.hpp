@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -207,6 +208,11 @@ EpochLog Trainer<T>::run_epoch() {
     auto* pred = model_.forward(tape_, tape_.wrap(batch_.x.map()));
     const auto out = get_loss(tape_, pred, tape_.wrap(batch_.gt.map()), tape_.wrap(batch_.base.map()),
                               tape_.wrap(batch_.mask.map()), alpha);
+    if (!std::isfinite(static_cast<double>(out.loss->data()[0])))
+      throw Error("stockmixer::train: the loss is " + std::to_string(out.loss->data()[0]) + " at epoch " +
+                  std::to_string(epoch_) + ", step " + std::to_string(k + 1) + " (offset " +
+                  std::to_string(offsets_[static_cast<std::size_t>(k)]) +
+                  "): training diverged; lower the learning rate");
     tape_.backward(out.loss);
     adam_.step();
     log.train_loss += out.loss->data()[0];
