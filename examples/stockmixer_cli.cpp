@@ -403,6 +403,17 @@ int bench(const Args& a) {
   return 0;
 }
 
+// ---- evaluate --------------------------------------------------------------------------------------
+
+int evaluate(const Args& a) {
+  const Tensor<double> pred = io::read_npy<double>(a.str("pred")), gt = io::read_npy<double>(a.str("gt")),
+                       mask = io::read_npy<double>(a.str("mask"));
+  for (const auto& [t, name] : {std::pair<const Tensor<double>*, std::string>{&pred, "pred"}, {&gt, "gt"}, {&mask, "mask"}})
+    if (t->rank() != 2) a.fail(a.str(name) + ": shape " + t->shape().str() + ", expected [N, days]");
+  std::cout << metrics::evaluate(pred, gt, mask).to_json().dump(1) << "\n";
+  return 0;
+}
+
 // ---- dispatch --------------------------------------------------------------------------------------
 
 template <template <class> class F>
@@ -420,7 +431,8 @@ const char* kUsage =
     "  predict     score a universe: weights + X [N, T, C] -> predictions [N, 1]\n"
     "  gradients   the loss, its parts and d(loss)/d(every parameter), as a safetensors file\n"
     "  train       train StockMixer on the built-in synthetic market\n"
-    "  bench       time inference, a training step and the loss on random data\n";
+    "  bench       time inference, a training step and the loss on random data\n"
+    "  evaluate    the original evaluator (and named extras) on predictions, returns and a mask\n";
 
 const Option kPrecision{"precision", "f32", "f32 or f64: the arithmetic (and, for outputs, the dtype)"};
 
@@ -502,6 +514,18 @@ int run(int argc, char** argv) {
             kPrecision},
            argc, argv);
     return with_precision<Bench>(a);
+  }
+  if (cmd == "evaluate") {
+    Args a(cmd,
+           "Scores predictions with the original evaluate (mse, IC, RIC, prec_10, sharpe5, mrr_top, the cumulative\n"
+           "top-1/5/10 backtests) and named extras (rank_ic: mean daily Spearman over valid stocks, its IR, the\n"
+           "Pearson IC over valid stocks and its IR); prints JSON. docs/metrics.md defines each.",
+           {{"pred", "", "predicted return ratios [N, days] (.npy)", false, true},
+            {"gt", "", "realised return ratios [N, days] (.npy)", false, true},
+            {"mask", "", "1 where the stock counts that day, else 0 [N, days] (.npy)", false, true}},
+           argc, argv);
+    a.require_all();
+    return evaluate(a);
   }
   std::cerr << "stockmixer: unknown command '" << cmd << "'\n\n" << kUsage;
   return 2;

@@ -172,7 +172,21 @@ def main(cli, score):
         p = run(cli, "bench", "--stocks", "50", "--iters", "3")
         keys = {"inference_ms", "train_step_ms", "loss_ms", "stocks", "lookback", "features", "threads"}
         check(p.returncode == 0 and keys <= set(json.loads(p.stdout)), "bench prints its JSON report")
-        for cmd in ("predict", "gradients", "train", "bench"):
+        # evaluate: the original evaluator's numbers, from the metrics fixture the original wrote
+        mfx = HERE / "fixtures" / "metrics" / "masked_50x30"
+        if mfx.exists():
+            p = run(cli, "evaluate", "--pred", mfx / "prediction.npy", "--gt", mfx / "ground_truth.npy",
+                    "--mask", mfx / "mask.npy")
+            want = json.loads((mfx / "expected.json").read_text())
+            got = json.loads(p.stdout) if p.returncode == 0 else {}
+            keys = ("mse", "IC", "RIC", "prec_10", "sharpe5", "mrr_top", "rank_ic")
+            check(p.returncode == 0 and all(abs(got[k] - want[k]) <= 1e-10 * max(1, abs(want[k])) for k in keys),
+                  "evaluate prints the original evaluator's numbers")
+        else:
+            check(False, f"metrics fixture {mfx} exists")
+        p = run(cli, "evaluate", "--pred", fx / "x.npy", "--gt", fx / "gt.npy", "--mask", fx / "mask.npy", expect=1)
+        check(p.returncode == 1 and "expected [N, days]" in p.stderr, "evaluate: a wrong shape is named")
+        for cmd in ("predict", "gradients", "train", "bench", "evaluate"):
             p = run(cli, cmd, "--help")
             check(p.returncode == 0 and "usage: stockmixer " + cmd in p.stdout, f"{cmd} --help")
 
