@@ -303,27 +303,27 @@ int train(const Args& a) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  // Context: the planted signal itself, scored on the same test days and masks.
+  // Context: the planted signal itself and the baselines, scored on the same test days and masks.
   const Tensor<T> oracle = data::synthetic_oracle(market, so.signal);
-  const Index first = c.test_index, days = market.days() - first;
-  Tensor<T> op({so.stocks, days}), og({so.stocks, days}), om({so.stocks, days});
   data::Batch<T> batch;
-  for (Index d = 0; d < days; ++d) {
-    data::get_batch(market, first + d - c.lookback - market.steps + 1, c.lookback, batch);
-    for (Index i = 0; i < so.stocks; ++i) {
-      op(i, d) = oracle(i, first + d);
-      og(i, d) = batch.gt(i, 0);
-      om(i, d) = batch.mask(i, 0);
-    }
-  }
+  Tensor<T> op, og, om;
+  train::sweep_period(market, c.lookback, c.test_index, market.days(), batch, op, og, om,
+                      [&, d = c.test_index](const data::Batch<T>&, Tensor<T>& rr) mutable {
+                        for (Index i = 0; i < market.stocks(); ++i) rr(i, 0) = oracle(i, d);
+                        ++d;
+                      });
   const metrics::Performance oracle_perf = metrics::evaluate(op, og, om);
-  std::fprintf(stderr, "best epoch %d: test IC %+.4f, rank IC %+.4f (the planted signal itself: IC %+.4f)\n",
-               best.epoch, best.test.perf.IC, best.test.perf.rank_ic, oracle_perf.IC);
+  const train::Baselines baselines = train::evaluate_baselines(market, c.lookback, c.test_index, market.days());
+  std::fprintf(stderr,
+               "best epoch %d: test IC %+.4f, rank IC %+.4f (the planted signal itself: IC %+.4f; 1-day reversal: "
+               "IC %+.4f)\n",
+               best.epoch, best.test.perf.IC, best.test.perf.rank_ic, oracle_perf.IC, baselines.reversal.IC);
 
   const json summary = {{"best_epoch", best.epoch},
                         {"valid", best.to_json()["valid"]},
                         {"test", best.to_json()["test"]},
                         {"oracle_test", oracle_perf.to_json()},
+                        {"baselines_test", baselines.to_json()},
                         {"epochs", c.epochs},
                         {"seconds", seconds},
                         {"parameters", trainer.model().num_parameters()},

@@ -56,6 +56,23 @@ struct Evaluation {
   metrics::Performance perf;
 };
 
+// Sweeps the target days [start, end) as validate does: for each day d it takes the window whose
+// target is d (offset d - T - steps + 1), calls predict(batch, rr) to fill rr [N, 1] with predicted
+// return ratios, and gathers rr, gt and the window mask into pred, gt, mask [N, end - start].
+template <class T, class Predict>
+void sweep_period(const data::Market<T>& market, Index lookback, Index start, Index end, data::Batch<T>& batch,
+                  Tensor<T>& pred, Tensor<T>& gt, Tensor<T>& mask, Predict&& predict);
+
+// The baselines of the original protocol's periods, through the same evaluator: the zero prediction
+// (a constant: its IC is undefined, NaN, as in the original) and the 1-day reversal factor
+// rr_i = -(close_i[t] / close_i[t-1] - 1), read from the last two days of the window's close column.
+struct Baselines {
+  metrics::Performance zero, reversal;
+  nlohmann::json to_json() const { return {{"zero", zero.to_json()}, {"reversal", reversal.to_json()}}; }
+};
+template <class T>
+Baselines evaluate_baselines(const data::Market<T>& market, Index lookback, Index start, Index end);
+
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, train_reg = 0, train_rank = 0;
@@ -91,7 +108,7 @@ class Trainer {
   std::vector<Index> offsets_;
   data::Batch<T> batch_;
   autograd::Tape<T> tape_;
-  Tensor<T> rr_, pred_, gt_, mask_;  // evaluation buffers
+  Tensor<T> pred_, gt_, mask_;  // evaluation buffers
   double best_valid_loss_ = std::numeric_limits<double>::infinity();
   int epoch_ = 0;
 };
@@ -231,29 +248,58 @@ EpochLog Trainer<T>::run_epoch() {
   return log;
 }
 
+template <class T, class Predict>
+void sweep_period(const data::Market<T>& market, Index lookback, Index start, Index end, data::Batch<T>& batch,
+                  Tensor<T>& pred, Tensor<T>& gt, Tensor<T>& mask, Predict&& predict) {
+  const Index n = market.stocks(), days = end - start;
+  const Index first = start - lookback - market.steps + 1;
+  pred.resize({n, days});
+  gt.resize({n, days});
+  mask.resize({n, days});
+  Tensor<T> rr({n, 1});
+  for (Index d = 0; d < days; ++d) {
+    data::get_batch(market, first + d, lookback, batch);
+    predict(batch, rr);
+    for (Index i = 0; i < n; ++i) {
+      pred(i, d) = rr(i, 0);
+      gt(i, d) = batch.gt(i, 0);
+      mask(i, d) = batch.mask(i, 0);
+    }
+  }
+}
+
+template <class T>
+Baselines evaluate_baselines(const data::Market<T>& market, Index lookback, Index start, Index end) {
+  if (lookback < 2) throw Error("stockmixer::train::evaluate_baselines: the reversal needs a lookback of 2 or more");
+  data::Batch<T> batch;
+  Tensor<T> pred, gt, mask;
+  Baselines b;
+  sweep_period(market, lookback, start, end, batch, pred, gt, mask, [](const data::Batch<T>&, Tensor<T>& rr) {
+    rr.zero();
+  });
+  b.zero = metrics::evaluate(pred, gt, mask);
+  const Index c = market.features();
+  sweep_period(market, lookback, start, end, batch, pred, gt, mask, [&](const data::Batch<T>& w, Tensor<T>& rr) {
+    for (Index i = 0; i < market.stocks(); ++i)
+      rr(i, 0) = -(w.x(i, lookback - 1, c - 1) / w.x(i, lookback - 2, c - 1) - T(1));
+  });
+  b.reversal = metrics::evaluate(pred, gt, mask);
+  return b;
+}
+
 template <class T>
 Evaluation Trainer<T>::evaluate_period(Index start, Index end) {
   const Index n = market_.stocks(), days = end - start;
-  const Index first = start - config_.lookback - market_.steps + 1;
-  pred_.resize({n, days});
-  gt_.resize({n, days});
-  mask_.resize({n, days});
-  rr_.resize({n, 1});
   Evaluation e;
-  for (Index d = 0; d < days; ++d) {
-    data::get_batch(market_, first + d, config_.lookback, batch_);
-    const Tensor<T>& pred = model_.predict(TensorMap<const T>(batch_.x.data(), batch_.x.shape()));
-    const RankLoss<T> l = rank_loss_forward(rr_.data(), pred.data(), batch_.base.data(), batch_.gt.data(),
-                                            batch_.mask.data(), n, static_cast<T>(config_.alpha));
-    e.loss += l.loss;
-    e.reg += l.reg;
-    e.rank += l.rank;
-    for (Index i = 0; i < n; ++i) {
-      pred_(i, d) = rr_(i, 0);
-      gt_(i, d) = batch_.gt(i, 0);
-      mask_(i, d) = batch_.mask(i, 0);
-    }
-  }
+  sweep_period(market_, config_.lookback, start, end, batch_, pred_, gt_, mask_,
+               [&](const data::Batch<T>& b, Tensor<T>& rr) {
+                 const Tensor<T>& pred = model_.predict(TensorMap<const T>(b.x.data(), b.x.shape()));
+                 const RankLoss<T> l = rank_loss_forward(rr.data(), pred.data(), b.base.data(), b.gt.data(),
+                                                         b.mask.data(), n, static_cast<T>(config_.alpha));
+                 e.loss += l.loss;
+                 e.reg += l.reg;
+                 e.rank += l.rank;
+               });
   e.loss /= static_cast<double>(days);
   e.reg /= static_cast<double>(days);
   e.rank /= static_cast<double>(days);
