@@ -6,6 +6,7 @@
 //   stockmixer bench     [--stocks N --lookback T --features C --market M --threads K --iters I]
 //
 // Every subcommand has --help. Arrays are .npy, weights .safetensors, reports JSON.
+#include <stockmixer/data/eod.hpp>
 #include <stockmixer/data/market.hpp>
 #include <stockmixer/io/checkpoint.hpp>
 #include <stockmixer/io/npy.hpp>
@@ -200,6 +201,17 @@ double median_ms(Index iters, F&& body) {
   return t[t.size() / 2];
 }
 
+// Writes through "<path>.tmp" renamed over <path>, so a file is never left half-written.
+void write_json(const Args& a, const fs::path& path, const json& j) {
+  const std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream s(tmp);
+    s << j.dump(1) << "\n";
+    if (!s) a.fail("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
 // ---- predict ---------------------------------------------------------------------------------------
 
 template <class T>
@@ -243,45 +255,63 @@ int gradients(const Args& a) {
 
 // ---- train -----------------------------------------------------------------------------------------
 
+// The market a run trains on: the built-in synthetic one, or a folder laid out as ../shared/data/NASDAQ.
 template <class T>
-int train(const Args& a) {
-  data::SyntheticOptions so;
-  so.stocks = a.integer("stocks");
-  so.days = a.integer("days");
-  so.features = a.integer("features");
-  so.seed = static_cast<std::uint64_t>(a.integer("data-seed"));
-  so.signal = a.number("signal");
-  so.missing = a.number("missing");
-  const data::Market<T> market = data::synthetic_market<T>(so);
+struct RunData {
+  data::Market<T> market;
+  json description;
+  Index valid_index = 0, test_index = 0;  // the defaults for this data
+  double signal = 0;                      // synthetic only: the planted signal's strength
+};
 
-  train::TrainConfig c;
-  c.epochs = static_cast<int>(a.integer("epochs"));
-  c.lookback = a.integer("lookback");
-  c.market = a.integer("market");
-  c.alpha = a.number("alpha");
-  c.dropout = a.number("dropout");
-  c.adam.lr = a.number("lr");
-  c.adam.weight_decay = a.number("weight-decay");
-  c.adam.decoupled_weight_decay = a.flag("adamw");
-  c.strict_split = a.flag("strict-split");
-  c.seed = static_cast<std::uint64_t>(a.integer("seed"));
-  c.valid_index = a.given("valid-index") ? a.integer("valid-index") : so.days * 61 / 100;
-  c.test_index = a.given("test-index") ? a.integer("test-index") : so.days * 81 / 100;
+template <class T>
+RunData<T> run_data(const Args& a) {
+  RunData<T> d;
+  if (a.str("data").empty()) {
+    data::SyntheticOptions so;
+    so.stocks = a.integer("stocks");
+    so.days = a.integer("days");
+    so.features = a.integer("features");
+    so.seed = static_cast<std::uint64_t>(a.integer("data-seed"));
+    so.signal = a.number("signal");
+    so.missing = a.number("missing");
+    so.steps = a.integer("steps");
+    d.market = data::synthetic_market<T>(so);
+    d.description = {{"source", "synthetic"}, {"stocks", so.stocks}, {"days", so.days}, {"features", so.features},
+                     {"seed", so.seed},       {"signal", so.signal}, {"missing", so.missing}, {"steps", so.steps}};
+    d.valid_index = so.days * 61 / 100;  // NASDAQ's proportions: 756 / 1245 and 1008 / 1245
+    d.test_index = so.days * 81 / 100;
+    d.signal = so.signal;
+    return d;
+  }
+  const std::string name = a.choice("market", {"NASDAQ", "NYSE", "SP500"});
+  const Index steps = a.integer("steps");
+  if (name == "SP500") {
+    d.market = data::load_sp500_npy<T>((fs::path(a.str("data")) / "SP500.npy").string(), steps);
+  } else {
+    d.market = data::load_market_dir<T>(a.str("data"), name, a.str("tickers"), steps).market;
+  }
+  d.description = {{"source", a.str("data")}, {"market", name}, {"tickers", a.str("tickers")},
+                   {"stocks", d.market.stocks()}, {"days", d.market.days()}, {"features", d.market.features()},
+                   {"steps", steps}};
+  d.valid_index = 756;  // the original's split (src/train.py), for every market
+  d.test_index = 1008;
+  return d;
+}
 
-  const fs::path out = a.str("out");
+// One training run into `out`: metrics.jsonl, best.safetensors, summary.json. Returns the summary.
+template <class T>
+json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const fs::path& out) {
+  const data::Market<T>& market = d.market;
   if (fs::exists(out / "metrics.jsonl") && !a.flag("overwrite"))
     a.fail(out.string() + " already holds a run (metrics.jsonl); pass --overwrite or choose another --out");
   fs::create_directories(out);
   train::Trainer<T> trainer(market, c);
-
-  json data_desc = {{"source", "synthetic"},   {"stocks", so.stocks},   {"days", so.days},
-                    {"features", so.features}, {"seed", so.seed},       {"signal", so.signal},
-                    {"missing", so.missing},   {"steps", so.steps}};
   std::ofstream metrics(out / "metrics.jsonl", std::ios::trunc);
   if (!metrics) a.fail("cannot write " + (out / "metrics.jsonl").string());
-  std::cerr << "stockmixer train: synthetic market N=" << so.stocks << " D=" << so.days << ", StockMixer "
-            << trainer.model().num_parameters() << " parameters, " << trainer.train_offsets()
-            << " steps per epoch, threads " << num_threads() << "\n";
+  std::cerr << "stockmixer train: " << d.description.value("source", std::string()) << " market N=" << market.stocks()
+            << " D=" << market.days() << ", seed " << c.seed << ", StockMixer " << trainer.model().num_parameters()
+            << " parameters, " << trainer.train_offsets() << " steps per epoch, threads " << num_threads() << "\n";
   const auto start = std::chrono::steady_clock::now();
   train::EpochLog best;
   for (int e = 0; e < c.epochs; ++e) {
@@ -291,7 +321,7 @@ int train(const Args& a) {
       best = log;
       io::save_checkpoint(
           (out / "best.safetensors").string(), trainer.model(),
-          {{"stockmixer.train", c.to_json().dump()}, {"stockmixer.data", data_desc.dump()},
+          {{"stockmixer.train", c.to_json().dump()}, {"stockmixer.data", d.description.dump()},
            {"stockmixer.epoch", std::to_string(log.epoch)}});
     }
     char line[256];
@@ -303,42 +333,115 @@ int train(const Args& a) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  // Context: the planted signal itself and the baselines, scored on the same test days and masks.
-  const Tensor<T> oracle = data::synthetic_oracle(market, so.signal);
-  data::Batch<T> batch;
-  Tensor<T> op, og, om;
-  train::sweep_period(market, c.lookback, c.test_index, market.days(), batch, op, og, om,
-                      [&, d = c.test_index](const data::Batch<T>&, Tensor<T>& rr) mutable {
-                        for (Index i = 0; i < market.stocks(); ++i) rr(i, 0) = oracle(i, d);
-                        ++d;
-                      });
-  const metrics::Performance oracle_perf = metrics::evaluate(op, og, om);
+  // Context: the baselines (and, on the synthetic market, the planted signal itself), scored on the same
+  // test days and masks.
   const train::Baselines baselines = train::evaluate_baselines(market, c.lookback, c.test_index, market.days());
-  std::fprintf(stderr,
-               "best epoch %d: test IC %+.4f, rank IC %+.4f (the planted signal itself: IC %+.4f; 1-day reversal: "
-               "IC %+.4f)\n",
-               best.epoch, best.test.perf.IC, best.test.perf.rank_ic, oracle_perf.IC, baselines.reversal.IC);
-
-  const json summary = {{"best_epoch", best.epoch},
-                        {"valid", best.to_json()["valid"]},
-                        {"test", best.to_json()["test"]},
-                        {"oracle_test", oracle_perf.to_json()},
-                        {"baselines_test", baselines.to_json()},
-                        {"epochs", c.epochs},
-                        {"seconds", seconds},
-                        {"parameters", trainer.model().num_parameters()},
-                        {"precision", a.str("precision")},
-                        {"threads", num_threads()},
-                        {"config", c.to_json()},
-                        {"data", data_desc}};
-  const std::string tmp = (out / "summary.json.tmp").string();
-  {
-    std::ofstream s(tmp);
-    s << summary.dump(1) << "\n";
-    if (!s) a.fail("cannot write " + tmp);
+  json summary = {{"best_epoch", best.epoch},
+                  {"valid", best.to_json()["valid"]},
+                  {"test", best.to_json()["test"]},
+                  {"baselines_test", baselines.to_json()},
+                  {"epochs", c.epochs},
+                  {"seconds", seconds},
+                  {"parameters", trainer.model().num_parameters()},
+                  {"precision", a.str("precision")},
+                  {"threads", num_threads()},
+                  {"config", c.to_json()},
+                  {"data", d.description}};
+  std::string oracle_text;
+  if (d.description.value("source", std::string()) == "synthetic") {
+    const Tensor<T> oracle = data::synthetic_oracle(market, d.signal);
+    data::Batch<T> batch;
+    Tensor<T> op, og, om;
+    train::sweep_period(market, c.lookback, c.test_index, market.days(), batch, op, og, om,
+                        [&, day = c.test_index](const data::Batch<T>&, Tensor<T>& rr) mutable {
+                          for (Index i = 0; i < market.stocks(); ++i) rr(i, 0) = oracle(i, day);
+                          ++day;
+                        });
+    const metrics::Performance oracle_perf = metrics::evaluate(op, og, om);
+    summary["oracle_test"] = oracle_perf.to_json();
+    char text[96];
+    std::snprintf(text, sizeof text, "the planted signal itself: IC %+.4f; ", oracle_perf.IC);
+    oracle_text = text;
   }
-  fs::rename(tmp, out / "summary.json");
+  std::fprintf(stderr, "best epoch %d: test IC %+.4f, rank IC %+.4f (%s1-day reversal: IC %+.4f)\n", best.epoch,
+               best.test.perf.IC, best.test.perf.rank_ic, oracle_text.c_str(), baselines.reversal.IC);
+  write_json(a, out / "summary.json", summary);
+  return summary;
+}
+
+// mean and population std of a metric over runs (NaN-free runs only), as {"mean", "std", "runs"}.
+json mean_std(const std::vector<json>& runs, const std::string& period, const std::string& key) {
+  std::vector<double> v;
+  for (const auto& r : runs)
+    if (r[period].contains(key) && r[period][key].is_number()) v.push_back(r[period][key].get<double>());
+  double mean = 0, var = 0;
+  for (double x : v) mean += x / static_cast<double>(v.size());
+  for (double x : v) var += (x - mean) * (x - mean) / static_cast<double>(v.size());
+  return {{"mean", v.empty() ? json(nullptr) : json(mean)}, {"std", v.empty() ? json(nullptr) : json(std::sqrt(var))},
+          {"runs", v.size()}};
+}
+
+template <class T>
+int train(const Args& a) {
+  const RunData<T> d = run_data<T>(a);
+  train::TrainConfig c;
+  c.epochs = static_cast<int>(a.integer("epochs"));
+  c.lookback = a.integer("lookback");
+  c.market = a.integer("market-width");
+  c.alpha = a.number("alpha");
+  c.dropout = a.number("dropout");
+  c.adam.lr = a.number("lr");
+  c.adam.weight_decay = a.number("weight-decay");
+  c.adam.decoupled_weight_decay = a.flag("adamw");
+  c.strict_split = a.flag("strict-split");
+  c.seed = static_cast<std::uint64_t>(a.integer("seed"));
+  c.valid_index = a.given("valid-index") ? a.integer("valid-index") : d.valid_index;
+  c.test_index = a.given("test-index") ? a.integer("test-index") : d.test_index;
+  const Index seeds = a.integer("seeds");
+  if (seeds < 1) a.fail("--seeds must be at least 1");
+
+  const fs::path out = a.str("out");
+  if (seeds == 1) {
+    std::cout << train_run(a, d, c, out).dump(1) << "\n";
+    return 0;
+  }
+  // K seeds: one run per seed in out/seed_<s>/, and their mean ± std in out/summary.json.
+  std::vector<json> runs;
+  const std::uint64_t first = c.seed;
+  for (Index k = 0; k < seeds; ++k) {
+    c.seed = first + static_cast<std::uint64_t>(k);
+    runs.push_back(train_run(a, d, c, out / ("seed_" + std::to_string(c.seed))));
+  }
+  json summary = {{"seeds", seeds}, {"first_seed", first}, {"config", runs.front()["config"]},
+                  {"data", d.description}};
+  for (const std::string period : {"valid", "test"})
+    for (const std::string key : {"IC", "RIC", "prec_10", "sharpe5", "rank_ic", "mse"})
+      summary[period][key] = mean_std(runs, period, key);
+  double seconds = 0;
+  for (const auto& r : runs) seconds += r["seconds"].get<double>();
+  summary["seconds"] = seconds;
+  fs::create_directories(out);
+  write_json(a, out / "summary.json", summary);
   std::cout << summary.dump(1) << "\n";
+  return 0;
+}
+
+// ---- dataset ---------------------------------------------------------------------------------------
+
+template <class T>
+int dataset(const Args& a) {
+  const RunData<T> d = run_data<T>(a);
+  const fs::path out = a.str("out");
+  const char* names[] = {"eod.npy", "mask.npy", "gt.npy", "price.npy"};
+  for (const char* n : names)
+    if (fs::exists(out / n) && !a.flag("overwrite"))
+      a.fail((out / n).string() + " exists; pass --overwrite or choose another --out");
+  fs::create_directories(out);
+  io::write_npy<T>((out / "eod.npy").string(), d.market.eod.map());
+  io::write_npy<T>((out / "mask.npy").string(), d.market.mask.map());
+  io::write_npy<T>((out / "gt.npy").string(), d.market.gt.map());
+  io::write_npy<T>((out / "price.npy").string(), d.market.price.map());
+  std::cout << d.description.dump(1) << "\n";
   return 0;
 }
 
@@ -424,15 +527,17 @@ template <class T> struct Predict { static int run(const Args& a) { return predi
 template <class T> struct Gradients { static int run(const Args& a) { return gradients<T>(a); } };
 template <class T> struct Train { static int run(const Args& a) { return train<T>(a); } };
 template <class T> struct Bench { static int run(const Args& a) { return bench<T>(a); } };
+template <class T> struct Dataset { static int run(const Args& a) { return dataset<T>(a); } };
 
 const char* kUsage =
     "usage: stockmixer <command> [options]   (stockmixer <command> --help for its options)\n\n"
     "commands:\n"
     "  predict     score a universe: weights + X [N, T, C] -> predictions [N, 1]\n"
     "  gradients   the loss, its parts and d(loss)/d(every parameter), as a safetensors file\n"
-    "  train       train StockMixer on the built-in synthetic market\n"
+    "  train       train StockMixer (real end-of-day data or the built-in synthetic market)\n"
     "  bench       time inference, a training step and the loss on random data\n"
-    "  evaluate    the original evaluator (and named extras) on predictions, returns and a mask\n";
+    "  evaluate    the original evaluator (and named extras) on predictions, returns and a mask\n"
+    "  dataset     write the arrays training sees (eod, mask, gt, price) as .npy\n";
 
 const Option kPrecision{"precision", "f32", "f32 or f64: the arithmetic (and, for outputs, the dtype)"};
 
@@ -470,9 +575,11 @@ int run(int argc, char** argv) {
   }
   if (cmd == "train") {
     Args a(cmd,
-           "Trains StockMixer with the original protocol on the built-in synthetic market (a planted, learnable\n"
-           "cross-sectional signal; docs/synthetic_market.md). Writes metrics.jsonl, best.safetensors and\n"
-           "summary.json to --out. Options can also come from --config FILE (a JSON object, keys = option names).",
+           "Trains StockMixer with the original protocol (shuffled offsets, one date per step, validation and test\n"
+           "every epoch, the epoch with the best validation loss kept) on real end-of-day data (--data) or on the\n"
+           "built-in synthetic market (a planted, learnable cross-sectional signal; docs/synthetic_market.md).\n"
+           "Writes metrics.jsonl, best.safetensors and summary.json to --out. Options can also come from\n"
+           "--config FILE (a JSON object, keys = option names).",
            {{"out", "stockmixer-run", "output folder"},
             {"config", "", "JSON file of options (command-line options win)"},
             {"overwrite", "false", "replace a run already in --out", true},
@@ -483,11 +590,16 @@ int run(int argc, char** argv) {
             {"adamw", "false", "decoupled weight decay (torch.optim.AdamW)", true},
             {"dropout", "0", "dropout in the channel mixers"},
             {"lookback", "16", "T: days per window"},
-            {"market", "20", "M: hidden width of the stock mixer"},
-            {"seed", "0", "initialisation and shuffling seed"},
+            {"market-width", "20", "M: hidden width of the stock mixer"},
+            {"seed", "0", "initialisation and shuffling seed (the first, with --seeds)"},
+            {"seeds", "1", "K runs with seeds seed .. seed+K-1, in OUT/seed_<s>/; OUT/summary.json: mean and std"},
             {"strict-split", "false", "drop training offsets whose target falls in validation", true},
-            {"valid-index", "", "first validation day (default 61% of --days)"},
-            {"test-index", "", "first test day (default 81% of --days)"},
+            {"valid-index", "", "first validation day (real data: 756; synthetic: 61% of --days)"},
+            {"test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)"},
+            {"data", "", "a folder laid out as ../shared/data/NASDAQ (default: the synthetic market)"},
+            {"market", "NASDAQ", "with --data: NASDAQ, NYSE or SP500 (SP500 reads DIR/SP500.npy)"},
+            {"tickers", "", "with --data: a ticker list replacing the market's"},
+            {"steps", "1", "return horizon in days"},
             {"stocks", "200", "synthetic market: N stocks"},
             {"days", "600", "synthetic market: D days"},
             {"features", "5", "synthetic market: C features (C-1 moving averages and the close)"},
@@ -514,6 +626,27 @@ int run(int argc, char** argv) {
             kPrecision},
            argc, argv);
     return with_precision<Bench>(a);
+  }
+  if (cmd == "dataset") {
+    Args a(cmd,
+           "Writes exactly what training sees: eod.npy [N, D, C], mask.npy, gt.npy and price.npy [N, D], from real\n"
+           "end-of-day data (--data) or the synthetic market.",
+           {{"data", "", "a folder laid out as ../shared/data/NASDAQ (default: the synthetic market)"},
+            {"market", "NASDAQ", "NASDAQ, NYSE or SP500"},
+            {"tickers", "", "a ticker list replacing the market's"},
+            {"steps", "1", "return horizon in days"},
+            {"out", "", "output folder", false, true},
+            {"overwrite", "false", "replace arrays already in --out", true},
+            {"stocks", "200", "synthetic market: N stocks"},
+            {"days", "600", "synthetic market: D days"},
+            {"features", "5", "synthetic market: C features"},
+            {"signal", "0.15", "synthetic market: strength of the planted signal"},
+            {"missing", "0.02", "synthetic market: share of missing (stock, day) cells"},
+            {"data-seed", "1", "synthetic market: generator seed"},
+            {"precision", "f32", "f32 or f64: the dtype of the arrays"}},
+           argc, argv);
+    a.require_all();
+    return with_precision<Dataset>(a);
   }
   if (cmd == "evaluate") {
     Args a(cmd,

@@ -11,6 +11,10 @@
    best.safetensors; PyTorch loads best.safetensors into the original model (strict state_dict) and
    predicts what `stockmixer predict` predicts; score_universe ranks with it.
 4. Bad input gives exit status 1 and a message naming the file or option; `bench` prints its JSON.
+5. `dataset` and `train --data` on a small market folder written here; `--seeds`.
+
+    /usr/bin/python3 tests/check_cli.py BUILD/examples/stockmixer --real ../shared/data/NASDAQ
+runs 2 epochs of the paper's protocol on the real NASDAQ data (skipped, saying so, without it).
 """
 import json
 import subprocess
@@ -56,6 +60,27 @@ def run(*args, expect=0):
     if p.returncode != expect:
         print(p.stdout, p.stderr)
     return p
+
+
+def write_market_dir(root, stocks, rows):
+    """A market folder as ../shared/data/NASDAQ lays it out: tickers, dates, one CSV per ticker with
+    day_index, ma5, ma10, ma20, ma30, close (normalised by the stock's largest close), -1234 missing."""
+    rng = np.random.default_rng(5)
+    (root / "2013-01-01").mkdir(parents=True)
+    tickers = [f"S{i:04d}" for i in range(stocks)]
+    (root / "NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv").write_text("\n".join(tickers) + "\n")
+    (root / "NASDAQ_aver_line_dates.csv").write_text(
+        "".join(f"2013-01-{1 + k % 28:02d} 16:00:00\n" for k in range(rows + 29)))
+    for t in tickers:
+        close = np.exp(np.cumsum(0.02 * rng.standard_normal(rows + 30)))
+        ma = [np.convolve(close, np.ones(w) / w, mode="full")[:rows + 30] for w in (5, 10, 20, 30)]
+        cols = np.stack(ma + [close], axis=1)[30:] / close[30:].max()
+        lines = []
+        for r in range(rows):
+            cells = ["-1234" if (r == rows - 1 or rng.random() < 0.01) else f"{v:.6f}" for v in cols[r]]
+            lines.append(f"{r:.6f}," + ",".join(cells))
+        (root / "2013-01-01" / f"NASDAQ_{t}_1.csv").write_text("\n".join(lines) + "\n")
+    return root
 
 
 def torch_model(sd, n, t, c, m, dtype):
@@ -186,7 +211,29 @@ def main(cli, score):
             check(False, f"metrics fixture {mfx} exists")
         p = run(cli, "evaluate", "--pred", fx / "x.npy", "--gt", fx / "gt.npy", "--mask", fx / "mask.npy", expect=1)
         check(p.returncode == 1 and "expected [N, days]" in p.stderr, "evaluate: a wrong shape is named")
-        for cmd in ("predict", "gradients", "train", "bench", "evaluate"):
+        # --data: a small market folder laid out as ../shared/data/NASDAQ
+        market_dir = write_market_dir(tmp / "market", stocks=30, rows=131)
+        p = run(cli, "dataset", "--data", market_dir, "--market", "NASDAQ", "--out", tmp / "ds")
+        check(p.returncode == 0, "dataset --data runs")
+        if p.returncode == 0:
+            eod, mask = np.load(tmp / "ds" / "eod.npy"), np.load(tmp / "ds" / "mask.npy")
+            check(eod.shape == (30, 130, 5) and eod.dtype == np.float32 and mask.shape == (30, 130),
+                  "dataset writes eod [N, D, 5] and mask [N, D] as float32 (NASDAQ's last row dropped)")
+        p = run(cli, "train", "--data", market_dir, "--epochs", "1", "--valid-index", "70", "--test-index", "100",
+                "--out", tmp / "real")
+        check(p.returncode == 0 and json.loads((tmp / "real" / "summary.json").read_text())["data"]["market"] == "NASDAQ",
+              "train --data trains on a market folder")
+        p = run(cli, "train", "--data", market_dir, "--epochs", "1", "--seeds", "2", "--valid-index", "70",
+                "--test-index", "100", "--out", tmp / "seeds")
+        summary = json.loads((tmp / "seeds" / "summary.json").read_text()) if p.returncode == 0 else {}
+        check(p.returncode == 0 and summary.get("test", {}).get("IC", {}).get("runs") == 2
+              and (tmp / "seeds" / "seed_1" / "best.safetensors").exists(), "train --seeds 2: two runs, mean and std")
+        (market_dir / "2013-01-01" / "NASDAQ_S0007_1.csv").unlink()
+        p = run(cli, "train", "--data", market_dir, "--epochs", "1", "--out", tmp / "broken", expect=1)
+        check(p.returncode == 1 and "NASDAQ_S0007_1.csv" in p.stderr and not (tmp / "broken").exists(),
+              "train --data: a ticker whose file is missing is named, and nothing is written")
+
+        for cmd in ("predict", "gradients", "train", "bench", "evaluate", "dataset"):
             p = run(cli, cmd, "--help")
             check(p.returncode == 0 and "usage: stockmixer " + cmd in p.stdout, f"{cmd} --help")
 
@@ -194,7 +241,29 @@ def main(cli, score):
     return 1 if FAILURES else 0
 
 
+def real_data(cli, data):
+    """A short run of the paper's protocol on the real NASDAQ data (2 epochs, strict split)."""
+    if not (data / "NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv").exists():
+        print(f"skipped: the real-data run needs {data} (../shared/data/NASDAQ beside the clone), not found")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "nasdaq"
+        p = run(cli, "train", "--data", data, "--market", "NASDAQ", "--epochs", "2", "--strict-split", "--threads", "2",
+                "--out", out)
+        check(p.returncode == 0, "train --data ../shared/data/NASDAQ runs 2 epochs")
+        if p.returncode == 0:
+            s = json.loads((out / "summary.json").read_text())
+            check(s["data"]["stocks"] == 1026 and s["data"]["days"] == 1245, "the NASDAQ market is [1026, 1245]")
+            check(np.isfinite(s["test"]["IC"]) and np.isfinite(s["test"]["rank_ic"]) and 0 < s["test"]["prec_10"] <= 1,
+                  f"test metrics are finite (IC {s['test']['IC']:.4f}, rank IC {s['test']['rank_ic']:.4f})")
+            check(len((out / "metrics.jsonl").read_text().splitlines()) == 2, "metrics.jsonl has 2 epochs")
+    print(f"{len(FAILURES)} failed" if FAILURES else "real-data checks passed")
+    return 1 if FAILURES else 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[2] == "--real":
+        sys.exit(real_data(Path(sys.argv[1]), Path(sys.argv[3])))
     if len(sys.argv) != 3:
         print(__doc__)
         sys.exit(2)
