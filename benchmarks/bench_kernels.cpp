@@ -305,6 +305,35 @@ int validate_all() {
     v.check("rank_loss_forward/N_1026 rank", rel_error(&got.rank, &ref.rank, 1), kTolFloat);
   }
 
+  // The O(N log N) rank loss, forward and backward, against the O(N²) kernels in double on the same
+  // float inputs (the naive form's three N x N matrices would not fit at 5000 in double), and in
+  // double against the O(N²) kernels in double. Up to 5000 stocks: the reference is O(N²).
+  for (const Index n : {Index(64), kN, Index(5000)}) {
+    const auto in = rank_inputs(n, 72);
+    const auto pd = cast<double>(in.pred), bd = cast<double>(in.base), gd = cast<double>(in.gt),
+               md = cast<double>(in.mask);
+    stockmixer::RankLossWorkspace ws(n);
+    Tensor<float> rr({n}), dpred({n});
+    Tensor<double> rrr({n}), dpredr({n}), rrd({n}), dpredd({n});
+    const auto got = stockmixer::rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
+                                                          in.mask.data(), n, kAlpha, ws);
+    stockmixer::rank_loss_backward_sorted(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(),
+                                          n, kAlpha, ws);
+    const double alpha = static_cast<double>(kAlpha);
+    const auto ref = stockmixer::rank_loss_forward(rrr.data(), pd.data(), bd.data(), gd.data(), md.data(), n, alpha);
+    stockmixer::rank_loss_backward(dpredr.data(), 1.0, rrr.data(), bd.data(), gd.data(), md.data(), n, alpha);
+    const auto gotd = stockmixer::rank_loss_forward_sorted(rrd.data(), pd.data(), bd.data(), gd.data(), md.data(), n,
+                                                           alpha, ws);
+    stockmixer::rank_loss_backward_sorted(dpredd.data(), 1.0, rrd.data(), bd.data(), gd.data(), md.data(), n, alpha,
+                                          ws);
+    const std::string name = "rank_loss_sorted/N_" + std::to_string(n);
+    v.check(name + " loss", rel_error(&got.loss, &ref.loss, 1), kTolFloat);
+    v.check(name + " rank", rel_error(&got.rank, &ref.rank, 1), kTolFloat);
+    v.check(name + " dpred", rel_error(dpred.data(), dpredr.data(), n), kTolFloat);
+    v.check(name + "_f64 rank", rel_error(&gotd.rank, &ref.rank, 1), kTolDouble);
+    v.check(name + "_f64 dpred", rel_error(dpredd.data(), dpredr.data(), n), kTolDouble);
+  }
+
   if (v.failures) {
     std::fprintf(stderr, "bench_kernels: %d validation check(s) FAILED; nothing was timed\n", v.failures);
     return 1;
@@ -563,30 +592,30 @@ void bm_dropout_bwd(benchmark::State& state) {
 //   FLOP fwd   = 6·N²   per pair: P_ij = ((rr_i - rr_j)·(gt_j - gt_i))·(m_i·m_j) (5), Σ relu (1)
 //   FLOP bwd   = 8·N²   per pair: P_ij (5), hinge += (gt_j - gt_i)·m_j (3)
 //   FLOP naive = 6·N²   the same arithmetic through three materialised N x N matrices
-void bm_rank_loss_fwd(benchmark::State& state) {
+void bm_rank_loss_fwd(benchmark::State& state, Index n) {
   set_threads(state);
-  const auto in = rank_inputs(kN, 1);
-  Tensor<float> rr({kN});
+  const auto in = rank_inputs(n, 1);
+  Tensor<float> rr({n});
   for (auto _ : state) {
     auto out = stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
-                                             in.mask.data(), kN, kAlpha);
+                                             in.mask.data(), n, kAlpha);
     benchmark::DoNotOptimize(out);
     benchmark::ClobberMemory();
   }
-  report_flops(state, 6 * d(kN) * d(kN));
+  report_flops(state, 6 * d(n) * d(n));
 }
-void bm_rank_loss_bwd(benchmark::State& state) {
+void bm_rank_loss_bwd(benchmark::State& state, Index n) {
   set_threads(state);
-  const auto in = rank_inputs(kN, 1);
-  Tensor<float> rr({kN}), dpred({kN});
-  stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), kN, kAlpha);
+  const auto in = rank_inputs(n, 1);
+  Tensor<float> rr({n}), dpred({n});
+  stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), n, kAlpha);
   for (auto _ : state) {
-    stockmixer::rank_loss_backward(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(), kN,
+    stockmixer::rank_loss_backward(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(), n,
                                    kAlpha);
     benchmark::DoNotOptimize(dpred.data());
     benchmark::ClobberMemory();
   }
-  report_flops(state, 8 * d(kN) * d(kN));
+  report_flops(state, 8 * d(n) * d(n));
 }
 void bm_rank_loss_fwd_naive(benchmark::State& state) {
   set_threads(state);
@@ -599,6 +628,40 @@ void bm_rank_loss_fwd_naive(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   report_flops(state, 6 * d(kN) * d(kN));
+}
+
+// The O(N log N) rank loss (rank_loss_{forward,backward}_sorted) on the same inputs, with a workspace
+// sized before timing (the timed loop allocates nothing). Its work is two sorts of the m masked-in
+// stocks and two Fenwick sweeps (2·m·log2 K node visits each way), so no FLOP count: the counter is
+//   stocks/s  = N · iterations / wall time
+// Compare its time with rank_loss_{fwd,bwd}/N_<n> (O(N²)) at the same N.
+void bm_rank_loss_sorted_fwd(benchmark::State& state, Index n) {
+  set_threads(state);
+  const auto in = rank_inputs(n, 1);
+  Tensor<float> rr({n});
+  stockmixer::RankLossWorkspace ws(n);
+  for (auto _ : state) {
+    auto out = stockmixer::rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
+                                                    in.mask.data(), n, kAlpha, ws);
+    benchmark::DoNotOptimize(out);
+    benchmark::ClobberMemory();
+  }
+  state.counters["stocks/s"] = benchmark::Counter(d(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
+  set_threads(state);
+  const auto in = rank_inputs(n, 1);
+  Tensor<float> rr({n}), dpred({n});
+  stockmixer::RankLossWorkspace ws(n);
+  stockmixer::rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), n,
+                                       kAlpha, ws);
+  for (auto _ : state) {
+    stockmixer::rank_loss_backward_sorted(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(),
+                                          n, kAlpha, ws);
+    benchmark::DoNotOptimize(dpred.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["stocks/s"] = benchmark::Counter(d(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---- registration -----------------------------------------------------------------------------------
@@ -649,9 +712,20 @@ void register_all() {
   add("dropout_mask/NTC_82080_p0.1", false, us, bm_dropout_mask);
   add("dropout_fwd/NTC_82080_p0.1", false, us, bm_dropout_fwd);
   add("dropout_bwd/NTC_82080_p0.1", false, us, bm_dropout_bwd);
-  add("rank_loss_fwd/N_1026", true, us, bm_rank_loss_fwd);
-  add("rank_loss_bwd/N_1026", true, us, bm_rank_loss_bwd);
+  add("rank_loss_fwd/N_1026", true, us, bm_rank_loss_fwd, kN);
+  add("rank_loss_bwd/N_1026", true, us, bm_rank_loss_bwd, kN);
   add("rank_loss_fwd_naive/N_1026", false, us, bm_rank_loss_fwd_naive);
+  // O(N²) against O(N log N): the small sizes find the switch-over, the large ones the gap.
+  for (const Index n : {Index(16), Index(32), Index(64), Index(128), Index(256), Index(512), kN, Index(5000), Index(20000),
+                        Index(100000)}) {
+    const std::string shape = "/N_" + std::to_string(n);
+    if (n != kN && n <= 20000) {
+      add("rank_loss_fwd" + shape, true, us, bm_rank_loss_fwd, n);
+      add("rank_loss_bwd" + shape, true, us, bm_rank_loss_bwd, n);
+    }
+    add("rank_loss_sorted_fwd" + shape, true, us, bm_rank_loss_sorted_fwd, n);
+    add("rank_loss_sorted_bwd" + shape, true, us, bm_rank_loss_sorted_bwd, n);
+  }
 }
 
 }  // namespace

@@ -487,9 +487,10 @@ int bench(const Args& a) {
   step();
   const double inference = median_ms(iters, [&] { model.predict(x.map()); });
   const double train_step = median_ms(iters, step);
+  RankLossWorkspace ws(n);
   const double loss = median_ms(iters, [&] {
-    rank_loss_forward(rr.data(), pred.data(), base.data(), gt.data(), mask.data(), n, alpha);
-    rank_loss_backward(dpred.data(), T(1), rr.data(), base.data(), gt.data(), mask.data(), n, alpha);
+    rank_loss_forward_sorted(rr.data(), pred.data(), base.data(), gt.data(), mask.data(), n, alpha, ws);
+    rank_loss_backward_sorted(dpred.data(), T(1), rr.data(), base.data(), gt.data(), mask.data(), n, alpha, ws);
   });
   const json report = {{"stocks", n},
                        {"lookback", c.lookback},

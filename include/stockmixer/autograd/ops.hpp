@@ -56,7 +56,9 @@ template <class T>
 Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape);
 
 // get_loss: pred, base, gt, mask [N, 1] (or [N]). Returns the loss node (one value) and, as plain
-// numbers, reg and rank; rr (a node, no gradient) holds the predicted return ratios.
+// numbers, reg and rank; rr (a node, no gradient) holds the predicted return ratios. Runs the exact
+// O(N log N) form of the rank term (kernels/rank_loss.hpp, rank_loss_forward_sorted); masks must be 0
+// or 1 (anything else is an Error).
 template <class T>
 struct LossOutput {
   Node<T>* loss;
@@ -87,6 +89,14 @@ bool any_grad(std::initializer_list<Node<T>*> nodes) {
   for (Node<T>* n : nodes)
     if (n && n->requires_grad()) return true;
   return false;
+}
+
+// Scratch memory of the O(N log N) rank loss, one per thread. It holds nothing between calls (the
+// backward recomputes what it needs from rr, gt and mask), so sharing it is safe; it grows to the
+// largest N seen and then never allocates again.
+inline RankLossWorkspace& rank_loss_scratch() {
+  static thread_local RankLossWorkspace ws;
+  return ws;
 }
 
 // The shape of x with its last axis replaced by `last`.
@@ -354,15 +364,16 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
   LossOutput<T> out;
   out.rr = tape.node(pred->shape(), false);
   out.loss = tape.node({1}, pred->requires_grad());
-  const RankLoss<T> l =
-      rank_loss_forward(out.rr->data(), pred->data(), base->data(), gt->data(), mask->data(), n, alpha);
+  const RankLoss<T> l = rank_loss_forward_sorted(out.rr->data(), pred->data(), base->data(), gt->data(),
+                                                 mask->data(), n, alpha, detail::rank_loss_scratch());
   out.loss->data()[0] = l.loss;
   out.reg = l.reg;
   out.rank = l.rank;
   if (out.loss->requires_grad())
     tape.record({[](const Record<T>& r) {
-                   rank_loss_backward(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
-                                      r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0], r.scalar);
+                   rank_loss_backward_sorted(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
+                                             r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0],
+                                             r.scalar, detail::rank_loss_scratch());
                  },
                  {pred, base, gt, mask, out.rr, out.loss},
                  {n},

@@ -80,7 +80,7 @@ RankLoss<T> rank_loss_forward_naive(T* rr, const T* pred, const T* base, const T
 //  - reg, rr and the reg part of dpred are computed exactly as rank_loss_forward/backward do them
 //    (bit for bit).
 // Threads: the two sorts run as two tasks, then the two sweeps as two tasks (2 threads at most, from
-// m = 2048 masked-in stocks up); every sum has a fixed order, so 1 or more threads give bit-identical
+// m = 512 masked-in stocks up); every sum has a fixed order, so 1 or more threads give bit-identical
 // results.
 
 // Scratch memory for the sorted kernels, reused across calls. Not templated: values are held as
@@ -122,12 +122,12 @@ struct RankLossWorkspace {
   }
   Index capacity() const { return capacity_; }
 
-  std::vector<Key> by_gt, by_rr;          // masked-in stocks sorted by (gt, index) / (rr, index)
-  std::vector<Index> gt_rank;             // per stock index: dense rank of gt (ties share a rank)
-  std::vector<Item> items;                // per rr-sorted position
+  std::vector<Key> by_gt, by_rr;             // masked-in stocks sorted by (gt, index) / (rr, index)
+  std::vector<Index> gt_rank;                // per stock index: dense rank of gt (ties share a rank)
+  std::vector<Item> items;                   // per rr-sorted position
   std::vector<Node> tree_below, tree_above;  // Fenwick trees over gt ranks (1-based, K + 1 nodes)
-  std::vector<Node> below, above;         // per rr-sorted position: partners with lower / higher rr
-  std::vector<double> hinge;              // per stock index: S_i (backward)
+  std::vector<Node> below, above;            // per rr-sorted position: partners with lower / higher rr
+  std::vector<double> hinge;                 // per stock index: S_i (backward)
 
  private:
   Index capacity_ = 0;
@@ -280,7 +280,7 @@ Index rank_partners_sorted(RankLossWorkspace& ws, const T* rr, const T* gt, cons
     }
     return m;
   }
-  const bool parallel = m >= 2048;
+  const bool parallel = m >= 512;
   using Key = RankLossWorkspace::Key;
   const auto by_value = [](const Key& a, const Key& b) {  // a total order: the result is unique
     return a.value < b.value || (a.value == b.value && a.index < b.index);

@@ -294,8 +294,9 @@ Evaluation Trainer<T>::evaluate_period(Index start, Index end) {
   sweep_period(market_, config_.lookback, start, end, batch_, pred_, gt_, mask_,
                [&](const data::Batch<T>& b, Tensor<T>& rr) {
                  const Tensor<T>& pred = model_.predict(TensorMap<const T>(b.x.data(), b.x.shape()));
-                 const RankLoss<T> l = rank_loss_forward(rr.data(), pred.data(), b.base.data(), b.gt.data(),
-                                                         b.mask.data(), n, static_cast<T>(config_.alpha));
+                 const RankLoss<T> l =
+                     rank_loss_forward_sorted(rr.data(), pred.data(), b.base.data(), b.gt.data(), b.mask.data(), n,
+                                              static_cast<T>(config_.alpha), autograd::detail::rank_loss_scratch());
                  e.loss += l.loss;
                  e.reg += l.reg;
                  e.rank += l.rank;
