@@ -45,36 +45,7 @@
 #include <type_traits>
 #include <vector>
 
-// Counts every heap allocation of this executable (its own binary, as tests/test_alloc.cpp does).
-// GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
-// exactly the pairing intended here.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<long> g_allocations{0};
-}
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size ? size : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void* operator new(std::size_t size, std::align_val_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const std::size_t a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size, std::align_val_t align) { return operator new(size, align); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "alloc_counter.hpp"  // counts every heap allocation of this executable
 
 using namespace stockmixer;
 using testing::Fixture;
@@ -439,11 +410,11 @@ TEST_CASE("sorted rank loss allocates nothing once its workspace is sized", "[ra
   };
   long allocations = 0;
   for (const Index m : {n, Index(1026), Index(7), n}) {  // any size up to the capacity
-    const long before = g_allocations.load();
+    const long before = testing::allocations();
     const auto l = rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), m,
                                             0.1f, ws);
     rank_loss_backward_sorted(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(), m, 0.1f, ws);
-    allocations += g_allocations.load() - before;
+    allocations += testing::allocations() - before;
     REQUIRE(std::isfinite(l.loss));
     REQUIRE(same_pointers());
   }
@@ -453,10 +424,10 @@ TEST_CASE("sorted rank loss allocates nothing once its workspace is sized", "[ra
   SECTION("reserve sizes it up front; a larger call grows it") {
     RankLossWorkspace w2;
     w2.reserve(1026);
-    const long before = g_allocations.load();
+    const long before = testing::allocations();
     rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), Index(1026), 0.1f,
                              w2);
-    REQUIRE(g_allocations.load() - before == 0);
+    REQUIRE(testing::allocations() - before == 0);
     rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), Index(2000), 0.1f,
                              w2);
     REQUIRE(w2.capacity() == 2000);
