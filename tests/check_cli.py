@@ -248,7 +248,7 @@ def real_data(cli, data):
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "nasdaq"
-        p = run(cli, "train", "--data", data, "--market", "NASDAQ", "--epochs", "2", "--strict-split", "--threads", "2",
+        p = run(cli, "train", "--data", data, "--market", "NASDAQ", "--epochs", "2", "--strict-split", "--threads", "1",
                 "--out", out)
         check(p.returncode == 0, "train --data ../shared/data/NASDAQ runs 2 epochs")
         if p.returncode == 0:
