@@ -39,32 +39,8 @@ N, T, C, S, M = 1026, 16, 5, 8, 20
 FT = 2 * T + S  # fused time length F = 40
 
 
-# ---- the original's modules, as in the article's src/model.py ------------------------------------
-
-class TriU(nn.Module):
-    def __init__(self, time_step):
-        super().__init__()
-        self.time_step = time_step
-        self.triU = nn.ParameterList([nn.Linear(i + 1, 1) for i in range(time_step)])
-
-    def forward(self, inputs):
-        x = self.triU[0](inputs[:, :, 0].unsqueeze(-1))
-        for i in range(1, self.time_step):
-            x = torch.cat([x, self.triU[i](inputs[:, :, 0:i + 1])], dim=-1)
-        return x
-
-
-def get_loss(prediction, ground_truth, base_price, mask, batch_size, alpha):
-    # The original hard-codes float32 ones; the float64 reference uses the prediction's dtype.
-    all_one = torch.ones(batch_size, 1, dtype=prediction.dtype)
-    return_ratio = torch.div(torch.sub(prediction, base_price), base_price)
-    reg_loss = F.mse_loss(return_ratio * mask, ground_truth * mask)
-    pre_pw_dif = torch.sub(return_ratio @ all_one.t(), all_one @ return_ratio.t())
-    gt_pw_dif = torch.sub(all_one @ ground_truth.t(), ground_truth @ all_one.t())
-    mask_pw = mask @ mask.t()
-    rank_loss = torch.mean(F.relu(pre_pw_dif * gt_pw_dif * mask_pw))
-    loss = reg_loss + alpha * rank_loss
-    return loss, reg_loss, rank_loss, return_ratio
+# The original's TriU and get_loss (the article's src/model.py) live in tests/make_model_fixtures.py.
+from make_model_fixtures import TriU, get_loss  # noqa: E402
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
