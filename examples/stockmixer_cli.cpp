@@ -470,9 +470,7 @@ int bench(const Args& a) {
     mask(i, 0) = u(rng) > -0.8 ? T(1) : T(0);
     pred(i, 0) = static_cast<T>(base(i, 0) * (1 + 0.02 * u(rng)));
   }
-  std::vector<AdamParam<T>> params;
-  for (const auto& p : model.parameters()) params.push_back({p.name, p.value, p.grad, p.size()});
-  Adam<T> adam(params);
+  Adam<T> adam(train::adam_params(model));
   autograd::Tape<T> tape;
   const T alpha = T(0.1);
   auto step = [&] {

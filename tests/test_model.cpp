@@ -9,6 +9,7 @@
 #include <stockmixer/loss.hpp>
 #include <stockmixer/model.hpp>
 #include <stockmixer/optim/adam.hpp>
+#include <stockmixer/train/trainer.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -322,11 +323,9 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
       const Index n = cfg.stocks;
       StockMixer<T> model(cfg);
       fx.load_params(model);
-      std::vector<AdamParam<T>> params;
-      for (const auto& p : model.parameters()) params.push_back({p.name, p.value, p.grad, p.size()});
       AdamOptions opt;
       opt.lr = fx.meta().at("lr").get<double>();
-      Adam<T> adam(params, opt);
+      Adam<T> adam(train::adam_params(model), opt);
       const std::vector<T> batches[2][4] = {
           {fx.input<T>("x"), fx.input<T>("gt"), fx.input<T>("base"), fx.input<T>("mask")},
           {fx.input<T>("x_1"), fx.input<T>("gt_1"), fx.input<T>("base_1"), fx.input<T>("mask_1")}};

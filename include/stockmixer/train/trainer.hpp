@@ -73,6 +73,10 @@ struct Baselines {
 template <class T>
 Baselines evaluate_baselines(const data::Market<T>& market, Index lookback, Index start, Index end);
 
+// Every parameter of the model as Adam sees it (PyTorch's names, values and gradients).
+template <class T>
+std::vector<AdamParam<T>> adam_params(StockMixer<T>& model);
+
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, train_reg = 0, train_rank = 0;
@@ -180,20 +184,21 @@ const TrainConfig& checked(const data::Market<T>& market, const TrainConfig& c) 
   return c;
 }
 
+}  // namespace detail
+
 template <class T>
 std::vector<AdamParam<T>> adam_params(StockMixer<T>& model) {
   std::vector<AdamParam<T>> out;
   for (const auto& p : model.parameters()) out.push_back({p.name, p.value, p.grad, p.size()});
   return out;
 }
-}  // namespace detail
 
 template <class T>
 Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
     : market_(market),
       config_(detail::checked(market, config)),
       model_(detail::model_config(market.stocks(), market.features(), config), config.seed),
-      adam_(detail::adam_params(model_), config.adam),
+      adam_(adam_params(model_), config.adam),
       rng_(config.seed ^ 0x5DEECE66Dull) {
   offsets_.resize(static_cast<std::size_t>(config_.valid_index));
   std::iota(offsets_.begin(), offsets_.end(), Index(0));
