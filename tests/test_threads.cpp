@@ -93,6 +93,22 @@ TEST_CASE("elementwise kernels: 1 and 2 threads agree bit for bit", "[threads][g
   });
 }
 
+TEST_CASE("gelu: a value's result does not depend on where it sits (alignment, packet tail)", "[threads][gelu]") {
+  // The float kernel runs on SIMD packets and sends the tail through a padded packet: shifting the
+  // same values by one slot (misaligned, different tail) must not change a single bit.
+  const Index n = 37;
+  const auto x = random_vector<float>(n + 1, 19, -5, 5), dy = random_vector<float>(n + 1, 20);
+  auto y0 = zeros(n), y1 = zeros(n), d0 = zeros(n), d1 = zeros(n);
+  gelu_forward(y0.data(), x.data() + 1, n);
+  gelu_backward(d0.data(), dy.data() + 1, x.data() + 1, n);
+  for (Index i = 0; i < n; ++i) {
+    gelu_forward(y1.data() + i, x.data() + 1 + i, 1);
+    gelu_backward(d1.data() + i, dy.data() + 1 + i, x.data() + 1 + i, 1);
+  }
+  CHECK(y0 == y1);
+  CHECK(d0 == d1);
+}
+
 TEST_CASE("conv1d: 1 and 2 threads agree bit for bit", "[threads][conv1d]") {
   const auto x = random_vector<float>(N * T * C, 11), w = random_vector<float>(C * C * 2, 12),
              b = random_vector<float>(C, 13), dy = random_vector<float>(N * S * C, 14);

@@ -11,7 +11,8 @@
 //             dbeta[j]  += Σ_r dy[r,j]
 //   saves     mean[R] and rstd[R] (xhat is recomputed from x: D values cost less than storing R·D).
 //
-// Row statistics and the dgamma/dbeta sums are accumulated in double for both float and double.
+// Row statistics and the dgamma/dbeta sums are accumulated in double for both float and double (row sums in
+// eight lanes added in a fixed order, so they vectorise and do not depend on the thread count).
 // Threads: y, dx by row chunks; dgamma, dbeta by column chunks (each column summed over all rows in
 // row order, so the result does not depend on the thread count).
 // Derivation: docs/math/layernorm.md · tests: tests/test_kernels_*.cpp · benchmark: benchmarks/bench_kernels.cpp
@@ -41,6 +42,62 @@ void layernorm_forward_naive(T* y, T* mean, T* rstd, const T* x, const T* gamma,
 
 // ---- implementation --------------------------------------------------------------------------------
 
+namespace detail {
+// Row reductions in double with kLanes independent accumulators, added pairwise at the end: the
+// compiler vectorises them without -ffast-math (a single running sum is one long dependency chain),
+// and the order is fixed, so a row's result does not depend on the thread count.
+constexpr Index kLanes = 8;
+
+inline double add_lanes(const double* acc) {
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// Σ_j x[j]
+template <class T>
+double row_sum(const T* x, Index n) {
+  double acc[kLanes] = {};
+  Index j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (Index k = 0; k < kLanes; ++k) acc[k] += static_cast<double>(x[j + k]);
+  for (; j < n; ++j) acc[j % kLanes] += static_cast<double>(x[j]);
+  return add_lanes(acc);
+}
+
+// Σ_j (x[j] - m)²
+template <class T>
+double row_sum_sq_dev(const T* x, Index n, double m) {
+  double acc[kLanes] = {};
+  Index j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (Index k = 0; k < kLanes; ++k) {
+      const double d = static_cast<double>(x[j + k]) - m;
+      acc[k] += d * d;
+    }
+  for (; j < n; ++j) {
+    const double d = static_cast<double>(x[j]) - m;
+    acc[j % kLanes] += d * d;
+  }
+  return add_lanes(acc);
+}
+
+// Σ_j g[j] and Σ_j g[j] · xhat[j] with g = dy · gamma, xhat = (x - mu) · rs (the LayerNorm backward's row sums)
+template <class T>
+void row_sums_g_gxhat(double& sum_g, double& sum_gx, const T* dy, const T* gamma, const T* x, T mu, T rs, Index n) {
+  double ag[kLanes] = {}, agx[kLanes] = {};
+  auto body = [&](Index j, Index k) {
+    const double g = static_cast<double>(dy[j]) * gamma[j];
+    ag[k] += g;
+    agx[k] += g * ((x[j] - mu) * rs);
+  };
+  Index j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (Index k = 0; k < kLanes; ++k) body(j + k, k);
+  for (; j < n; ++j) body(j, j % kLanes);
+  sum_g = add_lanes(ag);
+  sum_gx = add_lanes(agx);
+}
+}  // namespace detail
+
 template <class T>
 void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const T* beta, Index rows, Index dim,
                        double eps) {
@@ -48,15 +105,8 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const
     for (Index r = r0; r < r1; ++r) {
       const T* xr = x + r * dim;  // [D]
       T* yr = y + r * dim;        // [D]
-      double m = 0.0;
-      for (Index j = 0; j < dim; ++j) m += xr[j];
-      m /= static_cast<double>(dim);
-      double v = 0.0;
-      for (Index j = 0; j < dim; ++j) {
-        const double d = xr[j] - m;
-        v += d * d;
-      }
-      v /= static_cast<double>(dim);
+      const double m = detail::row_sum(xr, dim) / static_cast<double>(dim);
+      const double v = detail::row_sum_sq_dev(xr, dim, m) / static_cast<double>(dim);
       const T mu = static_cast<T>(m);
       const T rs = static_cast<T>(1.0 / std::sqrt(v + eps));
       mean[r] = mu;
@@ -76,12 +126,8 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
         const T* gr = dy + r * dim;  // [D]
         T* dxr = dx + r * dim;       // [D]
         const T mu = mean[r], rs = rstd[r];
-        double g_mean = 0.0, gx_mean = 0.0;  // mean_j(g), mean_j(g · xhat)
-        for (Index j = 0; j < dim; ++j) {
-          const double g = static_cast<double>(gr[j]) * gamma[j];
-          g_mean += g;
-          gx_mean += g * ((xr[j] - mu) * rs);
-        }
+        double g_mean, gx_mean;  // mean_j(g), mean_j(g · xhat)
+        detail::row_sums_g_gxhat(g_mean, gx_mean, gr, gamma, xr, mu, rs, dim);
         g_mean /= static_cast<double>(dim);
         gx_mean /= static_cast<double>(dim);
         for (Index j = 0; j < dim; ++j) {
