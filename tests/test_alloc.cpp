@@ -3,11 +3,13 @@
 #include "alloc_counter.hpp"
 
 #include <stockmixer/model.hpp>
+#include <stockmixer/train/trainer.hpp>
 
 #include <catch2/catch.hpp>
 #include <xtensor/xarray.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 
@@ -38,5 +40,23 @@ TEST_CASE("predict from a row-major xtensor container allocates nothing after it
   model.predict(x);
   const long before = testing::allocations();
   model.predict(x);
+  REQUIRE(testing::allocations() - before == 0);
+}
+
+TEST_CASE("a training step (forward, loss, backward, Adam) allocates nothing after its first", "[alloc][train]") {
+  data::SyntheticOptions o;
+  o.stocks = 300;
+  o.days = 200;
+  const data::Market<float> market = data::synthetic_market<float>(o);
+  train::TrainConfig c;
+  c.valid_index = 120;
+  c.test_index = 160;
+  c.dropout = 0.1;  // the dropout masks are redrawn every step: into the same buffers
+  train::Trainer<float> trainer(market, c);
+  const double first = trainer.train_step(3).loss;  // sizes the tape, the rank-loss workspace, Adam's state
+  REQUIRE(std::isfinite(first));
+
+  const long before = testing::allocations();
+  for (Index offset : {5, 40, 3, 77, 100}) REQUIRE(std::isfinite(trainer.train_step(offset).loss));
   REQUIRE(testing::allocations() - before == 0);
 }

@@ -94,6 +94,12 @@ class Trainer {
 
   // One epoch of training, then validation and test sweeps.
   EpochLog run_epoch();
+  // One training step on the window at `offset`: forward, loss, backward, Adam. After its first call it
+  // allocates nothing (tests/test_alloc.cpp counts). Throws if the loss is not finite.
+  struct StepLoss {
+    double loss = 0, reg = 0, rank = 0;
+  };
+  StepLoss train_step(Index offset);
   // A sweep over target days [start, end) without gradients.
   Evaluation evaluate_period(Index start, Index end);
 
@@ -222,24 +228,11 @@ EpochLog Trainer<T>::run_epoch() {
 
   EpochLog log;
   log.epoch = ++epoch_;
-  const T alpha = static_cast<T>(config_.alpha);
   for (Index k = 0; k < used; ++k) {
-    data::get_batch(market_, offsets_[static_cast<std::size_t>(k)], config_.lookback, batch_);
-    tape_.reset();
-    adam_.zero_grad();
-    auto* pred = model_.forward(tape_, tape_.wrap(batch_.x.map()));
-    const auto out = get_loss(tape_, pred, tape_.wrap(batch_.gt.map()), tape_.wrap(batch_.base.map()),
-                              tape_.wrap(batch_.mask.map()), alpha);
-    if (!std::isfinite(static_cast<double>(out.loss->data()[0])))
-      throw Error("stockmixer::train: the loss is " + std::to_string(out.loss->data()[0]) + " at epoch " +
-                  std::to_string(epoch_) + ", step " + std::to_string(k + 1) + " (offset " +
-                  std::to_string(offsets_[static_cast<std::size_t>(k)]) +
-                  "): training diverged; lower the learning rate");
-    tape_.backward(out.loss);
-    adam_.step();
-    log.train_loss += out.loss->data()[0];
-    log.train_reg += out.reg;
-    log.train_rank += out.rank;
+    const StepLoss step = train_step(offsets_[static_cast<std::size_t>(k)]);
+    log.train_loss += step.loss;
+    log.train_reg += step.reg;
+    log.train_rank += step.rank;
   }
   log.train_loss /= static_cast<double>(used);
   log.train_reg /= static_cast<double>(used);
@@ -251,6 +244,23 @@ EpochLog Trainer<T>::run_epoch() {
   if (log.best) best_valid_loss_ = log.valid.loss;
   log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return log;
+}
+
+template <class T>
+typename Trainer<T>::StepLoss Trainer<T>::train_step(Index offset) {
+  data::get_batch(market_, offset, config_.lookback, batch_);
+  tape_.reset();
+  adam_.zero_grad();
+  auto* pred = model_.forward(tape_, tape_.wrap(batch_.x.map()));
+  const auto out = get_loss(tape_, pred, tape_.wrap(batch_.gt.map()), tape_.wrap(batch_.base.map()),
+                            tape_.wrap(batch_.mask.map()), static_cast<T>(config_.alpha));
+  if (!std::isfinite(static_cast<double>(out.loss->data()[0])))
+    throw Error("stockmixer::train: the loss is " + std::to_string(out.loss->data()[0]) + " in epoch " +
+                std::to_string(epoch_) + " at offset " + std::to_string(offset) +
+                ": training diverged; lower the learning rate");
+  tape_.backward(out.loss);
+  adam_.step();
+  return {static_cast<double>(out.loss->data()[0]), static_cast<double>(out.reg), static_cast<double>(out.rank)};
 }
 
 template <class T, class Predict>
