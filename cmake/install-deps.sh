@@ -8,12 +8,14 @@ set -euo pipefail
 
 # libxtl-dev comes in as a dependency of xtensor-dev. python3-torch, python3-numpy and python3-pandas
 # (the original evaluator, tests/make_metrics_fixtures.py) serve the fixture scripts (tests/, run
-# with /usr/bin/python3, not a pyenv or venv python).
+# with /usr/bin/python3, not a pyenv or venv python). valgrind runs the instruction-count test
+# (tests/instructions/).
 packages=(
   cmake g++ make git
   libeigen3-dev xtensor-dev nlohmann-json3-dev
   catch2 libbenchmark-dev
   python3-torch python3-numpy python3-pandas
+  valgrind
 )
 
 missing=()
