@@ -1,4 +1,5 @@
-// bench_kernels — every stockmixer kernel, forward and backward, at StockMixer's NASDAQ shapes.
+// bench_kernels — every stockmixer kernel, forward and backward, at StockMixer's NASDAQ shapes, and the
+// whole model (a training step, inference) at N = 1026 to 100000.
 //
 // The workbench runs in two phases, as llm.c's dev/cuda benchmarks do:
 //   1. validation: every fast forward is checked against its plain reference on the same random
@@ -23,6 +24,10 @@
 //
 // Run: see benchmarks/README.md.
 #include "stockmixer/kernels.hpp"
+#include "stockmixer/loss.hpp"
+#include "stockmixer/model.hpp"
+#include "stockmixer/optim/adam.hpp"
+#include "stockmixer/train/trainer.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/tensor.hpp"
 
@@ -664,6 +669,96 @@ void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
   state.counters["stocks/s"] = benchmark::Counter(d(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// ---- the whole model ---------------------------------------------------------------------------------
+//
+// One training step (forward, get_loss with the sorted rank loss, backward, Adam) and one inference
+// (StockMixer::predict) at T = 16, C = 5, M = 20 for N = 1026 (NASDAQ), 1737 (NYSE), 5000, 20000 and
+// 100000, on random data (the arithmetic does not depend on the values). FLOP/s counts the matmul-like
+// ops only, as multiply-adds of one forward pass (S = T/2, F = 2T + S):
+//   conv (k = 2)          N·S·C·C·2
+//   TriU time mixers      N·C·T(T+1)/2 + N·C·S(S+1)/2        (the lower triangle only)
+//   channel mixers        2·N·T·C² + 2·N·S·C²                 (two C x C Linears each)
+//   channel_fc            N·F·C
+//   time_fc, time_fc_     2·N·F
+//   dense1, dense2        2·F·N·M
+// 2 FLOPs per multiply-add; a training step does each product three times (forward, dx, dW). LayerNorm,
+// the activations, the loss and Adam are left out (a few FLOPs per value, memory-bound), so the rate is
+// a lower bound. NASDAQ: 4.45 M multiply-adds forward, 8.9 MFLOP inference, 26.7 MFLOP a step.
+// peak_share is that rate over one core's AVX-512 FMA peak on the reference machine, 216 GFLOP/s: a
+// fraction, which Google Benchmark prints with a "/s" because it is computed as a rate.
+constexpr double kPeakFlops = 216e9;
+
+double forward_macs(double n, double t, double c, double m) {
+  const double s = t / 2, f = 2 * t + s;
+  return n * s * c * c * 2 + n * c * t * (t + 1) / 2 + n * c * s * (s + 1) / 2 + 2 * n * t * c * c +
+         2 * n * s * c * c + n * f * c + 2 * n * f + 2 * f * n * m;
+}
+
+struct ModelBench {
+  explicit ModelBench(Index n) : model(config(n), 1), adam(stockmixer::train::adam_params(model)) {
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> u(-1, 1);
+    x.resize({n, kT, kC});
+    gt.resize({n, 1});
+    base.resize({n, 1});
+    mask.resize({n, 1});
+    for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(0.5 + 0.1 * u(rng));
+    for (Index i = 0; i < n; ++i) {
+      gt(i, 0) = static_cast<float>(0.02 * u(rng));
+      base(i, 0) = static_cast<float>(1 + 0.1 * u(rng));
+      mask(i, 0) = u(rng) > -0.8 ? 1.0f : 0.0f;
+    }
+  }
+  static stockmixer::StockMixerConfig config(Index n) {
+    stockmixer::StockMixerConfig c;
+    c.stocks = n;
+    c.lookback = kT;
+    c.features = kC;
+    c.market = 20;
+    return c;
+  }
+  void step() {
+    tape.reset();
+    adam.zero_grad();
+    auto* p = model.forward(tape, tape.wrap(x.map()));
+    const auto out = stockmixer::get_loss(tape, p, tape.wrap(gt.map()), tape.wrap(base.map()), tape.wrap(mask.map()),
+                                          0.1f);
+    tape.backward(out.loss);
+    adam.step();
+  }
+  stockmixer::StockMixer<float> model;
+  stockmixer::Adam<float> adam;
+  stockmixer::autograd::Tape<float> tape;
+  Tensor<float> x, gt, base, mask;
+};
+
+void report_model_flops(benchmark::State& state, double flops) {
+  report_flops(state, flops);
+  state.counters["peak_share"] = benchmark::Counter(flops / kPeakFlops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bm_model_train_step(benchmark::State& state, Index n) {
+  set_threads(state);
+  ModelBench b(n);
+  b.step();  // sizes every buffer
+  for (auto _ : state) {
+    b.step();
+    benchmark::ClobberMemory();
+  }
+  report_model_flops(state, 6 * forward_macs(d(n), kT, kC, 20));
+}
+
+void bm_model_inference(benchmark::State& state, Index n) {
+  set_threads(state);
+  ModelBench b(n);
+  b.model.predict(b.x.map());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(b.model.predict(b.x.map()).data());
+    benchmark::ClobberMemory();
+  }
+  report_model_flops(state, 2 * forward_macs(d(n), kT, kC, 20));
+}
+
 // ---- registration -----------------------------------------------------------------------------------
 
 // Every benchmark is named <kernel>_<fwd|bwd>/<shape>/threads:<t>. `large` kernels also run on 2
@@ -725,6 +820,11 @@ void register_all() {
     }
     add("rank_loss_sorted_fwd" + shape, true, us, bm_rank_loss_sorted_fwd, n);
     add("rank_loss_sorted_bwd" + shape, true, us, bm_rank_loss_sorted_bwd, n);
+  }
+  for (const Index n : {kN, Index(1737), Index(5000), Index(20000), Index(100000)}) {
+    const std::string shape = "/N_" + std::to_string(n);
+    add("model_train_step" + shape, true, us, bm_model_train_step, n);
+    add("model_inference" + shape, true, us, bm_model_inference, n);
   }
 }
 
