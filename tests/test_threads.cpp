@@ -4,6 +4,7 @@
 
 #include <stockmixer/kernels.hpp>
 #include <stockmixer/parallel.hpp>
+#include <stockmixer/train/trainer.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -144,5 +145,26 @@ TEST_CASE("rank loss: 1 and 2 threads agree bit for bit", "[threads][rank_loss]"
     const auto l = rank_loss_forward(rr.data(), pred.data(), base.data(), gt.data(), mask.data(), N, 0.1f);
     rank_loss_backward(dpred.data(), 1.0f, rr.data(), base.data(), gt.data(), mask.data(), N, 0.1f);
     return Outputs{rr, dpred, {l.loss, l.reg, l.rank}};
+  });
+}
+
+TEST_CASE("training: 1 and 2 threads give the same weights bit for bit after three steps", "[threads][train]") {
+  // The whole step at NASDAQ's shape: every kernel forward and backward, the sorted rank loss, Adam.
+  data::SyntheticOptions o;
+  o.stocks = N;
+  o.days = 60;
+  const data::Market<float> market = data::synthetic_market<float>(o);
+  train::TrainConfig c;
+  c.valid_index = 40;
+  c.test_index = 50;
+  require_thread_invariant([&] {
+    train::Trainer<float> trainer(market, c);
+    Outputs out;
+    for (Index offset : {0, 11, 23}) out.push_back({static_cast<float>(trainer.train_step(offset).loss)});
+    for (const auto& p : trainer.model().parameters()) {
+      out.emplace_back(p.value, p.value + p.size());
+      out.emplace_back(p.grad, p.grad + p.size());  // the last step's gradients
+    }
+    return out;
   });
 }
