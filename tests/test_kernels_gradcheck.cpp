@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <tuple>
 
 using namespace stockmixer;
 using testing::Buffers;
@@ -43,7 +44,11 @@ std::vector<double> away_from(std::vector<double> v, std::initializer_list<doubl
 }  // namespace
 
 TEST_CASE("linear backward matches finite differences", "[gradcheck][linear]") {
-  const Index rows = 5, in = 4, out = 3;
+  // {5, 4, 3}: the general (Eigen GEMM) path; 5 -> 5 and 5 -> 1: the fixed-size path.
+  const auto shape = GENERATE(std::tuple<Index, Index, Index>{5, 4, 3}, std::tuple<Index, Index, Index>{6, 5, 5},
+                              std::tuple<Index, Index, Index>{7, 5, 1});
+  const Index rows = std::get<0>(shape), in = std::get<1>(shape), out = std::get<2>(shape);
+  INFO("rows " << rows << ", in " << in << ", out " << out);
   Buffers in_{{"x", random_vector<double>(rows * in, 1)},
               {"weight", random_vector<double>(out * in, 2)},
               {"bias", random_vector<double>(out, 3)}};
