@@ -299,14 +299,55 @@ RunData<T> run_data(const Args& a) {
   return d;
 }
 
+// --order FILE: one line per epoch, each exactly `used` whitespace-separated window offsets in
+// [0, limit). Read and checked whole before anything is trained or written.
+std::vector<std::vector<Index>> read_order(const Args& a, const std::string& path, int epochs, Index used, Index limit) {
+  std::ifstream in(path);
+  if (!in) a.fail("cannot open --order file " + path);
+  std::vector<std::vector<Index>> order;
+  std::string line;
+  for (int no = 1; std::getline(in, line); ++no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream is(line);
+    std::vector<Index> offsets;
+    std::string word;
+    while (is >> word) {
+      std::size_t used_chars = 0;
+      long long v = -1;
+      try {
+        v = std::stoll(word, &used_chars);
+      } catch (const std::exception&) {
+        used_chars = 0;
+      }
+      if (used_chars != word.size() || v < 0 || v >= limit)
+        a.fail(path + ":" + std::to_string(no) + ": offset " + std::to_string(offsets.size() + 1) + " is '" + word +
+               "', expected an integer in [0, " + std::to_string(limit) + ")");
+      offsets.push_back(static_cast<Index>(v));
+    }
+    if (static_cast<Index>(offsets.size()) != used)
+      a.fail(path + ":" + std::to_string(no) + ": " + std::to_string(offsets.size()) + " offsets, expected " +
+             std::to_string(used) + " (one epoch's training steps)");
+    order.push_back(std::move(offsets));
+  }
+  if (static_cast<int>(order.size()) != epochs)
+    a.fail(path + ": " + std::to_string(order.size()) + " epochs of offsets, expected --epochs = " + std::to_string(epochs));
+  return order;
+}
+
 // One training run into `out`: metrics.jsonl, best.safetensors, summary.json. Returns the summary.
 template <class T>
 json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const fs::path& out) {
   const data::Market<T>& market = d.market;
   if (fs::exists(out / "metrics.jsonl") && !a.flag("overwrite"))
     a.fail(out.string() + " already holds a run (metrics.jsonl); pass --overwrite or choose another --out");
-  fs::create_directories(out);
   train::Trainer<T> trainer(market, c);
+  // Replay inputs, checked before the output folder is touched.
+  if (!a.str("init-weights").empty()) io::load_weights(trainer.model(), io::SafetensorsReader(a.str("init-weights")));
+  std::vector<std::vector<Index>> order;
+  if (!a.str("order").empty())
+    order = read_order(a, a.str("order"), c.epochs, trainer.train_offsets(),
+                       c.strict_split ? trainer.train_offsets() : c.valid_index);
+  fs::create_directories(out);
   std::ofstream metrics(out / "metrics.jsonl", std::ios::trunc);
   if (!metrics) a.fail("cannot write " + (out / "metrics.jsonl").string());
   std::cerr << "stockmixer train: " << d.description.value("source", std::string()) << " market N=" << market.stocks()
@@ -315,7 +356,7 @@ json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const f
   const auto start = std::chrono::steady_clock::now();
   train::EpochLog best;
   for (int e = 0; e < c.epochs; ++e) {
-    const train::EpochLog log = trainer.run_epoch();
+    const train::EpochLog log = order.empty() ? trainer.run_epoch() : trainer.run_epoch(order[static_cast<std::size_t>(e)]);
     metrics << log.to_json().dump() << "\n" << std::flush;
     if (log.best) {
       best = log;
@@ -336,6 +377,9 @@ json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const f
   // Context: the baselines (and, on the synthetic market, the planted signal itself), scored on the same
   // test days and masks.
   const train::Baselines baselines = train::evaluate_baselines(market, c.lookback, c.test_index, market.days());
+  json config = c.to_json();
+  if (!a.str("init-weights").empty()) config["init_weights"] = a.str("init-weights");
+  if (!a.str("order").empty()) config["order"] = a.str("order");
   json summary = {{"best_epoch", best.epoch},
                   {"valid", best.to_json()["valid"]},
                   {"test", best.to_json()["test"]},
@@ -345,7 +389,7 @@ json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const f
                   {"parameters", trainer.model().num_parameters()},
                   {"precision", a.str("precision")},
                   {"threads", num_threads()},
-                  {"config", c.to_json()},
+                  {"config", config},
                   {"data", d.description}};
   std::string oracle_text;
   if (d.description.value("source", std::string()) == "synthetic") {
@@ -399,6 +443,8 @@ int train(const Args& a) {
   c.test_index = a.given("test-index") ? a.integer("test-index") : d.test_index;
   const Index seeds = a.integer("seeds");
   if (seeds < 1) a.fail("--seeds must be at least 1");
+  if (seeds > 1 && (!a.str("init-weights").empty() || !a.str("order").empty()))
+    a.fail("--init-weights and --order replay one run: they cannot be combined with --seeds");
 
   const fs::path out = a.str("out");
   if (seeds == 1) {
@@ -605,6 +651,8 @@ int run(int argc, char** argv) {
             {"signal", "0.15", "synthetic market: strength of the planted signal"},
             {"missing", "0.02", "synthetic market: share of missing (stock, day) cells"},
             {"data-seed", "1", "synthetic market: generator seed"},
+            {"init-weights", "", "start from these weights (.safetensors, PyTorch names) instead of the seeded init"},
+            {"order", "", "replay: a file with one line per epoch of that epoch's window offsets (as many as steps)"},
             {"threads", "1", "threads (with OpenMP)"},
             kPrecision},
            argc, argv);

@@ -228,6 +228,30 @@ def main(cli, score):
         summary = json.loads((tmp / "seeds" / "summary.json").read_text()) if p.returncode == 0 else {}
         check(p.returncode == 0 and summary.get("test", {}).get("IC", {}).get("runs") == 2
               and (tmp / "seeds" / "seed_1" / "best.safetensors").exists(), "train --seeds 2: two runs, mean and std")
+        # replay: given initial weights and a given order of window offsets (54 per epoch here)
+        order = tmp / "order.txt"
+        rng = np.random.default_rng(5)
+        order.write_text("\n".join(" ".join(map(str, rng.permutation(70)[:54])) for _ in range(2)) + "\n")
+        replay = ("train", "--data", market_dir, "--epochs", "2", "--valid-index", "70", "--test-index", "100",
+                  "--init-weights", tmp / "real" / "best.safetensors", "--order", order)
+        logs = []
+        for k in range(2):
+            p = run(cli, *replay, "--out", tmp / f"replay{k}")
+            logs.append([{key: e[key] for key in ("train", "valid", "test")}
+                         for e in map(json.loads, (tmp / f"replay{k}" / "metrics.jsonl").read_text().splitlines())]
+                        if p.returncode == 0 else k)
+        check(logs[0] == logs[1], "train --init-weights --order: a replay is repeatable to the bit")
+        order.write_text(" ".join(map(str, range(53))) + "\n")
+        p = run(cli, *replay, "--out", tmp / "bad_order", expect=1)
+        check(p.returncode == 1 and "order.txt:1: 53 offsets, expected 54" in p.stderr and not (tmp / "bad_order").exists(),
+              "train --order: a short epoch is named with its file and line, and nothing is written")
+        order.write_text(" ".join(map(str, range(54))) + "\n" + " ".join(map(str, range(53))) + " 70\n")
+        p = run(cli, *replay, "--out", tmp / "bad_order", expect=1)
+        check(p.returncode == 1 and "order.txt:2: offset 54 is '70'" in p.stderr, "train --order: an offset out of range is named")
+        p = run(cli, "train", "--data", market_dir, "--epochs", "1", "--valid-index", "70", "--test-index", "100",
+                "--init-weights", weights, "--out", tmp / "bad_init", expect=1)
+        check(p.returncode == 1 and weights.name in p.stderr and not (tmp / "bad_init").exists(),
+              "train --init-weights: weights of another model are refused, naming the file, and nothing is written")
         (market_dir / "2013-01-01" / "NASDAQ_S0007_1.csv").unlink()
         p = run(cli, "train", "--data", market_dir, "--epochs", "1", "--out", tmp / "broken", expect=1)
         check(p.returncode == 1 and "NASDAQ_S0007_1.csv" in p.stderr and not (tmp / "broken").exists(),

@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -94,6 +95,10 @@ class Trainer {
 
   // One epoch of training, then validation and test sweeps.
   EpochLog run_epoch();
+  // The same with the epoch's window offsets given (to replay another run's order): exactly
+  // train_offsets() of them, each a valid training offset (below valid_index; with strict_split below
+  // train_offsets()). Throws naming the first bad one. The trainer's own shuffle is not advanced.
+  EpochLog run_epoch(const std::vector<Index>& order);
   // One training step on the window at `offset`: forward, loss, backward, Adam. After its first call it
   // allocates nothing (tests/test_alloc.cpp counts). Throws if the loss is not finite.
   struct StepLoss {
@@ -120,6 +125,8 @@ class Trainer {
   autograd::Tape<T> tape_;
   Tensor<T> pred_, gt_, mask_;  // evaluation buffers
   double best_valid_loss_ = std::numeric_limits<double>::infinity();
+  // Trains over the first train_offsets() of offsets_, then validates and tests.
+  EpochLog run_epoch_over(std::chrono::steady_clock::time_point start);
   int epoch_ = 0;
 };
 
@@ -225,7 +232,29 @@ EpochLog Trainer<T>::run_epoch() {
   std::iota(offsets_.begin(), offsets_.end(), Index(0));
   for (std::size_t i = pool; i > 1; --i)
     std::swap(offsets_[i - 1], offsets_[static_cast<std::size_t>(rng_() % i)]);
+  return run_epoch_over(start);
+}
 
+template <class T>
+EpochLog Trainer<T>::run_epoch(const std::vector<Index>& order) {
+  const auto start = std::chrono::steady_clock::now();
+  const Index used = train_offsets();
+  const Index limit = config_.strict_split ? used : config_.valid_index;
+  if (static_cast<Index>(order.size()) != used)
+    throw Error("stockmixer::train: epoch " + std::to_string(epoch_ + 1) + " was given " +
+                std::to_string(order.size()) + " offsets, expected " + std::to_string(used));
+  for (std::size_t k = 0; k < order.size(); ++k)
+    if (order[k] < 0 || order[k] >= limit)
+      throw Error("stockmixer::train: epoch " + std::to_string(epoch_ + 1) + ", offset " + std::to_string(k + 1) +
+                  " is " + std::to_string(order[k]) + ", expected 0 <= offset < " + std::to_string(limit) +
+                  (config_.strict_split ? " (strict split)" : ""));
+  std::copy(order.begin(), order.end(), offsets_.begin());
+  return run_epoch_over(start);
+}
+
+template <class T>
+EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start) {
+  const Index used = train_offsets();
   EpochLog log;
   log.epoch = ++epoch_;
   for (Index k = 0; k < used; ++k) {
