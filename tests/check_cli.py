@@ -14,7 +14,8 @@
 5. `dataset` and `train --data` on a small market folder written here; `--seeds`.
 
     /usr/bin/python3 tests/check_cli.py BUILD/examples/stockmixer --real ../shared/data/NASDAQ
-runs 2 epochs of the paper's protocol on the real NASDAQ data (skipped, saying so, without it).
+runs 2 epochs of the paper's protocol on the real NASDAQ data and compares `gradients` with PyTorch on
+three real windows (skipped, saying so, without the data).
 """
 import json
 import subprocess
@@ -265,8 +266,48 @@ def main(cli, score):
     return 1 if FAILURES else 0
 
 
+def real_data_batch(eod, mask, gt, price, offset, t=16, steps=1):
+    """get_batch of the original train.py."""
+    return (eod[:, offset:offset + t, :], np.min(mask[:, offset:offset + t + steps], axis=1)[:, None],
+            price[:, offset + t - 1][:, None], gt[:, offset + t + steps - 1][:, None])
+
+
+def real_batches_match_torch(cli, data, tmp):
+    """On real NASDAQ windows (masked stocks, zero returns, ties): `stockmixer gradients` in double
+    against PyTorch float64 with the same weights, every tensor within 1e-10 (the double bound above)."""
+    from make_eod_fixtures import load_EOD_data
+    tickers = [t for t in (data / "NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv").read_text().split() if t]
+    eod, mask, gt, price = load_EOD_data(str(data / "2013-01-01") + "/", "NASDAQ", tickers, 1)
+    torch.manual_seed(12345678)  # benchmarks/pytorch_reference.py's initial weights, seed 0
+    sd = {k: v.detach().clone() for k, v in StockMixer(len(tickers), 16, 5, 20, 3).state_dict().items()}
+    weights = tmp / "torch_init.safetensors"
+    write_safetensors(weights, sd, {"format": "pt"})
+    for offset in (0, 300, 700):
+        names = ("x", "mask", "base", "gt")
+        for name, a in zip(names, real_data_batch(eod, mask, gt, price, offset)):
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(a, dtype=np.float64))
+        model = torch_model(sd, len(tickers), 16, 5, 20, torch.float64)
+        x, m, base, g = (torch.from_numpy(np.load(tmp / f"{name}.npy")) for name in names)
+        pred = model(x)
+        loss, reg, rank, rr = get_loss(pred, g, base, m, len(tickers), 0.1)
+        loss.backward()
+        ref = {"prediction": pred, "rr": rr, "loss": loss, "reg_loss": reg, "rank_loss": rank,
+               **{k: q.grad for k, q in model.named_parameters()}}
+        p = run(cli, "gradients", "--weights", weights, "--input", tmp / "x.npy", "--gt", tmp / "gt.npy",
+                "--base", tmp / "base.npy", "--mask", tmp / "mask.npy", "--out", tmp / "grads.safetensors",
+                "--precision", "f64")
+        if p.returncode != 0:
+            check(False, f"gradients on the real window at offset {offset} runs")
+            continue
+        _, _, _, got = read_safetensors(tmp / "grads.safetensors")
+        worst = max((rel(got[k].numpy().reshape(v.shape), v.detach().numpy()), k) for k, v in ref.items())
+        check(worst[0] <= 1e-10, f"real NASDAQ window at offset {offset} ({int(m.sum())} valid stocks): every gradient "
+              f"within 1e-10 of PyTorch float64 (worst {worst[0]:.1e}, {worst[1]})")
+
+
 def real_data(cli, data):
-    """A short run of the paper's protocol on the real NASDAQ data (2 epochs, strict split)."""
+    """A short run of the paper's protocol on the real NASDAQ data (2 epochs, strict split), and the
+    gradients of three real windows against PyTorch."""
     if not (data / "NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv").exists():
         print(f"skipped: the real-data run needs {data} (../shared/data/NASDAQ beside the clone), not found")
         return 0
@@ -281,6 +322,7 @@ def real_data(cli, data):
             check(np.isfinite(s["test"]["IC"]) and np.isfinite(s["test"]["rank_ic"]) and 0 < s["test"]["prec_10"] <= 1,
                   f"test metrics are finite (IC {s['test']['IC']:.4f}, rank IC {s['test']['rank_ic']:.4f})")
             check(len((out / "metrics.jsonl").read_text().splitlines()) == 2, "metrics.jsonl has 2 epochs")
+        real_batches_match_torch(cli, data, Path(tmp))
     print(f"{len(FAILURES)} failed" if FAILURES else "real-data checks passed")
     return 1 if FAILURES else 0
 
