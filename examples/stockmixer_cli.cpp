@@ -299,34 +299,35 @@ RunData<T> run_data(const Args& a) {
   return d;
 }
 
-// --order FILE: one line per epoch, each exactly `used` whitespace-separated window offsets in
-// [0, limit). Read and checked whole before anything is trained or written.
-std::vector<std::vector<Index>> read_order(const Args& a, const std::string& path, int epochs, Index used, Index limit) {
+// --order FILE: one line per epoch of window offsets, each line checked by the trainer's own rule
+// (Trainer::order_problem). Read and checked whole before anything is trained or written.
+template <class T>
+std::vector<std::vector<Index>> read_order(const Args& a, const std::string& path, int epochs,
+                                           const train::Trainer<T>& trainer) {
   std::ifstream in(path);
   if (!in) a.fail("cannot open --order file " + path);
   std::vector<std::vector<Index>> order;
   std::string line;
   for (int no = 1; std::getline(in, line); ++no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(no) + ": ";
     std::istringstream is(line);
     std::vector<Index> offsets;
     std::string word;
     while (is >> word) {
       std::size_t used_chars = 0;
-      long long v = -1;
+      long long v = 0;
       try {
         v = std::stoll(word, &used_chars);
       } catch (const std::exception&) {
         used_chars = 0;
       }
-      if (used_chars != word.size() || v < 0 || v >= limit)
-        a.fail(path + ":" + std::to_string(no) + ": offset " + std::to_string(offsets.size() + 1) + " is '" + word +
-               "', expected an integer in [0, " + std::to_string(limit) + ")");
+      if (used_chars != word.size())
+        a.fail(where + "offset " + std::to_string(offsets.size() + 1) + " is '" + word + "', expected an integer");
       offsets.push_back(static_cast<Index>(v));
     }
-    if (static_cast<Index>(offsets.size()) != used)
-      a.fail(path + ":" + std::to_string(no) + ": " + std::to_string(offsets.size()) + " offsets, expected " +
-             std::to_string(used) + " (one epoch's training steps)");
+    const std::string problem = trainer.order_problem(offsets);
+    if (!problem.empty()) a.fail(where + problem);
     order.push_back(std::move(offsets));
   }
   if (static_cast<int>(order.size()) != epochs)
@@ -345,8 +346,7 @@ json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const f
   if (!a.str("init-weights").empty()) io::load_weights(trainer.model(), io::SafetensorsReader(a.str("init-weights")));
   std::vector<std::vector<Index>> order;
   if (!a.str("order").empty())
-    order = read_order(a, a.str("order"), c.epochs, trainer.train_offsets(),
-                       c.strict_split ? trainer.train_offsets() : c.valid_index);
+    order = read_order(a, a.str("order"), c.epochs, trainer);
   fs::create_directories(out);
   std::ofstream metrics(out / "metrics.jsonl", std::ios::trunc);
   if (!metrics) a.fail("cannot write " + (out / "metrics.jsonl").string());

@@ -99,6 +99,8 @@ class Trainer {
   // train_offsets() of them, each a valid training offset (below valid_index; with strict_split below
   // train_offsets()). Throws naming the first bad one. The trainer's own shuffle is not advanced.
   EpochLog run_epoch(const std::vector<Index>& order);
+  // What is wrong with `order` as one epoch's offsets for run_epoch(order), or "" when nothing is.
+  std::string order_problem(const std::vector<Index>& order) const;
   // One training step on the window at `offset`: forward, loss, backward, Adam. After its first call it
   // allocates nothing (tests/test_alloc.cpp counts). Throws if the loss is not finite.
   struct StepLoss {
@@ -238,18 +240,23 @@ EpochLog Trainer<T>::run_epoch() {
 template <class T>
 EpochLog Trainer<T>::run_epoch(const std::vector<Index>& order) {
   const auto start = std::chrono::steady_clock::now();
+  const std::string problem = order_problem(order);
+  if (!problem.empty()) throw Error("stockmixer::train: epoch " + std::to_string(epoch_ + 1) + ": " + problem);
+  std::copy(order.begin(), order.end(), offsets_.begin());
+  return run_epoch_over(start);
+}
+
+template <class T>
+std::string Trainer<T>::order_problem(const std::vector<Index>& order) const {
   const Index used = train_offsets();
   const Index limit = config_.strict_split ? used : config_.valid_index;
   if (static_cast<Index>(order.size()) != used)
-    throw Error("stockmixer::train: epoch " + std::to_string(epoch_ + 1) + " was given " +
-                std::to_string(order.size()) + " offsets, expected " + std::to_string(used));
+    return std::to_string(order.size()) + " offsets, expected " + std::to_string(used) + " (one epoch's training steps)";
   for (std::size_t k = 0; k < order.size(); ++k)
     if (order[k] < 0 || order[k] >= limit)
-      throw Error("stockmixer::train: epoch " + std::to_string(epoch_ + 1) + ", offset " + std::to_string(k + 1) +
-                  " is " + std::to_string(order[k]) + ", expected 0 <= offset < " + std::to_string(limit) +
-                  (config_.strict_split ? " (strict split)" : ""));
-  std::copy(order.begin(), order.end(), offsets_.begin());
-  return run_epoch_over(start);
+      return "offset " + std::to_string(k + 1) + " is '" + std::to_string(order[k]) + "', expected 0 <= offset < " +
+             std::to_string(limit) + (config_.strict_split ? " (strict split)" : "");
+  return "";
 }
 
 template <class T>
