@@ -24,9 +24,7 @@
 //
 // Run: see benchmarks/README.md.
 #include "stockmixer/kernels.hpp"
-#include "stockmixer/loss.hpp"
-#include "stockmixer/model.hpp"
-#include "stockmixer/optim/adam.hpp"
+#include "stockmixer/data/market.hpp"
 #include "stockmixer/train/trainer.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/tensor.hpp"
@@ -673,7 +671,7 @@ void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
 //
 // One training step (forward, get_loss with the sorted rank loss, backward, Adam) and one inference
 // (StockMixer::predict) at T = 16, C = 5, M = 20 for N = 1026 (NASDAQ), 1737 (NYSE), 5000, 20000 and
-// 100000, on random data (the arithmetic does not depend on the values). FLOP/s counts the matmul-like
+// 100000, on the synthetic market (the arithmetic does not depend on the values). FLOP/s counts the matmul-like
 // ops only, as multiply-adds of one forward pass (S = T/2, F = 2T + S):
 //   conv (k = 2)          N·S·C·C·2
 //   TriU time mixers      N·C·T(T+1)/2 + N·C·S(S+1)/2        (the lower triangle only)
@@ -694,42 +692,29 @@ double forward_macs(double n, double t, double c, double m) {
          2 * n * s * c * c + n * f * c + 2 * n * f + 2 * f * n * m;
 }
 
+// The step is Trainer::train_step (the one the tool and the tests run) on a synthetic market of N
+// stocks in the real data's format; inference is StockMixer::predict on one of its windows.
 struct ModelBench {
-  explicit ModelBench(Index n) : model(config(n), 1), adam(stockmixer::train::adam_params(model)) {
-    std::mt19937_64 rng(7);
-    std::uniform_real_distribution<double> u(-1, 1);
-    x.resize({n, kT, kC});
-    gt.resize({n, 1});
-    base.resize({n, 1});
-    mask.resize({n, 1});
-    for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(0.5 + 0.1 * u(rng));
-    for (Index i = 0; i < n; ++i) {
-      gt(i, 0) = static_cast<float>(0.02 * u(rng));
-      base(i, 0) = static_cast<float>(1 + 0.1 * u(rng));
-      mask(i, 0) = u(rng) > -0.8 ? 1.0f : 0.0f;
-    }
+  explicit ModelBench(Index n) : market(synthetic(n)), trainer(market, config()) {
+    stockmixer::data::get_batch(market, 0, kT, batch);
   }
-  static stockmixer::StockMixerConfig config(Index n) {
-    stockmixer::StockMixerConfig c;
-    c.stocks = n;
-    c.lookback = kT;
-    c.features = kC;
-    c.market = 20;
+  static stockmixer::data::Market<float> synthetic(Index n) {
+    stockmixer::data::SyntheticOptions o;
+    o.stocks = n;
+    o.days = 48;
+    return stockmixer::data::synthetic_market<float>(o);
+  }
+  static stockmixer::train::TrainConfig config() {
+    stockmixer::train::TrainConfig c;  // T = 16, M = 20, alpha = 0.1, Adam(1e-3)
+    c.valid_index = 36;
+    c.test_index = 42;
     return c;
   }
-  void step() {
-    tape.reset();
-    adam.zero_grad();
-    auto* p = model.forward(tape, tape.wrap(x.map()));
-    const auto out = stockmixer::get_loss(tape, p, tape.wrap(gt.map()), tape.wrap(base.map()), tape.wrap(mask.map()),
-                                          0.1f);
-    tape.backward(out.loss);
-    adam.step();
-  }
-  stockmixer::StockMixer<float> model;
-  stockmixer::Adam<float> adam;
-  stockmixer::autograd::Tape<float> tape;
-  Tensor<float> x, gt, base, mask;
+  void step() { trainer.train_step(5); }
+  const Tensor<float>& predict() { return trainer.model().predict(batch.x.map()); }
+  stockmixer::data::Market<float> market;
+  stockmixer::train::Trainer<float> trainer;
+  stockmixer::data::Batch<float> batch;
 };
 
 void report_model_flops(benchmark::State& state, double flops) {
@@ -751,9 +736,9 @@ void bm_model_train_step(benchmark::State& state, Index n) {
 void bm_model_inference(benchmark::State& state, Index n) {
   set_threads(state);
   ModelBench b(n);
-  b.model.predict(b.x.map());
+  b.predict();
   for (auto _ : state) {
-    benchmark::DoNotOptimize(b.model.predict(b.x.map()).data());
+    benchmark::DoNotOptimize(b.predict().data());
     benchmark::ClobberMemory();
   }
   report_model_flops(state, 2 * forward_macs(d(n), kT, kC, 20));
