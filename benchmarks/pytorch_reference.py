@@ -24,7 +24,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from make_eod_fixtures import load_EOD_data  # noqa: E402
+from make_eod_fixtures import get_batch as original_get_batch, load_EOD_data  # noqa: E402
 from make_metrics_fixtures import original_evaluate as evaluate  # noqa: E402
 from make_model_fixtures import StockMixer, get_loss  # noqa: E402
 
@@ -55,11 +55,7 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
     def get_batch(offset):
-        seq_len = lookback_length
-        mask_batch = np.min(mask_data[:, offset: offset + seq_len + steps], axis=1)
-        return (eod_data[:, offset:offset + seq_len, :], np.expand_dims(mask_batch, axis=1),
-                np.expand_dims(price_data[:, offset + seq_len - 1], axis=1),
-                np.expand_dims(gt_data[:, offset + seq_len + steps - 1], axis=1))
+        return original_get_batch(eod_data, mask_data, price_data, gt_data, offset, lookback_length, steps)
 
     def validate(start_index, end_index):
         with torch.no_grad():

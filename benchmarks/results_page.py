@@ -30,6 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from make_eod_fixtures import get_batch  # noqa: E402  (the original train.py's windows)
+
 METRICS = [("IC", "IC"), ("RIC", "RIC (ICIR)"), ("prec_10", "prec@10"), ("sharpe5", "SR"), ("rank_ic", "rank IC")]
 
 
@@ -150,14 +154,12 @@ def top5_curves(args, runs, eod, mask, gt, price, tmp):
     for k, (folder, summary) in enumerate(runs):
         daily = []
         for offset in range(first, days - T - steps + 1):
-            x = eod[:, offset:offset + T, :]
+            x, m, base, g = get_batch(eod, mask, price, gt, offset, T, steps)
+            m, base, g = m[:, 0], base[:, 0], g[:, 0]
             np.save(tmp / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
             subprocess.run([str(args.cli), "predict", "--weights", str(folder / "best.safetensors"),
                             "--input", str(tmp / "x.npy"), "--out", str(tmp / "p.npy")], check=True)
-            base = price[:, offset + T - 1]
             rr = (np.load(tmp / "p.npy")[:, 0] - base) / base
-            g = gt[:, offset + T + steps - 1]
-            m = np.min(mask[:, offset:offset + T + steps], axis=1)
             valid = m >= 0.5
             order = np.argsort(rr)[::-1]
             top = [n for n in order if valid[n]][:5]

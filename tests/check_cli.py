@@ -266,16 +266,10 @@ def main(cli, score):
     return 1 if FAILURES else 0
 
 
-def real_data_batch(eod, mask, gt, price, offset, t=16, steps=1):
-    """get_batch of the original train.py."""
-    return (eod[:, offset:offset + t, :], np.min(mask[:, offset:offset + t + steps], axis=1)[:, None],
-            price[:, offset + t - 1][:, None], gt[:, offset + t + steps - 1][:, None])
-
-
 def real_batches_match_torch(cli, data, tmp):
     """On real NASDAQ windows (masked stocks, zero returns, ties): `stockmixer gradients` in double
     against PyTorch float64 with the same weights, every tensor within 1e-10 (the double bound above)."""
-    from make_eod_fixtures import load_EOD_data
+    from make_eod_fixtures import get_batch, load_EOD_data
     tickers = [t for t in (data / "NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv").read_text().split() if t]
     eod, mask, gt, price = load_EOD_data(str(data / "2013-01-01") + "/", "NASDAQ", tickers, 1)
     torch.manual_seed(12345678)  # benchmarks/pytorch_reference.py's initial weights, seed 0
@@ -284,7 +278,7 @@ def real_batches_match_torch(cli, data, tmp):
     write_safetensors(weights, sd, {"format": "pt"})
     for offset in (0, 300, 700):
         names = ("x", "mask", "base", "gt")
-        for name, a in zip(names, real_data_batch(eod, mask, gt, price, offset)):
+        for name, a in zip(names, get_batch(eod, mask, price, gt, offset)):
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(a, dtype=np.float64))
         model = torch_model(sd, len(tickers), 16, 5, 20, torch.float64)
         x, m, base, g = (torch.from_numpy(np.load(tmp / f"{name}.npy")) for name in names)

@@ -185,6 +185,18 @@ load_relation_data = _scope["load_relation_data"]
 build_SFM_data = _scope["build_SFM_data"]
 
 
+def get_batch(eod_data, mask_data, price_data, gt_data, offset, lookback_length=16, steps=1):
+    """The original src/train.py's get_batch(offset), with the globals it reads passed in: the window
+    eod[:, offset : offset + T, :], the mask's minimum over the window and the target day, the base
+    price of the window's last day and the return of the target day (each [N, 1] but the window)."""
+    seq_len = lookback_length
+    mask_batch = mask_data[:, offset: offset + seq_len + steps]
+    mask_batch = np.min(mask_batch, axis=1)
+    return (eod_data[:, offset:offset + seq_len, :], np.expand_dims(mask_batch, axis=1),
+            np.expand_dims(price_data[:, offset + seq_len - 1], axis=1),
+            np.expand_dims(gt_data[:, offset + seq_len + steps - 1], axis=1))
+
+
 def run_sp500_branch(npy_path, steps):
     scope = {"np": np, "os": os, "pickle": pickle, "market_name": "SP500", "steps": steps,
              "dataset_path": None}
