@@ -12,6 +12,27 @@
 #include <stdexcept>
 #include <string>
 
+// STOCKMIXER_MULTIVERSION before a function compiles it three times with everything it calls
+// inlined (flatten): for AVX-512, for AVX2 + FMA and for the baseline x86-64, and the dynamic loader
+// picks the one the CPU runs (GCC's target_clones). The library stays header-only and runs on any
+// x86-64, while its hot loops use the widest vectors the machine has. Elsewhere (another compiler or
+// CPU family, or a build that already targets AVX-512, e.g. STOCKMIXER_NATIVE) it compiles once.
+// Valgrind hides AVX-512 from the program, so under valgrind the AVX2 version runs.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX512F__) && \
+    defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define STOCKMIXER_MULTIVERSION \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
+#endif
+#endif
+#ifndef STOCKMIXER_MULTIVERSION
+#if defined(__GNUC__)
+#define STOCKMIXER_MULTIVERSION __attribute__((flatten))
+#else
+#define STOCKMIXER_MULTIVERSION
+#endif
+#endif
+
 namespace stockmixer {
 
 using Index = std::ptrdiff_t;

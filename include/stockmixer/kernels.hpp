@@ -9,5 +9,6 @@
 #include "stockmixer/kernels/hardswish.hpp"
 #include "stockmixer/kernels/layernorm.hpp"
 #include "stockmixer/kernels/linear.hpp"
+#include "stockmixer/kernels/per_stock.hpp"
 #include "stockmixer/kernels/rank_loss.hpp"
 #include "stockmixer/kernels/triu.hpp"

@@ -70,8 +70,16 @@ class StockMixer {
   nn::NoGraphMixer<T> stock_mixer;
   nn::Linear<T> time_fc_;
 
+  // Runs conv, both mixers and channel_fc as one fused kernel (kernels/per_stock.hpp). false runs the
+  // same math op by op: the reference the fused kernel is tested against. Dropout > 0 always runs op
+  // by op (the fused kernel has no dropout).
+  bool fused = true;
+
  private:
+  void bind_per_stock();
+
   StockMixerConfig config_;
+  autograd::PerStockParams<T> per_stock_{};
   Tape inference_{autograd::Mode::kInference};
   Tensor<T> output_, input_;
 };
@@ -122,11 +130,45 @@ typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
   if (x->shape() != Shape{n, t, c})
     throw Error("stockmixer::StockMixer: input has shape " + x->shape().str() + ", the model expects [N, T, C] = " +
                 Shape{n, t, c}.str());
-  Node* v = conv.forward(tape, x);                                           // [N, S, C]
-  Node* h = mixer.forward(tape, x, v);                                       // [N, F, C]
-  Node* y = autograd::view(tape, channel_fc.forward(tape, h), {n, config_.fused()});  // [N, F]
+  Node* y;  // [N, F]
+  if (fused && config_.dropout == 0.0) {
+    bind_per_stock();
+    y = autograd::per_stock(tape, x, per_stock_);
+  } else {
+    Node* v = conv.forward(tape, x);                                        // [N, S, C]
+    Node* h = mixer.forward(tape, x, v);                                    // [N, F, C]
+    y = autograd::view(tape, channel_fc.forward(tape, h), {n, config_.fused()});
+  }
   Node* z = stock_mixer.forward(tape, y);                                    // [N, F]
   return autograd::add(tape, time_fc.forward(tape, y), time_fc_.forward(tape, z));  // [N, 1]
+}
+
+template <class T>
+void StockMixer<T>::bind_per_stock() {
+  auto bind = [](nn::Parameter<T>& p, const T*& value, T*& grad) {
+    value = p.value().data();
+    grad = p.grad().data();
+  };
+  auto bind_mixer = [&](nn::Mixer2dTriU<T>& m, Mixer2dWeights<const T*>& v, Mixer2dWeights<T*>& g) {
+    bind(m.LN_1.weight, v.ln1_w, g.ln1_w);
+    bind(m.LN_1.bias, v.ln1_b, g.ln1_b);
+    bind(m.LN_2.weight, v.ln2_w, g.ln2_w);
+    bind(m.LN_2.bias, v.ln2_b, g.ln2_b);
+    bind(m.timeMixer.weight, v.triu_w, g.triu_w);
+    bind(m.timeMixer.bias, v.triu_b, g.triu_b);
+    bind(m.channelMixer.dense_1.weight, v.fc1_w, g.fc1_w);
+    bind(m.channelMixer.dense_1.bias, v.fc1_b, g.fc1_b);
+    bind(m.channelMixer.dense_2.weight, v.fc2_w, g.fc2_w);
+    bind(m.channelMixer.dense_2.bias, v.fc2_b, g.fc2_b);
+  };
+  auto& v = per_stock_.value;
+  auto& g = per_stock_.grad;
+  bind(conv.weight, v.conv_w, g.conv_w);
+  bind(conv.bias, v.conv_b, g.conv_b);
+  bind_mixer(mixer.mix_layer, v.mix, g.mix);
+  bind_mixer(mixer.scale_mix_layer, v.scale_mix, g.scale_mix);
+  bind(channel_fc.weight, v.fc_w, g.fc_w);
+  bind(channel_fc.bias, v.fc_b, g.fc_b);
 }
 
 template <class T>

@@ -55,6 +55,17 @@ Node<T>* swap12(Tape<T>& tape, Node<T>* x);
 template <class T>
 Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape);
 
+// Everything StockMixer does to each stock before the stock mixer, as one fused op
+// (kernels/per_stock.hpp): x [N, T, C] -> y [N, F]. The weights are the modules' parameters; `params`
+// must outlive the backward (the model keeps it).
+template <class T>
+struct PerStockParams {
+  PerStockWeights<const T*> value;
+  PerStockWeights<T*> grad;
+};
+template <class T>
+Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params);
+
 // get_loss: pred, base, gt, mask [N, 1] (or [N]). Returns the loss node (one value) and, as plain
 // numbers, reg and rank; rr (a node, no gradient) holds the predicted return ratios. Runs the exact
 // O(N log N) form of the rank term (kernels/rank_loss.hpp, rank_loss_forward_sorted); masks must be 0
@@ -352,6 +363,27 @@ Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape) {
                  [&] { return "cannot view " + x->shape().str() + " as " + shape.str(); });
   return tape.wrap(TensorMap<T>(x->data(), shape),
                    x->requires_grad() ? TensorMap<T>(x->grad.data(), shape) : TensorMap<T>());
+}
+
+template <class T>
+Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params) {
+  detail::expect(x->shape().rank() == 3 && x->shape()[1] >= 2 && x->shape()[1] % 2 == 0, "per_stock",
+                 [&] { return "input must be [N, T, C] with an even T, got " + x->shape().str(); });
+  const Index n = x->shape()[0], steps = x->shape()[1], channels = x->shape()[2];
+  Node<T>* y = tape.node({n, 2 * steps + steps / 2}, true);
+  per_stock_forward(y->data(), x->data(), params.value, n, steps, channels);
+  if (y->requires_grad()) {
+    Record<T> r{[](const Record<T>& r) {
+                  const auto& p = *static_cast<const PerStockParams<T>*>(r.context);
+                  per_stock_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(),
+                                     r.nodes[0]->data(), p.value, r.sizes[0], r.sizes[1], r.sizes[2]);
+                },
+                {x, y},
+                {n, steps, channels}};
+    r.context = &params;
+    tape.record(r);
+  }
+  return y;
 }
 
 template <class T>

@@ -38,13 +38,15 @@ struct Node {
   void reshape(Shape shape);
 };
 
-// What a recorded op's backward needs: nodes, sizes, one scalar.
+// What a recorded op's backward needs: nodes, sizes, one scalar, and for a fused op the weights it
+// reads (owned by the module that recorded it, which outlives the backward).
 template <class T>
 struct Record {
   void (*backward)(const Record&) = nullptr;
   std::array<Node<T>*, 6> nodes{};
   std::array<Index, 6> sizes{};
   T scalar = T(0);
+  const void* context = nullptr;
 };
 
 enum class Mode { kTrain, kInference };

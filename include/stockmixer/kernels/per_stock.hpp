@@ -1,0 +1,709 @@
+// stockmixer/kernels/per_stock.hpp — everything StockMixer does to one stock before the stock mixer,
+// fused: conv, both Mixer2dTriU blocks, the concatenation and channel_fc, for 16 stocks at a time.
+//
+//   shapes    x [N, T, C] -> y [N, F], F = 2T + S, S = T / 2 (model.hpp's `y`, before NoGraphMixer)
+//   forward   v = Conv1d(C, C, 2, stride 2)(x)                       [S, C] per stock
+//             h = [x, Mixer2dTriU(T, C)(x), Mixer2dTriU(S, C)(v)]     [F, C] (concatenated in time)
+//             y = h · fc_w^T + fc_b                                   [F]
+//             with Mixer2dTriU(L, C)(u) = x2 + Linear(GELU(Linear(x2))),
+//                  x2 = LN_2(TriU(LN_1(u)) + u), LayerNorms over [L, C] jointly.
+//   backward  the chain rule through the same steps, each step's rule as in its own kernel
+//             (docs/math/conv1d.md, layernorm.md, triu.md, linear.md, gelu.md); docs/math/per_stock.md
+//             gives the order and what flows where. Parameter gradients accumulate (+=), dx too.
+//   saves     nothing: backward recomputes the forward of each group of 16 stocks (a few tens of KB,
+//             in cache) instead of keeping activations for all N stocks (4 KB per stock).
+//
+// Why fused: every op here is tiny per stock (5 x 5 Linears, 16 x 16 triangles, LayerNorms of 80
+// values), so op by op the time goes to passes over N·T·C-sized buffers, GEMM packing and the tape.
+// Here stocks are SIMD lanes: each group holds kLanes stocks in [rows][kLanes] arrays, every step is a
+// loop over rows with a fixed-length inner loop over lanes that the compiler vectorises, and the
+// weights are scalars broadcast across lanes. Parameter gradients accumulate per lane, are added over
+// lanes in double at the end of a chunk of groups, and the chunks' sums are added in chunk order.
+//
+// Numerics follow the op-by-op kernels: LayerNorm statistics and its backward's row sums in double,
+// GELU through the same packet code (gelu.hpp). The op-by-op path is the reference this kernel is
+// tested against (tests/test_model.cpp: equal within 1e-12 in double; finite differences).
+// Threads: groups of 16 stocks for y and dx; parameter gradients by fixed chunks of groups (at most
+// kMaxChunks, boundaries set by N alone), so results do not depend on the thread count.
+// Derivation: docs/math/per_stock.md · tests: tests/test_model.cpp · benchmark: benchmarks/bench_kernels.cpp
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/kernels/gelu.hpp"
+#include "stockmixer/parallel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+// One Mixer2dTriU(L, C): LN_1 and LN_2 weight/bias [L, C], TriU weight [L, L] (lower triangle) and bias
+// [L], channel MixerBlock dense_1 and dense_2 weight [C, C] and bias [C]. P is const T* for values
+// and T* for gradients.
+template <class P>
+struct Mixer2dWeights {
+  P ln1_w, ln1_b, ln2_w, ln2_b, triu_w, triu_b, fc1_w, fc1_b, fc2_w, fc2_b;
+};
+
+// conv weight [C, C, 2] and bias [C]; mix_layer (L = T) and scale_mix_layer (L = S); channel_fc
+// weight [1, C] and bias [1].
+template <class P>
+struct PerStockWeights {
+  P conv_w, conv_b;
+  Mixer2dWeights<P> mix, scale_mix;
+  P fc_w, fc_b;
+};
+
+template <class T>
+void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+                       Index channels);
+
+// Accumulates every parameter gradient into `grad` (no pointer may be null) and, when dx is not null,
+// the input gradient.
+template <class T>
+void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
+                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+// The lane helpers below pass GCC vectors by value; they are all inlined into the workers (flatten),
+// so the ABI note -Wpsabi gives about such signatures does not apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace detail::per_stock {
+
+#define STOCKMIXER_LANE_INLINE inline __attribute__((always_inline))
+
+constexpr int kLanes = 16;        // stocks per group: one AVX-512 register of floats
+constexpr Index kMaxChunks = 32;  // parameter-gradient chunks (their partial sums are kept)
+
+// Calls f(pointer, size) for each parameter tensor of one Mixer2dTriU, in a fixed order.
+template <class P, class F>
+void for_each_tensor(Mixer2dWeights<P>& m, Index L, Index C, F&& f) {
+  f(m.ln1_w, L * C);
+  f(m.ln1_b, L * C);
+  f(m.ln2_w, L * C);
+  f(m.ln2_b, L * C);
+  f(m.triu_w, L * L);
+  f(m.triu_b, L);
+  f(m.fc1_w, C * C);
+  f(m.fc1_b, C);
+  f(m.fc2_w, C * C);
+  f(m.fc2_b, C);
+}
+template <class P, class F>
+void for_each_tensor(PerStockWeights<P>& w, Index T_, Index C, F&& f) {
+  f(w.conv_w, C * C * 2);
+  f(w.conv_b, C);
+  for_each_tensor(w.mix, T_, C, f);
+  for_each_tensor(w.scale_mix, T_ / 2, C, f);
+  f(w.fc_w, C);
+  f(w.fc_b, Index(1));
+}
+
+// ---- steps on lanes: every buffer is [rows][kLanes], row-major in the per-stock layout -------------
+//
+// A row of kLanes values is one GCC/Clang vector (Lanes<T>): arithmetic on it is elementwise, a
+// scalar operand is broadcast, and the compiler emits the widest SIMD the target has (four SSE
+// registers, or one AVX-512 register, per row of floats). Its alignment is the element's, so rows
+// need no particular alignment, and it may alias T.
+
+constexpr int W = kLanes;
+
+template <class T>
+struct LaneType {
+  typedef T type __attribute__((vector_size(kLanes * sizeof(T)), aligned(sizeof(T)), may_alias));
+};
+template <class T>
+using Lanes = typename LaneType<T>::type;
+
+template <class T>
+const Lanes<T>* rows(const T* p) {
+  return reinterpret_cast<const Lanes<T>*>(p);
+}
+template <class T>
+Lanes<T>* rows(T* p) {
+  return reinterpret_cast<Lanes<T>*>(p);
+}
+
+// The steps below take the channel count C both at run time and, as CC, at compile time (CC = 0:
+// not known). Where outputs of several channels are accumulated at once they are held in a block of
+// up to kBlock(CC) registers, so that independent multiply-adds interleave instead of waiting on one
+// another: with CC = 5 (StockMixer's C) the block is exactly the five channels, unrolled.
+template <int CC>
+constexpr Index kBlock = CC > 0 ? CC : 8;
+template <int CC>
+Index channels(Index c) {
+  return CC > 0 ? CC : c;
+}
+
+// y[r, o] = b[o] + Σ_i w[o, i] · x[r, i]   (in = out = C)
+template <int CC, class T>
+void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_rows, Index c_run) {
+  const Index C = channels<CC>(c_run);
+  const Lanes<T>* X = rows(x);
+  Lanes<T>* Y = rows(y);
+  for (Index r = 0; r < n_rows; ++r)
+    for (Index o0 = 0; o0 < C; o0 += kBlock<CC>) {
+      const Index no = std::min(kBlock<CC>, C - o0);
+      Lanes<T> acc[kBlock<CC>];
+      for (Index o = 0; o < no; ++o) acc[o] = Lanes<T>{} + b[o0 + o];
+      for (Index i = 0; i < C; ++i) {
+        const Lanes<T> xi = X[r * C + i];
+        for (Index o = 0; o < no; ++o) acc[o] += w[(o0 + o) * C + i] * xi;
+      }
+      for (Index o = 0; o < no; ++o) Y[r * C + o0 + o] = acc[o];
+    }
+}
+
+// dx[r, i] += Σ_o w[o, i] · dy[r, o];  dw[o, i] += dy[r, o] · x[r, i];  db[o] += dy[r, o]  (per lane)
+template <int CC, class T>
+void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index n_rows, Index c_run) {
+  const Index C = channels<CC>(c_run);
+  const Lanes<T>*X = rows(x), *dY = rows(dy);
+  Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
+  for (Index r = 0; r < n_rows; ++r) {
+    for (Index o = 0; o < C; ++o) {
+      const Lanes<T> g = dY[r * C + o];
+      dB[o] += g;
+      for (Index i = 0; i < C; ++i) dW[o * C + i] += g * X[r * C + i];
+    }
+    if (!dx) continue;
+    for (Index i0 = 0; i0 < C; i0 += kBlock<CC>) {
+      const Index ni = std::min(kBlock<CC>, C - i0);
+      Lanes<T> acc[kBlock<CC>];
+      for (Index i = 0; i < ni; ++i) acc[i] = dX[r * C + i0 + i];
+      for (Index o = 0; o < C; ++o) {
+        const Lanes<T> g = dY[r * C + o];
+        for (Index i = 0; i < ni; ++i) acc[i] += w[o * C + i0 + i] * g;
+      }
+      for (Index i = 0; i < ni; ++i) dX[r * C + i0 + i] = acc[i];
+    }
+  }
+}
+
+// y[i, c] = b[i] + Σ_{j <= i} w[i, j] · x[j, c]
+template <int CC, class T>
+void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Index c_run) {
+  const Index C = channels<CC>(c_run);
+  const Lanes<T>* X = rows(x);
+  Lanes<T>* Y = rows(y);
+  for (Index i = 0; i < L; ++i)
+    for (Index c0 = 0; c0 < C; c0 += kBlock<CC>) {
+      const Index nc = std::min(kBlock<CC>, C - c0);
+      Lanes<T> acc[kBlock<CC>];
+      for (Index c = 0; c < nc; ++c) acc[c] = Lanes<T>{} + b[i];
+      for (Index j = 0; j <= i; ++j) {
+        const T wij = w[i * L + j];
+        for (Index c = 0; c < nc; ++c) acc[c] += wij * X[j * C + c0 + c];
+      }
+      for (Index c = 0; c < nc; ++c) Y[i * C + c0 + c] = acc[c];
+    }
+}
+
+// dx[j, c] += Σ_{i >= j} w[i, j] · dy[i, c];  dw[i, j] += Σ_c dy[i, c] · x[j, c];  db[i] += Σ_c dy[i, c]
+template <int CC, class T>
+void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index L, Index c_run) {
+  const Index C = channels<CC>(c_run);
+  const Lanes<T>*X = rows(x), *dY = rows(dy);
+  Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
+  for (Index i = 0; i < L; ++i) {
+    const Lanes<T>* g = dY + i * C;
+    Lanes<T> sum = g[0];
+    for (Index c = 1; c < C; ++c) sum += g[c];
+    dB[i] += sum;
+    for (Index j = 0; j <= i; ++j) {
+      Lanes<T> acc = g[0] * X[j * C];
+      for (Index c = 1; c < C; ++c) acc += g[c] * X[j * C + c];
+      dW[i * L + j] += acc;
+    }
+  }
+  // dx column by column: row j collects from every i >= j, in registers
+  for (Index j = 0; j < L; ++j)
+    for (Index c0 = 0; c0 < C; c0 += kBlock<CC>) {
+      const Index nc = std::min(kBlock<CC>, C - c0);
+      Lanes<T> acc[kBlock<CC>];
+      for (Index c = 0; c < nc; ++c) acc[c] = dX[j * C + c0 + c];
+      for (Index i = j; i < L; ++i) {
+        const T wij = w[i * L + j];
+        for (Index c = 0; c < nc; ++c) acc[c] += wij * dY[i * C + c0 + c];
+      }
+      for (Index c = 0; c < nc; ++c) dX[j * C + c0 + c] = acc[c];
+    }
+}
+
+// Sums in double run on half rows of eight lanes (one AVX-512 register of doubles each, where a
+// 16-double vector would live in memory).
+typedef double Doubles8 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
+template <class T>
+struct HalfType {
+  typedef T type __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), may_alias));
+};
+template <class T>
+using Half = typename HalfType<T>::type;
+// Σ_j over j < D for one half row: add(j, acc) adds term j into acc. Four interleaved partial sums
+// (independent additions overlap instead of waiting on one another), added in a fixed order.
+template <class Add>
+STOCKMIXER_LANE_INLINE void sum4(Doubles8& out, Index D, Add&& add) {
+  Doubles8 a[4] = {};
+  Index j = 0;
+  for (; j + 4 <= D; j += 4)
+    for (int u = 0; u < 4; ++u) add(j + u, a[u]);
+  for (; j < D; ++j) add(j, a[j % 4]);
+  out = (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+// Lanes [8h, 8h + 8) of the row at p, in double. (A macro: a function returning a vector by value
+// draws GCC's -Wpsabi note in the baseline build even when it is always inlined.)
+#define STOCKMIXER_HALF(T, p, h) __builtin_convertvector(*reinterpret_cast<const Half<T>*>((p) + 8 * (h)), Doubles8)
+
+// LayerNorm over all D rows of each lane (layernorm.hpp's formulas; statistics in double).
+template <class T>
+void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const T* beta, Index D, double eps) {
+  T mu[W], rs[W];
+  for (int h = 0; h < 2; ++h) {
+    Doubles8 sum, sq;
+    sum4(sum, D, [&](Index j, Doubles8& a) { a += STOCKMIXER_HALF(T, x + j * W, h); });
+    const Doubles8 mean = sum / static_cast<double>(D);
+    sum4(sq, D, [&](Index j, Doubles8& a) {
+      const Doubles8 d = STOCKMIXER_HALF(T, x + j * W, h) - mean;
+      a += d * d;
+    });
+    for (int k = 0; k < 8; ++k) {
+      mu[8 * h + k] = static_cast<T>(mean[k]);
+      rs[8 * h + k] = static_cast<T>(1.0 / std::sqrt(sq[k] / static_cast<double>(D) + eps));
+    }
+  }
+  const Lanes<T> muv = *rows(mu), rsv = *rows(rs);
+  *rows(rstd) = rsv;
+  const Lanes<T>* X = rows(x);
+  Lanes<T>*Y = rows(y), *Xh = rows(xhat);
+  for (Index j = 0; j < D; ++j) {
+    const Lanes<T> xh = (X[j] - muv) * rsv;
+    Xh[j] = xh;
+    Y[j] = xh * gamma[j] + beta[j];
+  }
+}
+
+// dx += rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma;  dgamma += dy · xhat;  dbeta += dy
+template <class T>
+void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd, const T* gamma,
+                        Index D) {
+  const Lanes<T>*dY = rows(dy), *Xh = rows(xhat);
+  Lanes<T>*dG = rows(dgamma), *dB = rows(dbeta);
+  for (Index j = 0; j < D; ++j) {
+    dG[j] += dY[j] * Xh[j];
+    dB[j] += dY[j];
+  }
+  if (!dx) return;
+  for (int h = 0; h < 2; ++h) {
+    Doubles8 sg, sgx;
+    sum4(sg, D, [&](Index j, Doubles8& a) { a += STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]); });
+    sum4(sgx, D, [&](Index j, Doubles8& a) {
+      a += STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]) * STOCKMIXER_HALF(T, xhat + j * W, h);
+    });
+    const Doubles8 mean_g = sg / static_cast<double>(D), mean_gx = sgx / static_cast<double>(D);
+    const Doubles8 rs = STOCKMIXER_HALF(T, rstd, h);
+    for (Index j = 0; j < D; ++j) {
+      const Doubles8 g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
+      *reinterpret_cast<Half<T>*>(dx + j * W + 8 * h) +=
+          __builtin_convertvector(rs * (g - mean_g - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx), Half<T>);
+    }
+  }
+}
+
+// GELU on lanes. float: Eigen's algorithms (gelu.hpp's packet path) written on lane vectors so they
+// run at the clone's full width: erf is Eigen's generic_fast_erf_float (a 13/8 rational on [-4, 4]),
+// exp is Eigen's pexp_float (Cephes) with its argument clamped at -87 so that 2^m stays a normal
+// float (below, exp(-x²/2) < 1e-37 is negligible beside Φ(x)). double: std::erf and std::exp per lane.
+STOCKMIXER_LANE_INLINE void clamp(Lanes<float>& y, const Lanes<float>& x, float lo, float hi) {
+  const Lanes<float> l = Lanes<float>{} + lo, h = Lanes<float>{} + hi;
+  y = x < h ? x : h;
+  y = y > l ? y : l;
+}
+
+STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& a) {
+  Lanes<float> x;
+  clamp(x, a, -4.f, 4.f);
+  const Lanes<float> x2 = x * x;
+  Lanes<float> p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+  p = x2 * p + -2.10102402082508e-06f;
+  p = x2 * p + -5.69250639462346e-05f;
+  p = x2 * p + -7.34990630326855e-04f;
+  p = x2 * p + -2.95459980854025e-03f;
+  p = x2 * p + -1.60960333262415e-02f;
+  p = x * p;
+  Lanes<float> q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+  q = x2 * q + -1.68282697438203e-03f;
+  q = x2 * q + -7.37332916720468e-03f;
+  q = x2 * q + -1.42647390514189e-02f;
+  out = p / q;
+}
+
+STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) {
+  typedef std::int32_t Int __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
+  Lanes<float> x;
+  clamp(x, a, -87.f, 88.723f);
+  const Lanes<float> fx = x * 1.44269504088896341f + 0.5f;
+  const Lanes<float> t = __builtin_convertvector(__builtin_convertvector(fx, Int), Lanes<float>);
+  const Lanes<float> m = t > fx ? t - 1.f : t;  // floor(fx)
+  Lanes<float> r = m * -0.693359375f + x;
+  r = m * 2.12194440e-4f + r;
+  const Lanes<float> r2 = r * r, r3 = r2 * r;
+  Lanes<float> y = 1.9875691500E-4f * r + 1.3981999507E-3f;
+  Lanes<float> y1 = 4.1665795894E-2f * r + 1.6666665459E-1f;
+  const Lanes<float> y2 = r + 1.f;
+  y = y * r + 8.3334519073E-3f;
+  y1 = y1 * r + 5.0000001201E-1f;
+  y = y * r3 + y1;
+  y = y * r2 + y2;
+  const Int bits = (__builtin_convertvector(m, Int) + 127) << 23;  // 2^m, m in [-126, 128]
+  out = y * reinterpret_cast<const Lanes<float>&>(bits);
+}
+
+// y = x · Φ(x), Φ(x) = (1 + erf(x / √2)) / 2
+template <class T>
+void gelu_forward(T* y, const T* x, Index n_rows) {
+  const Lanes<T>* X = rows(x);
+  Lanes<T>* Y = rows(y);
+  for (Index j = 0; j < n_rows; ++j) {
+    if constexpr (std::is_same_v<T, float>) {
+      Lanes<float> e;
+      erf_lanes(e, X[j] * static_cast<float>(detail::kSqrtHalf));
+      Y[j] = X[j] * (0.5f * (1.f + e));
+    } else {
+      for (int k = 0; k < W; ++k) Y[j][k] = X[j][k] * T(0.5) * (T(1) + std::erf(X[j][k] * static_cast<T>(detail::kSqrtHalf)));
+    }
+  }
+}
+
+// dx += dy · (Φ(x) + x · φ(x)), φ(x) = exp(-x² / 2) / √(2π)
+template <class T>
+void gelu_backward(T* dx, const T* dy, const T* x, Index n_rows) {
+  const Lanes<T>*X = rows(x), *dY = rows(dy);
+  Lanes<T>* dX = rows(dx);
+  for (Index j = 0; j < n_rows; ++j) {
+    if constexpr (std::is_same_v<T, float>) {
+      Lanes<float> e, g;
+      erf_lanes(e, X[j] * static_cast<float>(detail::kSqrtHalf));
+      exp_lanes(g, -0.5f * (X[j] * X[j]));
+      dX[j] += dY[j] * (0.5f * (1.f + e) + X[j] * (g * static_cast<float>(detail::kInvSqrt2Pi)));
+    } else {
+      for (int k = 0; k < W; ++k) {
+        const T xk = X[j][k];
+        const T cdf = T(0.5) * (T(1) + std::erf(xk * static_cast<T>(detail::kSqrtHalf)));
+        const T pdf = std::exp(T(-0.5) * xk * xk) * static_cast<T>(detail::kInvSqrt2Pi);
+        dX[j][k] += dY[j][k] * (cdf + xk * pdf);
+      }
+    }
+  }
+}
+
+// v[s, o] = b[o] + Σ_c Σ_j w[o, c, j] · x[2s + j, c]  (kernel = stride = 2)
+template <int CC, class T>
+void conv_forward(T* v, const T* x, const T* w, const T* b, Index S, Index c_run) {
+  const Index C = channels<CC>(c_run);
+  const Lanes<T>* X = rows(x);
+  Lanes<T>* V = rows(v);
+  for (Index s = 0; s < S; ++s)
+    for (Index o0 = 0; o0 < C; o0 += kBlock<CC>) {
+      const Index no = std::min(kBlock<CC>, C - o0);
+      Lanes<T> acc[kBlock<CC>];
+      for (Index o = 0; o < no; ++o) acc[o] = Lanes<T>{} + b[o0 + o];
+      for (Index c = 0; c < C; ++c)
+        for (Index j = 0; j < 2; ++j) {
+          const Lanes<T> xr = X[(2 * s + j) * C + c];
+          for (Index o = 0; o < no; ++o) acc[o] += w[((o0 + o) * C + c) * 2 + j] * xr;
+        }
+      for (Index o = 0; o < no; ++o) V[s * C + o0 + o] = acc[o];
+    }
+}
+
+// dx[2s + j, c] += Σ_o w[o, c, j] · dv[s, o];  dw[o, c, j] += dv[s, o] · x[2s + j, c];  db[o] += dv[s, o]
+template <int CC, class T>
+void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Index S, Index c_run) {
+  const Index C = channels<CC>(c_run);
+  const Lanes<T>*X = rows(x), *dV = rows(dv);
+  Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
+  for (Index s = 0; s < S; ++s) {
+    for (Index o = 0; o < C; ++o) {
+      const Lanes<T> g = dV[s * C + o];
+      dB[o] += g;
+      for (Index c = 0; c < C; ++c)
+        for (Index j = 0; j < 2; ++j) dW[(o * C + c) * 2 + j] += g * X[(2 * s + j) * C + c];
+    }
+    if (!dx) continue;
+    for (Index j = 0; j < 2; ++j)
+      for (Index c0 = 0; c0 < C; c0 += kBlock<CC>) {
+        const Index nc = std::min(kBlock<CC>, C - c0);
+        Lanes<T> acc[kBlock<CC>];
+        for (Index c = 0; c < nc; ++c) acc[c] = dX[(2 * s + j) * C + c0 + c];
+        for (Index o = 0; o < C; ++o) {
+          const Lanes<T> g = dV[s * C + o];
+          for (Index c = 0; c < nc; ++c) acc[c] += w[(o * C + c0 + c) * 2 + j] * g;
+        }
+        for (Index c = 0; c < nc; ++c) dX[(2 * s + j) * C + c0 + c] = acc[c];
+      }
+  }
+}
+
+// ---- one group of kLanes stocks ---------------------------------------------------------------------
+
+// What one Mixer2dTriU(L, C) keeps for its backward, each [L, C][lanes] (rstd: [lanes]).
+template <class T>
+struct MixerActs {
+  T *xhat1, *a1, *xhat2, *x2, *h, *g, *out, *rstd1, *rstd2;
+};
+
+// The per-thread scratch: the group's input, activations, lane accumulators of the parameter
+// gradients and backward temporaries, carved out of one buffer that grows to the largest shape seen.
+template <class T>
+struct Group {
+  Index T_, S, C, F;
+  T *x, *v, *y, *dy, *dh, *dx, *dv, *tmp[4], *acc;
+  MixerActs<T> mix, scale_mix;
+  PerStockWeights<T*> acc_w;  // views into acc: each tensor [size][lanes]
+  Index acc_size;             // parameter values (acc holds acc_size · lanes)
+
+  static Index parameter_count(Index T_, Index C) {
+    Index n = 0;
+    PerStockWeights<T*> w{};
+    for_each_tensor(w, T_, C, [&](T*, Index size) { n += size; });
+    return n;
+  }
+
+  // Values of scratch a group needs.
+  static Index scratch_size(Index steps, Index channels) {
+    const Index S = steps / 2, F = 2 * steps + S, tc = steps * channels * W, sc = S * channels * W;
+    return 6 * tc + 2 * sc + 2 * F * W + F * channels * W + (7 * tc + 2 * W) + (7 * sc + 2 * W) +
+           parameter_count(steps, channels) * W;
+  }
+
+  Group(T* buffer, Index steps, Index channels) : T_(steps), S(steps / 2), C(channels), F(2 * steps + steps / 2) {
+    acc_size = parameter_count(T_, C);
+    const Index tc = T_ * C * W, sc = S * C * W;
+    T* p = buffer;
+    auto take = [&](Index n) {
+      T* q = p;
+      p += n;
+      return q;
+    };
+    x = take(tc), dx = take(tc), v = take(sc), dv = take(sc), y = take(F * W), dy = take(F * W), dh = take(F * C * W);
+    for (T*& t : tmp) t = take(tc);
+    auto acts = [&](MixerActs<T>& a, Index L) {
+      const Index n = L * C * W;
+      a = {take(n), take(n), take(n), take(n), take(n), take(n), take(n), take(W), take(W)};
+    };
+    acts(mix, T_);
+    acts(scale_mix, S);
+    acc = take(acc_size * W);
+    T* a = acc;
+    for_each_tensor(acc_w, T_, C, [&](T*& q, Index size) {
+      q = a;
+      a += size * W;
+    });
+  }
+};
+
+template <int CC, class T>
+void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C) {
+  const Index D = L * C, n = D * W;
+  layernorm_forward(a.a1, a.xhat1, a.rstd1, u, w.ln1_w, w.ln1_b, D, 1e-5);
+  triu_forward<CC>(a.out, a.a1, w.triu_w, w.triu_b, L, C);  // a.out holds TriU(a1) + u until the end
+  for (Index i = 0; i < n; ++i) a.out[i] += u[i];
+  layernorm_forward(a.x2, a.xhat2, a.rstd2, a.out, w.ln2_w, w.ln2_b, D, 1e-5);
+  linear_forward<CC>(a.h, a.x2, w.fc1_w, w.fc1_b, L, C);
+  gelu_forward(a.g, a.h, D);
+  linear_forward<CC>(a.out, a.g, w.fc2_w, w.fc2_b, L, C);
+  for (Index i = 0; i < n; ++i) a.out[i] += a.x2[i];
+}
+
+// du (may be null) += d(out)/d(u)^T dout; lane accumulators `acc` += the parameter gradients.
+template <int CC, class T>
+void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWeights<const T*>& w,
+                    const Mixer2dWeights<T*>& acc, Index L, Index C, T* const* tmp) {
+  const Index D = L * C, n = D * W;
+  T *dg = tmp[0], *dhid = tmp[1], *dx2 = tmp[2];
+  std::fill(dg, dg + n, T(0));
+  linear_backward<CC>(dg, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
+  std::fill(dhid, dhid + n, T(0));
+  gelu_backward(dhid, dg, a.h, D);
+  std::copy(dout, dout + n, dx2);  // the residual
+  linear_backward<CC>(dx2, acc.fc1_w, acc.fc1_b, dhid, a.x2, w.fc1_w, L, C);
+  T *ds = tmp[0], *da1 = tmp[1];
+  std::fill(ds, ds + n, T(0));
+  layernorm_backward(ds, acc.ln2_w, acc.ln2_b, dx2, a.xhat2, a.rstd2, w.ln2_w, D);
+  std::fill(da1, da1 + n, T(0));
+  triu_backward<CC>(da1, acc.triu_w, acc.triu_b, ds, a.a1, w.triu_w, L, C);
+  if (du)
+    for (Index i = 0; i < n; ++i) du[i] += ds[i];  // the residual around LN_1 and TriU
+  layernorm_backward(du, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1, w.ln1_w, D);
+}
+
+// Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero) and runs
+// the forward, leaving y [F][lanes] and every activation in g.
+template <int CC, class T>
+void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w) {
+  const Index T_ = g.T_, S = g.S, C = g.C, tc = T_ * C;
+  for (Index r = 0; r < tc; ++r)
+    for (int k = 0; k < W; ++k) g.x[r * W + k] = k < count ? x[(s0 + k) * tc + r] : T(0);
+  conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
+  mixer_forward<CC>(g.mix, g.x, w.mix, T_, C);
+  mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C);
+  // y[f] = fc_b + Σ_c fc_w[c] · h[f, c], h = [x, mix out, scale_mix out] in time
+  const T* parts[3] = {g.x, g.mix.out, g.scale_mix.out};
+  const Index lens[3] = {T_, T_, S};
+  Index f = 0;
+  for (int p = 0; p < 3; ++p)
+    for (Index l = 0; l < lens[p]; ++l, ++f) {
+      T acc[W];
+      for (int k = 0; k < W; ++k) acc[k] = w.fc_b[0];
+      for (Index c = 0; c < C; ++c) {
+        const T* hc = parts[p] + (l * C + c) * W;
+        for (int k = 0; k < W; ++k) acc[k] += w.fc_w[c] * hc[k];
+      }
+      std::copy(acc, acc + W, g.y + f * W);
+    }
+}
+
+// After group_forward on the same stocks: reads dy [N, F] for them, adds the parameter gradients into
+// g's lane accumulators and, when dx is not null, the input gradient into dx [N, T, C].
+template <int CC, class T>
+void group_backward(Group<T>& g, T* dx, const T* dy, Index s0, Index count, const PerStockWeights<const T*>& w) {
+  const Index T_ = g.T_, S = g.S, C = g.C, F = g.F, tc = T_ * C;
+  for (Index f = 0; f < F; ++f)
+    for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[(s0 + k) * F + f] : T(0);
+  // channel_fc: dh[f, c] = fc_w[c] · dy[f];  dfc_w[c] += Σ_f dy[f] · h[f, c];  dfc_b += Σ_f dy[f]
+  const T* parts[3] = {g.x, g.mix.out, g.scale_mix.out};
+  const Index lens[3] = {T_, T_, S};
+  Index f = 0;
+  for (int p = 0; p < 3; ++p)
+    for (Index l = 0; l < lens[p]; ++l, ++f) {
+      const T* dyf = g.dy + f * W;
+      for (int k = 0; k < W; ++k) g.acc_w.fc_b[k] += dyf[k];
+      for (Index c = 0; c < C; ++c) {
+        const T* hc = parts[p] + (l * C + c) * W;
+        T* dhc = g.dh + (f * C + c) * W;
+        for (int k = 0; k < W; ++k) {
+          g.acc_w.fc_w[c * W + k] += dyf[k] * hc[k];
+          dhc[k] = w.fc_w[c] * dyf[k];
+        }
+      }
+    }
+  const T* dh_x = g.dh;                     // [T, C]: the concatenation's copy of x
+  const T* dh_mix = g.dh + tc * W;          // [T, C]
+  const T* dh_scale = g.dh + 2 * tc * W;    // [S, C]
+  const Mixer2dWeights<T*>& am = g.acc_w.mix;
+  const Mixer2dWeights<T*>& as = g.acc_w.scale_mix;
+  std::fill(g.dv, g.dv + S * C * W, T(0));
+  mixer_backward<CC>(g.dv, g.scale_mix, dh_scale, w.scale_mix, as, S, C, g.tmp);
+  T* gx = dx ? g.dx : nullptr;
+  if (gx) std::copy(dh_x, dh_x + tc * W, gx);
+  conv_backward<CC>(gx, g.acc_w.conv_w, g.acc_w.conv_b, g.dv, g.x, w.conv_w, S, C);
+  mixer_backward<CC>(gx, g.mix, dh_mix, w.mix, am, T_, C, g.tmp);
+  if (gx)
+    for (Index r = 0; r < tc; ++r)
+      for (int k = 0; k < count; ++k) dx[(s0 + k) * tc + r] += gx[r * W + k];
+}
+
+// The workers run whole groups with every step inlined (flatten), once per instruction set
+// (STOCKMIXER_MULTIVERSION, common.hpp): the lanes become one AVX-512 register, two AVX2 registers or
+// four SSE ones. Float results can differ in the last bits between the versions (FMA contraction),
+// never between runs or thread counts on one machine.
+// Forward of groups [g0, g1) into y [N, F].
+template <class T>
+STOCKMIXER_MULTIVERSION void forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks,
+                                           Index steps, Index channels, Index g0, Index g1, T* scratch) {
+  Group<T> g(scratch, steps, channels);
+  for (Index gi = g0; gi < g1; ++gi) {
+    const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
+    if (channels == 5) group_forward<5>(g, x, s0, count, w);
+    else group_forward<0>(g, x, s0, count, w);
+    for (Index f = 0; f < g.F; ++f)
+      for (Index k = 0; k < count; ++k) y[(s0 + k) * g.F + f] = g.y[f * W + k];
+  }
+}
+
+// Backward of groups [g0, g1): their parameter gradients, summed over lanes in double, into part [P];
+// dx (may be null) for their stocks.
+template <class T>
+STOCKMIXER_MULTIVERSION void backward_groups(double* part, T* dx, const T* dy, const T* x,
+                                            const PerStockWeights<const T*>& w, Index stocks, Index steps,
+                                            Index channels, Index g0, Index g1, T* scratch) {
+  Group<T> g(scratch, steps, channels);
+  std::fill(g.acc, g.acc + g.acc_size * W, T(0));
+  for (Index gi = g0; gi < g1; ++gi) {
+    const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
+    if (channels == 5) {  // StockMixer's C, unrolled (see kBlock)
+      group_forward<5>(g, x, s0, count, w);
+      group_backward<5>(g, dx, dy, s0, count, w);
+    } else {
+      group_forward<0>(g, x, s0, count, w);
+      group_backward<0>(g, dx, dy, s0, count, w);
+    }
+  }
+  for (Index p = 0; p < g.acc_size; ++p) {  // lanes in a fixed order
+    double s = 0.0;
+    for (int k = 0; k < W; ++k) s += static_cast<double>(g.acc[p * W + k]);
+    part[p] = s;
+  }
+}
+
+// The scratch of the calling thread, grown on first use for a shape and then reused.
+template <class T>
+T* thread_scratch(Index steps, Index channels) {
+  static thread_local std::vector<T> buffer;
+  const Index need = Group<T>::scratch_size(steps, channels);
+  if (static_cast<Index>(buffer.size()) < need) buffer.resize(static_cast<std::size_t>(need));
+  return buffer.data();
+}
+
+}  // namespace detail::per_stock
+
+#pragma GCC diagnostic pop
+
+template <class T>
+void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+                       Index channels) {
+  using namespace detail::per_stock;
+  const Index groups = (stocks + W - 1) / W;
+  parallel_for(groups, 4, [&](Index g0, Index g1) {
+    forward_groups(y, x, w, stocks, steps, channels, g0, g1, thread_scratch<T>(steps, channels));
+  });
+}
+
+template <class T>
+void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
+                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels) {
+  using namespace detail::per_stock;
+  const Index groups = (stocks + W - 1) / W;
+  if (groups == 0) return;
+  const Index per_chunk = (groups + kMaxChunks - 1) / kMaxChunks, chunks = (groups + per_chunk - 1) / per_chunk;
+  const Index P = Group<T>::parameter_count(steps, channels);
+  static thread_local std::vector<double> partials;  // [chunk][P]
+  if (static_cast<Index>(partials.size()) < chunks * P) partials.resize(static_cast<std::size_t>(chunks * P));
+  double* part = partials.data();
+  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+    T* scratch = thread_scratch<T>(steps, channels);
+    for (Index c = c0; c < c1; ++c)
+      backward_groups(part + c * P, dx, dy, x, w, stocks, steps, channels, c * per_chunk,
+                      std::min(groups, (c + 1) * per_chunk), scratch);
+  });
+  PerStockWeights<T*> out = grad;
+  Index p = 0;
+  for_each_tensor(out, steps, channels, [&](T* q, Index size) {
+    for (Index i = 0; i < size; ++i, ++p) {
+      double s = 0.0;
+      for (Index c = 0; c < chunks; ++c) s += part[c * P + p];
+      q[i] += static_cast<T>(s);
+    }
+  });
+}
+
+}  // namespace stockmixer
