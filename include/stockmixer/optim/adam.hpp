@@ -128,6 +128,31 @@ inline void AdamOptions::validate() const {
   detail::adam_check(weight_decay >= 0.0, "weight_decay", weight_decay, "weight_decay >= 0");
 }
 
+namespace detail {
+// The update of n values, compiled per instruction set (STOCKMIXER_MULTIVERSION): with FMA hardware
+// std::fma is one instruction and the loop vectorises; without, it is a call per value. Every
+// operation is correctly rounded (fma, sqrt, division), so all versions give the same bits.
+template <class T>
+STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, bool l2,
+                                        bool decoupled, T wd, T decay, T beta1, T one_minus_beta1, T beta2,
+                                        T one_minus_beta2, T bc2_sqrt, T eps, T neg_step_size) {
+  // AdamW's decay is its own pass, as in PyTorch: p·decay is rounded and stored before the update
+  // adds to it, and a compiler that contracts across statements cannot fuse the two.
+  if (decoupled)
+    for (Index i = 0; i < n; ++i) param[i] = param[i] * decay;
+  for (Index i = 0; i < n; ++i) {
+    T g = grad[i];
+    if (l2) g = std::fma(param[i], wd, g);                                     // g + wd·p
+    const T m = std::fma(g, one_minus_beta1, exp_avg[i] * beta1);              // m·β1 + (1−β1)·g
+    const T v = std::fma(one_minus_beta2 * g, g, exp_avg_sq[i] * beta2);       // v·β2 + ((1−β2)·g)·g
+    const T denom = std::sqrt(v) / bc2_sqrt + eps;                             // √v / √bc2 + ε
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = param[i] + (neg_step_size * m) / denom;                         // p + (−s·m) / d
+  }
+}
+}  // namespace detail
+
 template <class T>
 void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, std::int64_t step,
                  const AdamOptions& opt) {
@@ -156,20 +181,8 @@ void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, st
   const T neg_step_size = static_cast<T>(-step_size);            // addcdiv_(value=-step_size)
 
   parallel_for(n, 8192, [&](Index i0, Index i1) {
-    // AdamW's decay is its own pass, as in PyTorch: p·decay is rounded and stored before the update
-    // adds to it, and a compiler that contracts across statements cannot fuse the two.
-    if (decoupled)
-      for (Index i = i0; i < i1; ++i) param[i] = param[i] * decay;
-    for (Index i = i0; i < i1; ++i) {
-      T g = grad[i];
-      if (l2) g = std::fma(param[i], wd, g);                                     // g + wd·p
-      const T m = std::fma(g, one_minus_beta1, exp_avg[i] * beta1);              // m·β1 + (1−β1)·g
-      const T v = std::fma(one_minus_beta2 * g, g, exp_avg_sq[i] * beta2);       // v·β2 + ((1−β2)·g)·g
-      const T denom = std::sqrt(v) / bc2_sqrt + eps;                             // √v / √bc2 + ε
-      exp_avg[i] = m;
-      exp_avg_sq[i] = v;
-      param[i] = param[i] + (neg_step_size * m) / denom;                         // p + (−s·m) / d
-    }
+    detail::adam_range(param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, l2, decoupled, wd, decay, beta1,
+                       one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size);
   });
 }
 
