@@ -15,7 +15,7 @@
 //
 // Why fused: every op here is tiny per stock (5 x 5 Linears, 16 x 16 triangles, LayerNorms of 80
 // values), so op by op the time goes to passes over N·T·C-sized buffers, GEMM packing and the tape.
-// Here stocks are SIMD lanes: each group holds kLanes stocks in [rows][kLanes] arrays, every step is a
+// Here stocks are SIMD lanes: each group holds 16 stocks in [rows][16] arrays, every step is a
 // loop over rows with a fixed-length inner loop over lanes that the compiler vectorises, and the
 // weights are scalars broadcast across lanes. Parameter gradients accumulate per lane, are added over
 // lanes in double at the end of a chunk of groups, and the chunks' sums are added in chunk order.
@@ -30,6 +30,7 @@
 
 #include "stockmixer/common.hpp"
 #include "stockmixer/kernels/gelu.hpp"
+#include "stockmixer/kernels/lanes.hpp"
 #include "stockmixer/parallel.hpp"
 
 #include <algorithm>
@@ -78,9 +79,7 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
 
 namespace detail::per_stock {
 
-#define STOCKMIXER_LANE_INLINE inline __attribute__((always_inline))
-
-constexpr int kLanes = 16;        // stocks per group: one AVX-512 register of floats
+using namespace detail::lanes;
 constexpr Index kMaxChunks = 32;  // parameter-gradient chunks (their partial sums are kept)
 
 // Calls f(pointer, size) for each parameter tensor of one Mixer2dTriU, in a fixed order.
@@ -107,30 +106,34 @@ void for_each_tensor(PerStockWeights<P>& w, Index T_, Index C, F&& f) {
   f(w.fc_b, Index(1));
 }
 
-// ---- steps on lanes: every buffer is [rows][kLanes], row-major in the per-stock layout -------------
-//
-// A row of kLanes values is one GCC/Clang vector (Lanes<T>): arithmetic on it is elementwise, a
-// scalar operand is broadcast, and the compiler emits the widest SIMD the target has (four SSE
-// registers, or one AVX-512 register, per row of floats). Its alignment is the element's, so rows
-// need no particular alignment, and it may alias T.
+// ---- steps on lanes: every buffer is [rows][W] (lanes.hpp), row-major in the per-stock layout --
 
-constexpr int W = kLanes;
+constexpr int W = kWidth;  // stocks per group
 
+// Sums in double run on half rows of eight lanes (one AVX-512 register of doubles each, where a
+// 16-double vector would live in memory).
+typedef double Doubles8 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
 template <class T>
-struct LaneType {
-  typedef T type __attribute__((vector_size(kLanes * sizeof(T)), aligned(sizeof(T)), may_alias));
+struct HalfType {
+  typedef T type __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), may_alias));
 };
 template <class T>
-using Lanes = typename LaneType<T>::type;
+using Half = typename HalfType<T>::type;
+// Σ_j over j < D for one half row: add(j, acc) adds term j into acc. Four interleaved partial sums
+// (independent additions overlap instead of waiting on one another), added in a fixed order.
+template <class Add>
+STOCKMIXER_LANE_INLINE void sum4(Doubles8& out, Index D, Add&& add) {
+  Doubles8 a[4] = {};
+  Index j = 0;
+  for (; j + 4 <= D; j += 4)
+    for (int u = 0; u < 4; ++u) add(j + u, a[u]);
+  for (; j < D; ++j) add(j, a[j % 4]);
+  out = (a[0] + a[1]) + (a[2] + a[3]);
+}
 
-template <class T>
-const Lanes<T>* rows(const T* p) {
-  return reinterpret_cast<const Lanes<T>*>(p);
-}
-template <class T>
-Lanes<T>* rows(T* p) {
-  return reinterpret_cast<Lanes<T>*>(p);
-}
+// Lanes [8h, 8h + 8) of the row at p, in double. (A macro: a function returning a vector by value
+// draws GCC's -Wpsabi note in the baseline build even when it is always inlined.)
+#define STOCKMIXER_HALF(T, p, h) __builtin_convertvector(*reinterpret_cast<const Half<T>*>((p) + 8 * (h)), Doubles8)
 
 // The steps below take the channel count C both at run time and, as CC, at compile time (CC = 0:
 // not known). Where outputs of several channels are accumulated at once they are held in a block of
@@ -238,31 +241,6 @@ void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Ind
     }
 }
 
-// Sums in double run on half rows of eight lanes (one AVX-512 register of doubles each, where a
-// 16-double vector would live in memory).
-typedef double Doubles8 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
-template <class T>
-struct HalfType {
-  typedef T type __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), may_alias));
-};
-template <class T>
-using Half = typename HalfType<T>::type;
-// Σ_j over j < D for one half row: add(j, acc) adds term j into acc. Four interleaved partial sums
-// (independent additions overlap instead of waiting on one another), added in a fixed order.
-template <class Add>
-STOCKMIXER_LANE_INLINE void sum4(Doubles8& out, Index D, Add&& add) {
-  Doubles8 a[4] = {};
-  Index j = 0;
-  for (; j + 4 <= D; j += 4)
-    for (int u = 0; u < 4; ++u) add(j + u, a[u]);
-  for (; j < D; ++j) add(j, a[j % 4]);
-  out = (a[0] + a[1]) + (a[2] + a[3]);
-}
-
-// Lanes [8h, 8h + 8) of the row at p, in double. (A macro: a function returning a vector by value
-// draws GCC's -Wpsabi note in the baseline build even when it is always inlined.)
-#define STOCKMIXER_HALF(T, p, h) __builtin_convertvector(*reinterpret_cast<const Half<T>*>((p) + 8 * (h)), Doubles8)
-
 // LayerNorm over all D rows of each lane (layernorm.hpp's formulas; statistics in double).
 template <class T>
 void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const T* beta, Index D, double eps) {
@@ -347,7 +325,7 @@ STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& a) 
 }
 
 STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) {
-  typedef std::int32_t Int __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
+  typedef std::int32_t Int __attribute__((vector_size(W * sizeof(std::int32_t))));
   Lanes<float> x;
   clamp(x, a, -87.f, 88.723f);
   const Lanes<float> fx = x * 1.44269504088896341f + 0.5f;
@@ -453,7 +431,7 @@ void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Ind
   }
 }
 
-// ---- one group of kLanes stocks ---------------------------------------------------------------------
+// ---- one group of W stocks ---------------------------------------------------------------------------
 
 // What one Mixer2dTriU(L, C) keeps for its backward, each [L, C][lanes] (rstd: [lanes]).
 template <class T>
@@ -612,19 +590,14 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index s0, Index count, cons
       for (int k = 0; k < count; ++k) dx[(s0 + k) * tc + r] += gx[r * W + k];
 }
 
-// The workers run whole groups with every step inlined (flatten), once per instruction set
-// (STOCKMIXER_MULTIVERSION, common.hpp): the lanes become one AVX-512 register, two AVX2 registers or
-// four SSE ones. Float results can differ in the last bits between the versions (FMA contraction),
-// never between runs or thread counts on one machine.
-// Forward of groups [g0, g1) into y [N, F].
-template <class T>
-STOCKMIXER_MULTIVERSION void forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks,
-                                           Index steps, Index channels, Index g0, Index g1, T* scratch) {
+// The workers. Forward of groups [g0, g1) into y [N, F].
+template <int CC, class T>
+void forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+                    Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
-    if (channels == 5) group_forward<5>(g, x, s0, count, w);
-    else group_forward<0>(g, x, s0, count, w);
+    group_forward<CC>(g, x, s0, count, w);
     for (Index f = 0; f < g.F; ++f)
       for (Index k = 0; k < count; ++k) y[(s0 + k) * g.F + f] = g.y[f * W + k];
   }
@@ -632,27 +605,57 @@ STOCKMIXER_MULTIVERSION void forward_groups(T* y, const T* x, const PerStockWeig
 
 // Backward of groups [g0, g1): their parameter gradients, summed over lanes in double, into part [P];
 // dx (may be null) for their stocks.
-template <class T>
-STOCKMIXER_MULTIVERSION void backward_groups(double* part, T* dx, const T* dy, const T* x,
-                                            const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                                            Index channels, Index g0, Index g1, T* scratch) {
+template <int CC, class T>
+void backward_groups(double* part, T* dx, const T* dy, const T* x, const PerStockWeights<const T*>& w,
+                     Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   std::fill(g.acc, g.acc + g.acc_size * W, T(0));
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
-    if (channels == 5) {  // StockMixer's C, unrolled (see kBlock)
-      group_forward<5>(g, x, s0, count, w);
-      group_backward<5>(g, dx, dy, s0, count, w);
-    } else {
-      group_forward<0>(g, x, s0, count, w);
-      group_backward<0>(g, dx, dy, s0, count, w);
-    }
+    group_forward<CC>(g, x, s0, count, w);
+    group_backward<CC>(g, dx, dy, s0, count, w);
   }
   for (Index p = 0; p < g.acc_size; ++p) {  // lanes in a fixed order
     double s = 0.0;
     for (int k = 0; k < W; ++k) s += static_cast<double>(g.acc[p * W + k]);
     part[p] = s;
   }
+}
+
+// The production case, float with C = 5 (StockMixer's features, the channel loops unrolled: see
+// kBlock), runs the workers with every step inlined, compiled per instruction set
+// (STOCKMIXER_MULTIVERSION): the lanes become one AVX-512 register, two AVX2 registers or four SSE
+// ones. Float results can differ in the last bits between those versions (FMA contraction), never
+// between runs or thread counts on one machine. double (the reference precision of the tests) and
+// other C run the same code compiled once, for the baseline: compiling every combination per
+// instruction set would triple the build for no use.
+template <class T>
+STOCKMIXER_MULTIVERSION void forward_groups_fast(T* y, const T* x, const PerStockWeights<const T*>& w,
+                                                 Index stocks, Index steps, Index g0, Index g1, T* scratch) {
+  forward_groups<5>(y, x, w, stocks, steps, 5, g0, g1, scratch);
+}
+template <class T>
+STOCKMIXER_MULTIVERSION void backward_groups_fast(double* part, T* dx, const T* dy, const T* x,
+                                                  const PerStockWeights<const T*>& w, Index stocks, Index steps,
+                                                  Index g0, Index g1, T* scratch) {
+  backward_groups<5>(part, dx, dy, x, w, stocks, steps, 5, g0, g1, scratch);
+}
+
+template <class T>
+void run_forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+                        Index channels, Index g0, Index g1, T* scratch) {
+  if constexpr (std::is_same_v<T, float>)
+    if (channels == 5) return forward_groups_fast(y, x, w, stocks, steps, g0, g1, scratch);
+  if (channels == 5) forward_groups<5>(y, x, w, stocks, steps, channels, g0, g1, scratch);
+  else forward_groups<0>(y, x, w, stocks, steps, channels, g0, g1, scratch);
+}
+template <class T>
+void run_backward_groups(double* part, T* dx, const T* dy, const T* x, const PerStockWeights<const T*>& w,
+                         Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
+  if constexpr (std::is_same_v<T, float>)
+    if (channels == 5) return backward_groups_fast(part, dx, dy, x, w, stocks, steps, g0, g1, scratch);
+  if (channels == 5) backward_groups<5>(part, dx, dy, x, w, stocks, steps, channels, g0, g1, scratch);
+  else backward_groups<0>(part, dx, dy, x, w, stocks, steps, channels, g0, g1, scratch);
 }
 
 // The scratch of the calling thread, grown on first use for a shape and then reused.
@@ -674,7 +677,7 @@ void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Ind
   using namespace detail::per_stock;
   const Index groups = (stocks + W - 1) / W;
   parallel_for(groups, 4, [&](Index g0, Index g1) {
-    forward_groups(y, x, w, stocks, steps, channels, g0, g1, thread_scratch<T>(steps, channels));
+    run_forward_groups(y, x, w, stocks, steps, channels, g0, g1, thread_scratch<T>(steps, channels));
   });
 }
 
@@ -692,7 +695,7 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
     T* scratch = thread_scratch<T>(steps, channels);
     for (Index c = c0; c < c1; ++c)
-      backward_groups(part + c * P, dx, dy, x, w, stocks, steps, channels, c * per_chunk,
+      run_backward_groups(part + c * P, dx, dy, x, w, stocks, steps, channels, c * per_chunk,
                       std::min(groups, (c + 1) * per_chunk), scratch);
   });
   PerStockWeights<T*> out = grad;

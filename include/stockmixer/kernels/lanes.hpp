@@ -1,0 +1,37 @@
+// stockmixer/kernels/lanes.hpp — rows of kWidth values as one vector, for the fused kernels.
+//
+// A row of kWidth values is one GCC/Clang vector (Lanes<T>): arithmetic on it is elementwise, a scalar
+// operand is broadcast, and the compiler emits the widest SIMD the target has (one AVX-512 register,
+// two AVX2 or four SSE registers per row of floats). Its alignment is the element's, so rows need no
+// particular alignment, and it may alias T. The fused kernel (per_stock.hpp) runs
+// its loops on such rows inside functions compiled per instruction set (STOCKMIXER_MULTIVERSION).
+#pragma once
+
+#include "stockmixer/common.hpp"
+
+namespace stockmixer::detail::lanes {
+
+constexpr int kWidth = 16;  // values per row: one AVX-512 register of floats
+
+template <class T>
+struct LaneType {
+  typedef T type __attribute__((vector_size(kWidth * sizeof(T)), aligned(sizeof(T)), may_alias));
+};
+template <class T>
+using Lanes = typename LaneType<T>::type;
+
+// The memory at p as consecutive rows of kWidth values.
+template <class T>
+const Lanes<T>* rows(const T* p) {
+  return reinterpret_cast<const Lanes<T>*>(p);
+}
+template <class T>
+Lanes<T>* rows(T* p) {
+  return reinterpret_cast<Lanes<T>*>(p);
+}
+
+// Helpers that take or give a vector are always inlined into the multiversioned workers, and pass
+// vectors by reference: a vector returned by value draws GCC's -Wpsabi note in the baseline build.
+#define STOCKMIXER_LANE_INLINE inline __attribute__((always_inline))
+
+}  // namespace stockmixer::detail::lanes
