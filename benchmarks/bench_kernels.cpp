@@ -717,6 +717,51 @@ struct ModelBench {
   stockmixer::data::Batch<float> batch;
 };
 
+// The fused per-stock kernel (conv, both Mixer2dTriU, channel_fc) at N stocks, on a model's initial
+// weights. Its multiply-adds per forward are forward_macs without the stock mixer and the heads; the
+// backward recomputes the forward, then does twice its work.
+double per_stock_macs(double n, double t, double c) {
+  const double s = t / 2, f = 2 * t + s;
+  return n * s * c * c * 2 + n * c * t * (t + 1) / 2 + n * c * s * (s + 1) / 2 + 2 * n * t * c * c +
+         2 * n * s * c * c + n * f * c;
+}
+
+struct PerStockBench {
+  explicit PerStockBench(Index n)
+      : model(stockmixer::StockMixerConfig{n, kT, kC, 20}), x(uniform<float>({n, kT, kC}, -1, 1, 3)),
+        y({n, 2 * kT + kT / 2}), dy(uniform<float>({n, 2 * kT + kT / 2}, -1, 1, 4)), n_(n) {}
+  void forward() { stockmixer::per_stock_forward(y.data(), x.data(), model.per_stock_params().value, n_, kT, kC); }
+  void backward() {
+    const auto& p = model.per_stock_params();
+    stockmixer::per_stock_backward<float>(nullptr, p.grad, dy.data(), x.data(), p.value, n_, kT, kC);
+  }
+  stockmixer::StockMixer<float> model;
+  Tensor<float> x, y, dy;
+  Index n_;
+};
+
+void bm_per_stock_fwd(benchmark::State& state, Index n) {
+  set_threads(state);
+  PerStockBench b(n);
+  b.forward();
+  for (auto _ : state) {
+    b.forward();
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 2 * per_stock_macs(d(n), kT, kC));
+}
+
+void bm_per_stock_bwd(benchmark::State& state, Index n) {
+  set_threads(state);
+  PerStockBench b(n);
+  b.backward();
+  for (auto _ : state) {
+    b.backward();
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 6 * per_stock_macs(d(n), kT, kC));
+}
+
 void report_model_flops(benchmark::State& state, double flops) {
   report_flops(state, flops);
   state.counters["peak_share"] = benchmark::Counter(flops / kPeakFlops, benchmark::Counter::kIsIterationInvariantRate);
@@ -806,6 +851,8 @@ void register_all() {
     add("rank_loss_sorted_fwd" + shape, true, us, bm_rank_loss_sorted_fwd, n);
     add("rank_loss_sorted_bwd" + shape, true, us, bm_rank_loss_sorted_bwd, n);
   }
+  add("per_stock_fwd/NTC_1026x16x5", true, us, bm_per_stock_fwd, kN);
+  add("per_stock_bwd/NTC_1026x16x5", true, us, bm_per_stock_bwd, kN);
   for (const Index n : {kN, Index(1737), Index(5000), Index(20000), Index(100000)}) {
     const std::string shape = "/N_" + std::to_string(n);
     add("model_train_step" + shape, true, us, bm_model_train_step, n);

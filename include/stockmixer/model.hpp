@@ -75,8 +75,10 @@ class StockMixer {
   // by op (the fused kernel has no dropout).
   bool fused = true;
 
+  // The fused kernel's view of conv, both mixers and channel_fc: their values and gradients.
+  const autograd::PerStockParams<T>& per_stock_params();
+
  private:
-  void bind_per_stock();
 
   StockMixerConfig config_;
   autograd::PerStockParams<T> per_stock_{};
@@ -132,8 +134,7 @@ typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
                 Shape{n, t, c}.str());
   Node* y;  // [N, F]
   if (fused && config_.dropout == 0.0) {
-    bind_per_stock();
-    y = autograd::per_stock(tape, x, per_stock_);
+    y = autograd::per_stock(tape, x, per_stock_params());
   } else {
     Node* v = conv.forward(tape, x);                                        // [N, S, C]
     Node* h = mixer.forward(tape, x, v);                                    // [N, F, C]
@@ -144,7 +145,7 @@ typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
 }
 
 template <class T>
-void StockMixer<T>::bind_per_stock() {
+const autograd::PerStockParams<T>& StockMixer<T>::per_stock_params() {
   auto bind = [](nn::Parameter<T>& p, const T*& value, T*& grad) {
     value = p.value().data();
     grad = p.grad().data();
@@ -169,6 +170,7 @@ void StockMixer<T>::bind_per_stock() {
   bind_mixer(mixer.scale_mix_layer, v.scale_mix, g.scale_mix);
   bind(channel_fc.weight, v.fc_w, g.fc_w);
   bind(channel_fc.bias, v.fc_b, g.fc_b);
+  return per_stock_;
 }
 
 template <class T>
