@@ -10,8 +10,8 @@
 //   backward  the chain rule through the same steps, each step's rule as in its own kernel
 //             (docs/math/conv1d.md, layernorm.md, triu.md, linear.md, gelu.md); docs/math/per_stock.md
 //             gives the order and what flows where. Parameter gradients accumulate (+=), dx too.
-//   saves     nothing: backward recomputes the forward of each group of 16 stocks (a few tens of KB,
-//             in cache) instead of keeping activations for all N stocks (4 KB per stock).
+//   saves     with a stash, each group's activations (3.7 KB per stock at T = 16, C = 5); without,
+//             nothing: the backward then recomputes each group's forward (in cache) from x.
 //
 // Why fused: every op here is tiny per stock (5 x 5 Linears, 16 x 16 triangles, LayerNorms of 80
 // values), so op by op the time goes to passes over N·T·C-sized buffers, GEMM packing and the tape.
@@ -60,15 +60,21 @@ struct PerStockWeights {
   P fc_w, fc_b;
 };
 
+// The forward. With a stash (per_stock_stash_size values, or null) it also keeps there what the
+// backward reads, so that the backward need not recompute it.
 template <class T>
 void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                       Index channels);
+                       Index channels, T* stash = nullptr);
+template <class T>
+Index per_stock_stash_size(Index stocks, Index steps, Index channels);
 
 // Accumulates every parameter gradient into `grad` (no pointer may be null) and, when dx is not null,
-// the input gradient.
+// the input gradient. `stash`: the forward's, or null to recompute each group's forward (the same
+// values, bit for bit).
 template <class T>
 void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
-                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels);
+                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels,
+                        T* stash = nullptr);
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -456,10 +462,16 @@ struct Group {
     return n;
   }
 
+  // Values of what the backward reads from the forward, for one group: its input x, v and both
+  // mixers' activations (the stash holds one such block per group).
+  static Index acts_size(Index steps, Index channels) {
+    const Index tc = steps * channels * W, sc = steps / 2 * channels * W;
+    return tc + sc + (7 * tc + 2 * W) + (7 * sc + 2 * W);
+  }
   // Values of scratch a group needs.
   static Index scratch_size(Index steps, Index channels) {
     const Index S = steps / 2, F = 2 * steps + S, tc = steps * channels * W, sc = S * channels * W;
-    return 6 * tc + 2 * sc + 2 * F * W + F * channels * W + (7 * tc + 2 * W) + (7 * sc + 2 * W) +
+    return acts_size(steps, channels) + tc + sc + 2 * F * W + F * channels * W + 4 * tc +
            parameter_count(steps, channels) * W;
   }
 
@@ -472,20 +484,33 @@ struct Group {
       p += n;
       return q;
     };
-    x = take(tc), dx = take(tc), v = take(sc), dv = take(sc), y = take(F * W), dy = take(F * W), dh = take(F * C * W);
+    use_acts(p);
+    p += acts_size(T_, C);
+    dx = take(tc), dv = take(sc), y = take(F * W), dy = take(F * W), dh = take(F * C * W);
     for (T*& t : tmp) t = take(tc);
-    auto acts = [&](MixerActs<T>& a, Index L) {
-      const Index n = L * C * W;
-      a = {take(n), take(n), take(n), take(n), take(n), take(n), take(n), take(W), take(W)};
-    };
-    acts(mix, T_);
-    acts(scale_mix, S);
     acc = take(acc_size * W);
     T* a = acc;
     for_each_tensor(acc_w, T_, C, [&](T*& q, Index size) {
       q = a;
       a += size * W;
     });
+  }
+
+  // Points x, v and the mixers' activations at acts_size(T, C) values from p.
+  void use_acts(T* p) {
+    const Index tc = T_ * C * W, sc = S * C * W;
+    auto take = [&](Index n) {
+      T* q = p;
+      p += n;
+      return q;
+    };
+    auto acts = [&](MixerActs<T>& a, Index L) {
+      const Index n = L * C * W;
+      a = {take(n), take(n), take(n), take(n), take(n), take(n), take(n), take(W), take(W)};
+    };
+    x = take(tc), v = take(sc);
+    acts(mix, T_);
+    acts(scale_mix, S);
   }
 };
 
@@ -592,11 +617,12 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index s0, Index count, cons
 
 // The workers. Forward of groups [g0, g1) into y [N, F].
 template <int CC, class T>
-void forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
                     Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
+    if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));
     group_forward<CC>(g, x, s0, count, w);
     for (Index f = 0; f < g.F; ++f)
       for (Index k = 0; k < count; ++k) y[(s0 + k) * g.F + f] = g.y[f * W + k];
@@ -606,13 +632,14 @@ void forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index 
 // Backward of groups [g0, g1): their parameter gradients, summed over lanes in double, into part [P];
 // dx (may be null) for their stocks.
 template <int CC, class T>
-void backward_groups(double* part, T* dx, const T* dy, const T* x, const PerStockWeights<const T*>& w,
+void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
                      Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   std::fill(g.acc, g.acc + g.acc_size * W, T(0));
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
-    group_forward<CC>(g, x, s0, count, w);
+    if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));  // the forward's, kept
+    else group_forward<CC>(g, x, s0, count, w);                              // or recomputed
     group_backward<CC>(g, dx, dy, s0, count, w);
   }
   for (Index p = 0; p < g.acc_size; ++p) {  // lanes in a fixed order
@@ -630,32 +657,32 @@ void backward_groups(double* part, T* dx, const T* dy, const T* x, const PerStoc
 // other C run the same code compiled once, for the baseline: compiling every combination per
 // instruction set would triple the build for no use.
 template <class T>
-STOCKMIXER_MULTIVERSION void forward_groups_fast(T* y, const T* x, const PerStockWeights<const T*>& w,
+STOCKMIXER_MULTIVERSION void forward_groups_fast(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w,
                                                  Index stocks, Index steps, Index g0, Index g1, T* scratch) {
-  forward_groups<5>(y, x, w, stocks, steps, 5, g0, g1, scratch);
+  forward_groups<5>(y, stash, x, w, stocks, steps, 5, g0, g1, scratch);
 }
 template <class T>
-STOCKMIXER_MULTIVERSION void backward_groups_fast(double* part, T* dx, const T* dy, const T* x,
+STOCKMIXER_MULTIVERSION void backward_groups_fast(double* part, T* dx, const T* dy, T* stash, const T* x,
                                                   const PerStockWeights<const T*>& w, Index stocks, Index steps,
                                                   Index g0, Index g1, T* scratch) {
-  backward_groups<5>(part, dx, dy, x, w, stocks, steps, 5, g0, g1, scratch);
+  backward_groups<5>(part, dx, dy, stash, x, w, stocks, steps, 5, g0, g1, scratch);
 }
 
 template <class T>
-void run_forward_groups(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+void run_forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
                         Index channels, Index g0, Index g1, T* scratch) {
   if constexpr (std::is_same_v<T, float>)
-    if (channels == 5) return forward_groups_fast(y, x, w, stocks, steps, g0, g1, scratch);
-  if (channels == 5) forward_groups<5>(y, x, w, stocks, steps, channels, g0, g1, scratch);
-  else forward_groups<0>(y, x, w, stocks, steps, channels, g0, g1, scratch);
+    if (channels == 5) return forward_groups_fast(y, stash, x, w, stocks, steps, g0, g1, scratch);
+  if (channels == 5) forward_groups<5>(y, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+  else forward_groups<0>(y, stash, x, w, stocks, steps, channels, g0, g1, scratch);
 }
 template <class T>
-void run_backward_groups(double* part, T* dx, const T* dy, const T* x, const PerStockWeights<const T*>& w,
+void run_backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
                          Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
   if constexpr (std::is_same_v<T, float>)
-    if (channels == 5) return backward_groups_fast(part, dx, dy, x, w, stocks, steps, g0, g1, scratch);
-  if (channels == 5) backward_groups<5>(part, dx, dy, x, w, stocks, steps, channels, g0, g1, scratch);
-  else backward_groups<0>(part, dx, dy, x, w, stocks, steps, channels, g0, g1, scratch);
+    if (channels == 5) return backward_groups_fast(part, dx, dy, stash, x, w, stocks, steps, g0, g1, scratch);
+  if (channels == 5) backward_groups<5>(part, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+  else backward_groups<0>(part, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
 }
 
 // The scratch of the calling thread, grown on first use for a shape and then reused.
@@ -672,18 +699,24 @@ T* thread_scratch(Index steps, Index channels) {
 #pragma GCC diagnostic pop
 
 template <class T>
+Index per_stock_stash_size(Index stocks, Index steps, Index channels) {
+  using namespace detail::per_stock;
+  return (stocks + W - 1) / W * Group<T>::acts_size(steps, channels);
+}
+
+template <class T>
 void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                       Index channels) {
+                       Index channels, T* stash) {
   using namespace detail::per_stock;
   const Index groups = (stocks + W - 1) / W;
   parallel_for(groups, 4, [&](Index g0, Index g1) {
-    run_forward_groups(y, x, w, stocks, steps, channels, g0, g1, thread_scratch<T>(steps, channels));
+    run_forward_groups(y, stash, x, w, stocks, steps, channels, g0, g1, thread_scratch<T>(steps, channels));
   });
 }
 
 template <class T>
 void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
-                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels) {
+                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels, T* stash) {
   using namespace detail::per_stock;
   const Index groups = (stocks + W - 1) / W;
   if (groups == 0) return;
@@ -695,7 +728,7 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
     T* scratch = thread_scratch<T>(steps, channels);
     for (Index c = c0; c < c1; ++c)
-      run_backward_groups(part + c * P, dx, dy, x, w, stocks, steps, channels, c * per_chunk,
+      run_backward_groups(part + c * P, dx, dy, stash, x, w, stocks, steps, channels, c * per_chunk,
                       std::min(groups, (c + 1) * per_chunk), scratch);
   });
   PerStockWeights<T*> out = grad;
