@@ -15,13 +15,13 @@
 //
 // Why fused: every op here is tiny per stock (5 x 5 Linears, 16 x 16 triangles, LayerNorms of 80
 // values), so op by op the time goes to passes over N·T·C-sized buffers, GEMM packing and the tape.
-// Here stocks are SIMD lanes: each group holds 16 stocks in [rows][16] arrays, every step is a
-// loop over rows with a fixed-length inner loop over lanes that the compiler vectorises, and the
-// weights are scalars broadcast across lanes. Parameter gradients accumulate per lane, are added over
+// Here stocks are SIMD lanes: each group holds 16 stocks in [rows][16] arrays, every row is one
+// vector (kernels/lanes.hpp), every step is a loop over rows, and the weights are scalars broadcast
+// across lanes. Parameter gradients accumulate per lane, are added over
 // lanes in double at the end of a chunk of groups, and the chunks' sums are added in chunk order.
 //
 // Numerics follow the op-by-op kernels: LayerNorm statistics and its backward's row sums in double,
-// GELU through the same packet code (gelu.hpp). The op-by-op path is the reference this kernel is
+// GELU with the same algorithms as gelu.hpp's packets (Eigen's float erf and exp) on the lane vectors. The op-by-op path is the reference this kernel is
 // tested against (tests/test_model.cpp: equal within 1e-12 in double; finite differences).
 // Threads: groups of 16 stocks for y and dx; parameter gradients by fixed chunks of groups (at most
 // kMaxChunks, boundaries set by N alone), so results do not depend on the thread count.
