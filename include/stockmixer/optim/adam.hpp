@@ -130,7 +130,8 @@ inline void AdamOptions::validate() const {
 
 namespace detail {
 // The update of n values, compiled per instruction set (STOCKMIXER_MULTIVERSION): with FMA hardware
-// std::fma is one instruction and the loop vectorises; without, it is a call per value. Every
+// std::fma is one instruction; without, it is a libm call per value (55.2 M -> 45.0 M instructions a
+// NASDAQ step). Whether the loop also vectorises is up to std::sqrt's errno handling. Every
 // operation is correctly rounded (fma, sqrt, division), so all versions give the same bits.
 template <class T>
 STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, bool l2,
