@@ -79,7 +79,6 @@ class StockMixer {
   const autograd::PerStockParams<T>& per_stock_params();
 
  private:
-
   StockMixerConfig config_;
   autograd::PerStockParams<T> per_stock_{};
   Tape inference_{autograd::Mode::kInference};

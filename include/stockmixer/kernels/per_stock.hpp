@@ -78,11 +78,6 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
 
 // ---- implementation --------------------------------------------------------------------------------
 
-// The lane helpers below pass GCC vectors by value; they are all inlined into the workers (flatten),
-// so the ABI note -Wpsabi gives about such signatures does not apply.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 namespace detail::per_stock {
 
 using namespace detail::lanes;
@@ -475,20 +470,21 @@ struct Group {
            parameter_count(steps, channels) * W;
   }
 
+  // The next n values from p, advancing p.
+  static T* take(T*& p, Index n) {
+    T* q = p;
+    p += n;
+    return q;
+  }
+
   Group(T* buffer, Index steps, Index channels) : T_(steps), S(steps / 2), C(channels), F(2 * steps + steps / 2) {
     acc_size = parameter_count(T_, C);
     const Index tc = T_ * C * W, sc = S * C * W;
     T* p = buffer;
-    auto take = [&](Index n) {
-      T* q = p;
-      p += n;
-      return q;
-    };
-    use_acts(p);
-    p += acts_size(T_, C);
-    dx = take(tc), dv = take(sc), y = take(F * W), dy = take(F * W), dh = take(F * C * W);
-    for (T*& t : tmp) t = take(tc);
-    acc = take(acc_size * W);
+    use_acts(take(p, acts_size(T_, C)));
+    dx = take(p, tc), dv = take(p, sc), y = take(p, F * W), dy = take(p, F * W), dh = take(p, F * C * W);
+    for (T*& t : tmp) t = take(p, tc);
+    acc = take(p, acc_size * W);
     T* a = acc;
     for_each_tensor(acc_w, T_, C, [&](T*& q, Index size) {
       q = a;
@@ -496,19 +492,21 @@ struct Group {
     });
   }
 
+  // Row f of h = [x, mix out, scale_mix out] (concatenated in time): C rows of lanes.
+  const T* h_row(Index f) const {
+    if (f < T_) return x + f * C * W;
+    if (f < 2 * T_) return mix.out + (f - T_) * C * W;
+    return scale_mix.out + (f - 2 * T_) * C * W;
+  }
+
   // Points x, v and the mixers' activations at acts_size(T, C) values from p.
   void use_acts(T* p) {
     const Index tc = T_ * C * W, sc = S * C * W;
-    auto take = [&](Index n) {
-      T* q = p;
-      p += n;
-      return q;
-    };
     auto acts = [&](MixerActs<T>& a, Index L) {
       const Index n = L * C * W;
-      a = {take(n), take(n), take(n), take(n), take(n), take(n), take(n), take(W), take(W)};
+      a = {take(p, n), take(p, n), take(p, n), take(p, n), take(p, n), take(p, n), take(p, n), take(p, W), take(p, W)};
     };
-    x = take(tc), v = take(sc);
+    x = take(p, tc), v = take(p, sc);
     acts(mix, T_);
     acts(scale_mix, S);
   }
@@ -559,20 +557,15 @@ void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStoc
   conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
   mixer_forward<CC>(g.mix, g.x, w.mix, T_, C);
   mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C);
-  // y[f] = fc_b + Σ_c fc_w[c] · h[f, c], h = [x, mix out, scale_mix out] in time
-  const T* parts[3] = {g.x, g.mix.out, g.scale_mix.out};
-  const Index lens[3] = {T_, T_, S};
-  Index f = 0;
-  for (int p = 0; p < 3; ++p)
-    for (Index l = 0; l < lens[p]; ++l, ++f) {
-      T acc[W];
-      for (int k = 0; k < W; ++k) acc[k] = w.fc_b[0];
-      for (Index c = 0; c < C; ++c) {
-        const T* hc = parts[p] + (l * C + c) * W;
-        for (int k = 0; k < W; ++k) acc[k] += w.fc_w[c] * hc[k];
-      }
-      std::copy(acc, acc + W, g.y + f * W);
-    }
+  // y[f] = fc_b + Σ_c fc_w[c] · h[f, c]
+  for (Index f = 0; f < g.F; ++f) {
+    const T* h = g.h_row(f);
+    T acc[W];
+    for (int k = 0; k < W; ++k) acc[k] = w.fc_b[0];
+    for (Index c = 0; c < C; ++c)
+      for (int k = 0; k < W; ++k) acc[k] += w.fc_w[c] * h[c * W + k];
+    std::copy(acc, acc + W, g.y + f * W);
+  }
 }
 
 // After group_forward on the same stocks: reads dy [N, F] for them, adds the parameter gradients into
@@ -583,22 +576,17 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index s0, Index count, cons
   for (Index f = 0; f < F; ++f)
     for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[(s0 + k) * F + f] : T(0);
   // channel_fc: dh[f, c] = fc_w[c] · dy[f];  dfc_w[c] += Σ_f dy[f] · h[f, c];  dfc_b += Σ_f dy[f]
-  const T* parts[3] = {g.x, g.mix.out, g.scale_mix.out};
-  const Index lens[3] = {T_, T_, S};
-  Index f = 0;
-  for (int p = 0; p < 3; ++p)
-    for (Index l = 0; l < lens[p]; ++l, ++f) {
-      const T* dyf = g.dy + f * W;
-      for (int k = 0; k < W; ++k) g.acc_w.fc_b[k] += dyf[k];
-      for (Index c = 0; c < C; ++c) {
-        const T* hc = parts[p] + (l * C + c) * W;
-        T* dhc = g.dh + (f * C + c) * W;
-        for (int k = 0; k < W; ++k) {
-          g.acc_w.fc_w[c * W + k] += dyf[k] * hc[k];
-          dhc[k] = w.fc_w[c] * dyf[k];
-        }
+  for (Index f = 0; f < F; ++f) {
+    const T *h = g.h_row(f), *dyf = g.dy + f * W;
+    for (int k = 0; k < W; ++k) g.acc_w.fc_b[k] += dyf[k];
+    for (Index c = 0; c < C; ++c) {
+      T* dhc = g.dh + (f * C + c) * W;
+      for (int k = 0; k < W; ++k) {
+        g.acc_w.fc_w[c * W + k] += dyf[k] * h[c * W + k];
+        dhc[k] = w.fc_w[c] * dyf[k];
       }
     }
+  }
   const T* dh_x = g.dh;                     // [T, C]: the concatenation's copy of x
   const T* dh_mix = g.dh + tc * W;          // [T, C]
   const T* dh_scale = g.dh + 2 * tc * W;    // [S, C]
@@ -695,8 +683,6 @@ T* thread_scratch(Index steps, Index channels) {
 }
 
 }  // namespace detail::per_stock
-
-#pragma GCC diagnostic pop
 
 template <class T>
 Index per_stock_stash_size(Index stocks, Index steps, Index channels) {
