@@ -762,6 +762,49 @@ void bm_per_stock_bwd(benchmark::State& state, Index n) {
   report_flops(state, 6 * per_stock_macs(d(n), kT, kC));
 }
 
+// The fused stock mixer and heads at N stocks, on a model's initial weights, y [F, N] random. FLOP
+// counters count the N·M·F products only (dense1 forward; dW1 and dxn backward): the rest is O(N·(F + M)).
+struct StockHeadBench {
+  static constexpr Index kF = 2 * kT + kT / 2, kM = 20;
+  explicit StockHeadBench(Index n)
+      : model(stockmixer::StockMixerConfig{n, kT, kC, kM}), y(uniform<float>({kF, n}, -1, 1, 3)), out({n}),
+        dout(uniform<float>({n}, -1, 1, 4)), dy({kF, n}),
+        stash(static_cast<std::size_t>(stockmixer::stock_head_stash_size(n, kF, kM))), n_(n) {}
+  void forward() {
+    stockmixer::stock_head_forward(out.data(), y.data(), model.stock_head_params().value, n_, kF, kM, stash.data());
+  }
+  void backward() {
+    const auto& p = model.stock_head_params();
+    stockmixer::stock_head_backward(dy.data(), p.grad, dout.data(), y.data(), p.value, n_, kF, kM, stash.data());
+  }
+  stockmixer::StockMixer<float> model;
+  Tensor<float> y, out, dout, dy;
+  std::vector<double> stash;
+  Index n_;
+};
+
+void bm_stock_head_fwd(benchmark::State& state, Index n) {
+  set_threads(state);
+  StockHeadBench b(n);
+  b.forward();
+  for (auto _ : state) {
+    b.forward();
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 2 * d(n) * StockHeadBench::kM * StockHeadBench::kF);
+}
+
+void bm_stock_head_bwd(benchmark::State& state, Index n) {
+  set_threads(state);
+  StockHeadBench b(n);
+  b.forward();
+  for (auto _ : state) {
+    b.backward();
+    benchmark::ClobberMemory();
+  }
+  report_flops(state, 4 * d(n) * StockHeadBench::kM * StockHeadBench::kF);
+}
+
 void report_model_flops(benchmark::State& state, double flops) {
   report_flops(state, flops);
   state.counters["peak_share"] = benchmark::Counter(flops / kPeakFlops, benchmark::Counter::kIsIterationInvariantRate);
@@ -853,6 +896,8 @@ void register_all() {
   }
   add("per_stock_fwd/NTC_1026x16x5", true, us, bm_per_stock_fwd, kN);
   add("per_stock_bwd/NTC_1026x16x5", true, us, bm_per_stock_bwd, kN);
+  add("stock_head_fwd/FN_40x1026_M20", true, us, bm_stock_head_fwd, kN);
+  add("stock_head_bwd/FN_40x1026_M20", true, us, bm_stock_head_bwd, kN);
   for (const Index n : {kN, Index(1737), Index(5000), Index(20000), Index(100000)}) {
     const std::string shape = "/N_" + std::to_string(n);
     add("model_train_step" + shape, true, us, bm_model_train_step, n);

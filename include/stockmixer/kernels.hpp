@@ -11,4 +11,5 @@
 #include "stockmixer/kernels/linear.hpp"
 #include "stockmixer/kernels/per_stock.hpp"
 #include "stockmixer/kernels/rank_loss.hpp"
+#include "stockmixer/kernels/stock_head.hpp"
 #include "stockmixer/kernels/triu.hpp"

@@ -70,17 +70,20 @@ class StockMixer {
   nn::NoGraphMixer<T> stock_mixer;
   nn::Linear<T> time_fc_;
 
-  // Runs conv, both mixers and channel_fc as one fused kernel (kernels/per_stock.hpp). false runs the
-  // same math op by op: the reference the fused kernel is tested against. Dropout > 0 always runs op
-  // by op (the fused kernel has no dropout).
+  // Runs the model as two fused kernels: conv, both mixers and channel_fc (kernels/per_stock.hpp),
+  // then the stock mixer and both heads (kernels/stock_head.hpp). false runs the same math op by op:
+  // the reference the fused kernels are tested against. Dropout > 0 runs the per-stock part op by op
+  // (that kernel has no dropout); the stock head stays fused.
   bool fused = true;
 
-  // The fused kernel's view of conv, both mixers and channel_fc: their values and gradients.
+  // The fused kernels' views of their modules' parameters: values and gradients.
   const autograd::PerStockParams<T>& per_stock_params();
+  const autograd::StockHeadParams<T>& stock_head_params();
 
  private:
   StockMixerConfig config_;
   autograd::PerStockParams<T> per_stock_{};
+  autograd::StockHeadParams<T> stock_head_{};
   Tape inference_{autograd::Mode::kInference};
   Tensor<T> output_, input_;
 };
@@ -131,16 +134,37 @@ typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
   if (x->shape() != Shape{n, t, c})
     throw Error("stockmixer::StockMixer: input has shape " + x->shape().str() + ", the model expects [N, T, C] = " +
                 Shape{n, t, c}.str());
-  Node* y;  // [N, F]
-  if (fused && config_.dropout == 0.0) {
-    y = autograd::per_stock(tape, x, per_stock_params());
-  } else {
-    Node* v = conv.forward(tape, x);                                        // [N, S, C]
-    Node* h = mixer.forward(tape, x, v);                                    // [N, F, C]
-    y = autograd::view(tape, channel_fc.forward(tape, h), {n, config_.fused()});
-  }
+  if (fused && config_.dropout == 0.0)  // both fused kernels, y passed transposed: [F, N]
+    return autograd::stock_head(tape, autograd::per_stock(tape, x, per_stock_params()), stock_head_params());
+  Node* v = conv.forward(tape, x);                                          // [N, S, C]
+  Node* h = mixer.forward(tape, x, v);                                      // [N, F, C]
+  Node* y = autograd::view(tape, channel_fc.forward(tape, h), {n, config_.fused()});  // [N, F]
+  if (fused) return autograd::stock_head(tape, autograd::transpose(tape, y), stock_head_params());  // [N, 1]
   Node* z = stock_mixer.forward(tape, y);                                    // [N, F]
   return autograd::add(tape, time_fc.forward(tape, y), time_fc_.forward(tape, z));  // [N, 1]
+}
+
+template <class T>
+const autograd::StockHeadParams<T>& StockMixer<T>::stock_head_params() {
+  auto bind = [](nn::Parameter<T>& p, const T*& value, T*& grad) {
+    value = p.value().data();
+    grad = p.grad().data();
+  };
+  auto& v = stock_head_.value;
+  auto& g = stock_head_.grad;
+  bind(stock_mixer.layer_norm_stock.weight, v.ln_w, g.ln_w);
+  bind(stock_mixer.layer_norm_stock.bias, v.ln_b, g.ln_b);
+  bind(stock_mixer.dense1.weight, v.dense1_w, g.dense1_w);
+  bind(stock_mixer.dense1.bias, v.dense1_b, g.dense1_b);
+  bind(stock_mixer.dense2.weight, v.dense2_w, g.dense2_w);
+  bind(stock_mixer.dense2.bias, v.dense2_b, g.dense2_b);
+  bind(time_fc.weight, v.fc_w, g.fc_w);
+  bind(time_fc.bias, v.fc_b, g.fc_b);
+  bind(time_fc_.weight, v.fc2_w, g.fc2_w);
+  bind(time_fc_.bias, v.fc2_b, g.fc2_b);
+  stock_head_.stocks = config_.stocks;
+  stock_head_.market = config_.market;
+  return stock_head_;
 }
 
 template <class T>

@@ -4,7 +4,8 @@
 //
 // Layout choices that remove the original's permutes (docs/model.md): features stay [N, L, C]; the
 // time mixer TriU runs on axis 1 of [N, L, C] (kernels/triu.hpp with K = C) and Conv1d reads the
-// channels-last layout directly. The stock mixer's two transposes of [N, F] remain, as ops.
+// channels-last layout directly. Op by op, the stock mixer's two transposes of [N, F] remain; the fused
+// ops pass y as [F, N] and need none.
 #pragma once
 
 #include <algorithm>
@@ -56,7 +57,7 @@ template <class T>
 Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape);
 
 // Everything StockMixer does to each stock before the stock mixer, as one fused op
-// (kernels/per_stock.hpp): x [N, T, C] -> y [N, F]. The weights are the modules' parameters; `params`
+// (kernels/per_stock.hpp): x [N, T, C] -> y transposed, [F, N]. The weights are the modules' parameters; `params`
 // must outlive the backward (the model keeps it).
 template <class T>
 struct PerStockParams {
@@ -65,6 +66,18 @@ struct PerStockParams {
 };
 template <class T>
 Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params);
+
+// Everything StockMixer does after the per-stock part, as one fused op (kernels/stock_head.hpp): the
+// stock mixer NoGraphMixer(N, M) and both heads, y transposed [F, N] -> out [N, 1]. `params` must outlive the
+// backward (the model keeps it).
+template <class T>
+struct StockHeadParams {
+  StockHeadWeights<const T*> value;
+  StockHeadWeights<T*> grad;
+  Index stocks = 0, market = 0;  // N, M: the sizes the weights were made for
+};
+template <class T>
+Node<T>* stock_head(Tape<T>& tape, Node<T>* y, const StockHeadParams<T>& params);
 
 // get_loss: pred, base, gt, mask [N, 1] (or [N]). Returns the loss node (one value) and, as plain
 // numbers, reg and rank; rr (a node, no gradient) holds the predicted return ratios. Runs the exact
@@ -370,7 +383,7 @@ Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params) {
   detail::expect(x->shape().rank() == 3 && x->shape()[1] >= 2 && x->shape()[1] % 2 == 0, "per_stock",
                  [&] { return "input must be [N, T, C] with an even T, got " + x->shape().str(); });
   const Index n = x->shape()[0], steps = x->shape()[1], channels = x->shape()[2];
-  Node<T>* y = tape.node({n, 2 * steps + steps / 2}, true);
+  Node<T>* y = tape.node({2 * steps + steps / 2, n}, true);
   // Training keeps the forward's activations for the backward (3.7 KB a stock at T = 16, C = 5) while
   // they fit in 8 MB, about the caches (N up to about 2 200): NASDAQ's step 2.38 -> 2.11 ms. Beyond,
   // the backward recomputes them in cache, which measured faster than the round trip through memory
@@ -394,6 +407,32 @@ Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params) {
     tape.record(r);
   }
   return y;
+}
+
+template <class T>
+Node<T>* stock_head(Tape<T>& tape, Node<T>* y, const StockHeadParams<T>& params) {
+  detail::expect(y->shape().rank() == 2 && y->shape()[1] == params.stocks, "stock_head", [&] {
+    return "input must be [F, N] with N = " + std::to_string(params.stocks) + ", got " + y->shape().str();
+  });
+  const Index fused = y->shape()[0], n = y->shape()[1], market = params.market;
+  Node<T>* out = tape.node({n, 1}, true);
+  // The kernel keeps its activations in double: a node of T over the same bytes (64-byte aligned).
+  constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
+  Node<T>* stash = tape.node({stock_head_stash_size(n, fused, market) * kPerDouble}, false);
+  stock_head_forward(out->data(), y->data(), params.value, n, fused, market, reinterpret_cast<double*>(stash->data()));
+  if (out->requires_grad()) {
+    Record<T> r{[](const Record<T>& r) {
+                  const auto& p = *static_cast<const StockHeadParams<T>*>(r.context);
+                  stock_head_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(),
+                                      r.nodes[0]->data(), p.value, r.sizes[0], r.sizes[1], p.market,
+                                      reinterpret_cast<const double*>(r.nodes[2]->data()));
+                },
+                {y, out, stash},
+                {n, fused}};
+    r.context = &params;
+    tape.record(r);
+  }
+  return out;
 }
 
 template <class T>

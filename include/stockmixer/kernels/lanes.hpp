@@ -3,8 +3,8 @@
 // A row of kWidth values is one GCC/Clang vector (Lanes<T>): arithmetic on it is elementwise, a scalar
 // operand is broadcast, and the compiler emits the widest SIMD the target has (one AVX-512 register,
 // two AVX2 or four SSE registers per row of floats). Its alignment is the element's, so rows need no
-// particular alignment, and it may alias T. The fused kernel (per_stock.hpp) runs
-// its loops on such rows inside functions compiled per instruction set (STOCKMIXER_MULTIVERSION).
+// particular alignment, and it may alias T. The fused kernels (per_stock.hpp, stock_head.hpp) run
+// their loops on such vectors inside functions compiled per instruction set (STOCKMIXER_MULTIVERSION).
 #pragma once
 
 #include "stockmixer/common.hpp"
@@ -19,6 +19,10 @@ struct LaneType {
 };
 template <class T>
 using Lanes = typename LaneType<T>::type;
+
+// Eight doubles: one AVX-512 register (two AVX2 ones). The fused kernels' sums in double use it, and
+// the stock head (stock_head.hpp) computes on it throughout.
+typedef double Doubles8 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
 
 // The memory at p as consecutive rows of kWidth values.
 template <class T>

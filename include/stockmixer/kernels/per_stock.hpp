@@ -1,7 +1,8 @@
 // stockmixer/kernels/per_stock.hpp — everything StockMixer does to one stock before the stock mixer,
 // fused: conv, both Mixer2dTriU blocks, the concatenation and channel_fc, for 16 stocks at a time.
 //
-//   shapes    x [N, T, C] -> y [N, F], F = 2T + S, S = T / 2 (model.hpp's `y`, before NoGraphMixer)
+//   shapes    x [N, T, C] -> y [F, N], F = 2T + S, S = T / 2: model.hpp's `y` transposed, the layout
+//             the stock mixer works in (stock_head.hpp reads it; rows of stocks are contiguous)
 //   forward   v = Conv1d(C, C, 2, stride 2)(x)                       [S, C] per stock
 //             h = [x, Mixer2dTriU(T, C)(x), Mixer2dTriU(S, C)(v)]     [F, C] (concatenated in time)
 //             y = h · fc_w^T + fc_b                                   [F]
@@ -60,16 +61,16 @@ struct PerStockWeights {
   P fc_w, fc_b;
 };
 
-// The forward. With a stash (per_stock_stash_size values, or null) it also keeps there what the
-// backward reads, so that the backward need not recompute it.
+// The forward, x [N, T, C] -> y [F, N]. With a stash (per_stock_stash_size values, or null) it also
+// keeps there what the backward reads, so that the backward need not recompute it.
 template <class T>
 void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
                        Index channels, T* stash = nullptr);
 template <class T>
 Index per_stock_stash_size(Index stocks, Index steps, Index channels);
 
-// Accumulates every parameter gradient into `grad` (no pointer may be null) and, when dx is not null,
-// the input gradient. `stash`: the forward's, or null to recompute each group's forward (the same
+// From dy [F, N]: accumulates every parameter gradient into `grad` (no pointer may be null) and, when dx
+// is not null, the input gradient. `stash`: the forward's, or null to recompute each group's forward (the same
 // values, bit for bit).
 template <class T>
 void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
@@ -111,9 +112,8 @@ void for_each_tensor(PerStockWeights<P>& w, Index T_, Index C, F&& f) {
 
 constexpr int W = kWidth;  // stocks per group
 
-// Sums in double run on half rows of eight lanes (one AVX-512 register of doubles each, where a
-// 16-double vector would live in memory).
-typedef double Doubles8 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
+// Sums in double run on half rows of eight lanes (Doubles8, one AVX-512 register of doubles each,
+// where a 16-double vector would live in memory).
 template <class T>
 struct HalfType {
   typedef T type __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), may_alias));
@@ -446,6 +446,10 @@ template <class T>
 struct Group {
   Index T_, S, C, F;
   T *x, *v, *y, *dy, *dh, *dx, *dv, *tmp[4], *acc;
+  // channel_fc's gradient lanes, [C + 1][lanes] (weight, then bias), in double: they sum dy over the
+  // stocks, where the stock LayerNorm's share cancels (its backward sums to zero), so float lanes would
+  // add rounding of the size of the result. dy · h of two floats is exact in double.
+  double* fc_acc;
   MixerActs<T> mix, scale_mix;
   PerStockWeights<T*> acc_w;  // views into acc: each tensor [size][lanes]
   Index acc_size;             // parameter values (acc holds acc_size · lanes)
@@ -463,11 +467,12 @@ struct Group {
     const Index tc = steps * channels * W, sc = steps / 2 * channels * W;
     return tc + sc + (7 * tc + 2 * W) + (7 * sc + 2 * W);
   }
-  // Values of scratch a group needs.
+  // Values of scratch a group needs (fc_acc first: the buffer's start is aligned for doubles).
+  static constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
   static Index scratch_size(Index steps, Index channels) {
     const Index S = steps / 2, F = 2 * steps + S, tc = steps * channels * W, sc = S * channels * W;
-    return acts_size(steps, channels) + tc + sc + 2 * F * W + F * channels * W + 4 * tc +
-           parameter_count(steps, channels) * W;
+    return (channels + 1) * W * kPerDouble + acts_size(steps, channels) + tc + sc + 2 * F * W + F * channels * W +
+           4 * tc + parameter_count(steps, channels) * W;
   }
 
   // The next n values from p, advancing p.
@@ -481,6 +486,7 @@ struct Group {
     acc_size = parameter_count(T_, C);
     const Index tc = T_ * C * W, sc = S * C * W;
     T* p = buffer;
+    fc_acc = reinterpret_cast<double*>(take(p, (C + 1) * W * kPerDouble));
     use_acts(take(p, acts_size(T_, C)));
     dx = take(p, tc), dv = take(p, sc), y = take(p, F * W), dy = take(p, F * W), dh = take(p, F * C * W);
     for (T*& t : tmp) t = take(p, tc);
@@ -568,21 +574,23 @@ void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStoc
   }
 }
 
-// After group_forward on the same stocks: reads dy [N, F] for them, adds the parameter gradients into
+// After group_forward on the same stocks: reads dy [F, N] for them, adds the parameter gradients into
 // g's lane accumulators and, when dx is not null, the input gradient into dx [N, T, C].
 template <int CC, class T>
-void group_backward(Group<T>& g, T* dx, const T* dy, Index s0, Index count, const PerStockWeights<const T*>& w) {
+void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Index count,
+                    const PerStockWeights<const T*>& w) {
   const Index T_ = g.T_, S = g.S, C = g.C, F = g.F, tc = T_ * C;
   for (Index f = 0; f < F; ++f)
-    for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[(s0 + k) * F + f] : T(0);
+    for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[f * stocks + s0 + k] : T(0);
   // channel_fc: dh[f, c] = fc_w[c] · dy[f];  dfc_w[c] += Σ_f dy[f] · h[f, c];  dfc_b += Σ_f dy[f]
+  double* dfc_b = g.fc_acc + C * W;
   for (Index f = 0; f < F; ++f) {
     const T *h = g.h_row(f), *dyf = g.dy + f * W;
-    for (int k = 0; k < W; ++k) g.acc_w.fc_b[k] += dyf[k];
+    for (int k = 0; k < W; ++k) dfc_b[k] += static_cast<double>(dyf[k]);
     for (Index c = 0; c < C; ++c) {
       T* dhc = g.dh + (f * C + c) * W;
       for (int k = 0; k < W; ++k) {
-        g.acc_w.fc_w[c * W + k] += dyf[k] * h[c * W + k];
+        g.fc_acc[c * W + k] += static_cast<double>(dyf[k]) * static_cast<double>(h[c * W + k]);
         dhc[k] = w.fc_w[c] * dyf[k];
       }
     }
@@ -603,7 +611,7 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index s0, Index count, cons
       for (int k = 0; k < count; ++k) dx[(s0 + k) * tc + r] += gx[r * W + k];
 }
 
-// The workers. Forward of groups [g0, g1) into y [N, F].
+// The workers. Forward of groups [g0, g1) into y [F, N].
 template <int CC, class T>
 void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
                     Index channels, Index g0, Index g1, T* scratch) {
@@ -613,7 +621,7 @@ void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>&
     if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));
     group_forward<CC>(g, x, s0, count, w);
     for (Index f = 0; f < g.F; ++f)
-      for (Index k = 0; k < count; ++k) y[(s0 + k) * g.F + f] = g.y[f * W + k];
+      for (Index k = 0; k < count; ++k) y[f * stocks + s0 + k] = g.y[f * W + k];
   }
 }
 
@@ -624,16 +632,23 @@ void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, con
                      Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   std::fill(g.acc, g.acc + g.acc_size * W, T(0));
+  std::fill(g.fc_acc, g.fc_acc + (channels + 1) * W, 0.0);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
     if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));  // the forward's, kept
     else group_forward<CC>(g, x, s0, count, w);                              // or recomputed
-    group_backward<CC>(g, dx, dy, s0, count, w);
+    group_backward<CC>(g, dx, dy, stocks, s0, count, w);
   }
   for (Index p = 0; p < g.acc_size; ++p) {  // lanes in a fixed order
     double s = 0.0;
     for (int k = 0; k < W; ++k) s += static_cast<double>(g.acc[p * W + k]);
     part[p] = s;
+  }
+  // channel_fc's weight and bias, the last C + 1 parameters, from their double lanes
+  for (Index p = 0; p <= channels; ++p) {
+    double s = 0.0;
+    for (int k = 0; k < W; ++k) s += g.fc_acc[p * W + k];
+    part[g.acc_size - (channels + 1) + p] = s;
   }
 }
 

@@ -1,0 +1,451 @@
+// stockmixer/kernels/stock_head.hpp — everything StockMixer does after the per-stock part, fused: the
+// stock mixer (NoGraphMixer: LayerNorm over the stocks, dense1, Hardswish, dense2) and both output
+// heads, out = time_fc(y) + time_fc_(z).
+//
+//   shapes    y [F, N] (per_stock.hpp's output: the model's y [N, F] transposed, as the stock mixer
+//             reads it) -> out [N] (the model's [N, 1]); M market width
+//   forward   x̂[f, n] = (y[f, n] - mean_f) · rstd_f       mean, biased variance over the N stocks, eps 1e-5
+//             xn[f, n] = x̂[f, n] · ln_w[n] + ln_b[n]
+//             h[f, m]  = Σ_n xn[f, n] · W1[m, n] + b1[m],     a = hardswish(h)
+//             z[n, f]  = Σ_m W2[n, m] · a[f, m] + b2[n]
+//             out[n]   = Σ_f y[f, n] · w[f] + b  +  Σ_f z[n, f] · w_[f] + b_
+//             time_fc_ is linear and reads nothing but z, so z is never formed:
+//             Σ_f z[n, f] · w_[f] = Σ_m W2[n, m] · u[m] + b2[n] · Σ_f w_[f],   u[m] = Σ_f a[f, m] · w_[f]
+//             (dense2 and time_fc_ cost N·M instead of N·M·F; docs/math/stock_head.md).
+//   backward  d = dout [N];  v[m] = Σ_n d[n] · W2[n, m]
+//             db += Σ_n d[n],  db_ += Σ_n d[n],  dw[f] += Σ_n y[f, n] · d[n]
+//             dw_[f] += Σ_n z[n, f] · d[n] = Σ_m a[f, m] · v[m] + Σ_n b2[n] · d[n]
+//             dW2[n, m] += d[n] · u[m],   db2[n] += d[n] · Σ_f w_[f]
+//             dh[f, m] = w_[f] · v[m] · hardswish'(h[f, m]),   db1[m] += Σ_f dh[f, m]
+//             dW1[m, n] += Σ_f dh[f, m] · xn[f, n]
+//             dxn[f, n] = Σ_m dh[f, m] · W1[m, n],  dln_w[n] += Σ_f dxn · x̂,  dln_b[n] += Σ_f dxn
+//             g = dxn · ln_w[n]
+//             dy[f, n] += w[f] · d[n] + rstd_f · (g[f, n] - mean_n g[f, :] - x̂[f, n] · mean_n (g · x̂)[f, :])
+//   saves     (the stash, in double) mean and rstd [F], h and a [F, M], u [M], x̂ and xn [F, Np]
+//             (Np: N rounded up to 8); the backward reads y again.
+//
+// Why fused: op by op this is two transposes, a LayerNorm over 1026 values, four Eigen GEMMs of
+// inner size 20 or 40 (SSE code in a build without -march) and two GEMVs: a third of NASDAQ's step.
+// Here every value is computed once, in double, on the [F, N] layout with eight stocks as the lanes
+// of one vector (lanes.hpp's Doubles8), and the three products that cost N·M·F (dense1 forward, dW1,
+// dxn) run as register tiles of 4 x 4 vectors inside STOCKMIXER_MULTIVERSION workers.
+//
+// Numerics: inputs and weights are read once into double and every result is rounded once; nothing
+// is summed in float. Against the op-by-op path (tests/test_model.cpp) it agrees within 1e-12 in
+// double and is closer to the exact answer in float.
+// Threads: each pass splits its rows (f) or its stocks (blocks of 8) into fixed ranges; every output
+// is written by one range and every sum runs in a fixed order, so the results do not depend on the
+// thread count.
+// Derivation: docs/math/stock_head.md · tests: tests/test_model.cpp · benchmark: benchmarks/bench_kernels.cpp
+#pragma once
+
+#include "stockmixer/common.hpp"
+#include "stockmixer/kernels/lanes.hpp"
+#include "stockmixer/parallel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+namespace stockmixer {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+// NoGraphMixer(N, M) and the two heads Linear(F, 1). P is const T* for values and T* for gradients.
+template <class P>
+struct StockHeadWeights {
+  P ln_w, ln_b;          // stock_mixer.layer_norm_stock weight, bias [N]
+  P dense1_w, dense1_b;  // stock_mixer.dense1 [M, N], [M]
+  P dense2_w, dense2_b;  // stock_mixer.dense2 [N, M], [N]
+  P fc_w, fc_b;          // time_fc [1, F], [1]
+  P fc2_w, fc2_b;        // time_fc_ [1, F], [1]
+};
+
+// The doubles the forward keeps for the backward (64-byte aligned memory; about 2·F·N).
+Index stock_head_stash_size(Index stocks, Index fused, Index market);
+
+// out [N] from y [F, N]; fills `stash` for the backward.
+template <class T>
+void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w, Index stocks, Index fused,
+                        Index market, double* stash);
+
+// Accumulates every parameter gradient into `grad` (no pointer may be null) and, when dy is not null,
+// the gradient of y, [F, N] like y. `stash`: the forward's.
+template <class T>
+void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const T* y,
+                         const StockHeadWeights<const T*>& w, Index stocks, Index fused, Index market,
+                         const double* stash);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+namespace detail::stock_head {
+
+using namespace detail::lanes;
+constexpr Index V = 8;  // stocks per vector
+constexpr double kEps = 1e-5;
+
+inline Index padded(Index n) { return (n + V - 1) / V * V; }
+inline Index aligned8(Index n) { return (n + 7) / 8 * 8; }  // 64-byte offsets into the stash
+
+// Where each saved array lives in the stash (x̂ and xn start on 64-byte boundaries).
+struct Saved {
+  double *mean, *rstd, *h, *a, *u, *xhat, *xn;
+  Saved(double* p, Index N, Index F, Index M) {
+    mean = p;
+    rstd = mean + F;
+    h = rstd + F;
+    a = h + F * M;
+    u = a + F * M;
+    xhat = p + aligned8(2 * F + 2 * F * M + M);
+    xn = xhat + F * padded(N);
+  }
+  static Index size(Index N, Index F, Index M) { return aligned8(2 * F + 2 * F * M + M) + 2 * F * padded(N); }
+};
+
+STOCKMIXER_LANE_INLINE const Doubles8& at(const double* p) { return *reinterpret_cast<const Doubles8*>(p); }
+STOCKMIXER_LANE_INLINE Doubles8& at(double* p) { return *reinterpret_cast<Doubles8*>(p); }
+
+// The eight lanes added in a fixed order.
+STOCKMIXER_LANE_INLINE double add_lanes(const Doubles8& v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+// Σ_n x[n] and Σ_n x[n] · y[n] over one padded row of Np values: two interleaved vector sums (a
+// single one would wait on each addition), added in a fixed order.
+STOCKMIXER_LANE_INLINE double row_sum(const double* x, Index Np) {
+  Doubles8 s[2] = {};
+  Index n = 0;
+  for (; n + 2 * V <= Np; n += 2 * V) {
+    s[0] += at(x + n);
+    s[1] += at(x + n + V);
+  }
+  if (n < Np) s[0] += at(x + n);
+  return add_lanes(s[0] + s[1]);
+}
+STOCKMIXER_LANE_INLINE double row_dot(const double* x, const double* y, Index Np) {
+  Doubles8 s[2] = {};
+  Index n = 0;
+  for (; n + 2 * V <= Np; n += 2 * V) {
+    s[0] += at(x + n) * at(y + n);
+    s[1] += at(x + n + V) * at(y + n + V);
+  }
+  if (n < Np) s[0] += at(x + n) * at(y + n);
+  return add_lanes(s[0] + s[1]);
+}
+
+inline double hardswish(double x) { return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0; }
+// PyTorch's one-sided values at the kinks (kernels/hardswish.hpp).
+inline double hardswish_grad(double x) { return x < -3.0 ? 0.0 : x <= 3.0 ? x / 3.0 + 0.5 : 1.0; }
+
+// Register tiles. dot_tile: acc[i][j] = Σ_k a[i·lda + k] · b[j·ldb + k] over K (a multiple of 8)
+// values, lane by lane (add_lanes finishes the sum). axpy_tile: acc[i][j] = Σ_k s(i, k) · b[k·ldb + 8j],
+// a scalar times a vector of eight stocks.
+template <int BI, int BJ>
+STOCKMIXER_LANE_INLINE void dot_tile(Doubles8 (&acc)[BI][BJ], const double* a, Index lda, const double* b, Index ldb,
+                                     Index K) {
+  for (int i = 0; i < BI; ++i)
+    for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles8{};
+  for (Index k = 0; k < K; k += V) {
+    Doubles8 av[BI], bv[BJ];
+    for (int i = 0; i < BI; ++i) av[i] = at(a + i * lda + k);
+    for (int j = 0; j < BJ; ++j) bv[j] = at(b + j * ldb + k);
+    for (int i = 0; i < BI; ++i)
+      for (int j = 0; j < BJ; ++j) acc[i][j] += av[i] * bv[j];
+  }
+}
+template <int BI, int BJ>
+STOCKMIXER_LANE_INLINE void axpy_tile(Doubles8 (&acc)[BI][BJ], const double* s, Index si, Index sk, const double* b,
+                                      Index ldb, Index K) {
+  for (int i = 0; i < BI; ++i)
+    for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles8{};
+  for (Index k = 0; k < K; ++k) {
+    Doubles8 bv[BJ];
+    for (int j = 0; j < BJ; ++j) bv[j] = at(b + k * ldb + j * V);
+    for (int i = 0; i < BI; ++i) {
+      const double c = s[i * si + k * sk];
+      for (int j = 0; j < BJ; ++j) acc[i][j] += c * bv[j];
+    }
+  }
+}
+
+// ---- the passes, each over a range of rows f or of stock vectors; compiled per instruction set --
+
+// out = Σ_l of `count` values p[l · stride] as lanes (the rest zero): a column of a row-major [N, ·] array.
+template <class T>
+STOCKMIXER_LANE_INLINE void load_column(Doubles8& out, const T* p, Index stride, Index count) {
+  out = Doubles8{};
+  for (Index l = 0; l < count; ++l) out[l] = static_cast<double>(p[l * stride]);
+}
+// p[l] += v[l] for the first `count` lanes (all eight: one vector operation).
+template <class T>
+STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles8& v, Index count) {
+  if (count == V)
+    for (Index l = 0; l < V; ++l) p[l] += static_cast<T>(v[l]);
+  else
+    for (Index l = 0; l < count; ++l) p[l] += static_cast<T>(v[l]);
+}
+
+// x̂ and xn for rows [f0, f1) of y, with mean and rstd. ln_w and ln_b are widened to Np (pads zero),
+// so xn's pads are zero; x̂'s are set back to zero after centring.
+template <class T>
+STOCKMIXER_MULTIVERSION void normalise_rows(const Saved& s, const T* y, const double* ln_w, const double* ln_b,
+                                            Index N, Index f0, Index f1) {
+  const Index Np = padded(N);
+  for (Index f = f0; f < f1; ++f) {
+    double* xh = s.xhat + f * Np;
+    double* xn = s.xn + f * Np;
+    for (Index n = 0; n < N; ++n) xh[n] = static_cast<double>(y[f * N + n]);
+    for (Index n = N; n < Np; ++n) xh[n] = 0.0;
+    const double mean = row_sum(xh, Np) / static_cast<double>(N);
+    for (Index n = 0; n < Np; n += V) at(xh + n) -= mean;
+    for (Index n = N; n < Np; ++n) xh[n] = 0.0;
+    const double rstd = 1.0 / std::sqrt(row_dot(xh, xh, Np) / static_cast<double>(N) + kEps);
+    for (Index n = 0; n < Np; n += V) {
+      at(xh + n) *= rstd;
+      at(xn + n) = at(xh + n) * at(ln_w + n) + at(ln_b + n);
+    }
+    s.mean[f] = mean;
+    s.rstd[f] = rstd;
+  }
+}
+
+// Rows [r0, r1) of a [R, N] matrix of T into a padded [R, Np] one of double (pads zero).
+template <class T>
+void widen_rows(double* out, const T* in, Index N, Index r0, Index r1) {
+  const Index Np = padded(N);
+  for (Index r = r0; r < r1; ++r) {
+    for (Index n = 0; n < N; ++n) out[r * Np + n] = static_cast<double>(in[r * N + n]);
+    for (Index n = N; n < Np; ++n) out[r * Np + n] = 0.0;
+  }
+}
+
+// h and a for rows [f, f + BF) and columns [m, m + BM).
+template <int BF, int BM, class T>
+STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f,
+                                        Index m) {
+  Doubles8 acc[BF][BM];
+  dot_tile(acc, s.xn + f * Np, Np, w1 + m * Np, Np, Np);
+  for (int i = 0; i < BF; ++i)
+    for (int j = 0; j < BM; ++j) {
+      const double h = add_lanes(acc[i][j]) + static_cast<double>(b1[m + j]);
+      s.h[(f + i) * M + m + j] = h;
+      s.a[(f + i) * M + m + j] = hardswish(h);
+    }
+}
+template <int BF, class T>
+STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f) {
+  Index m = 0;
+  for (; m + 4 <= M; m += 4) dense1_tile<BF, 4>(s, w1, b1, Np, M, f, m);
+  for (; m < M; ++m) dense1_tile<BF, 1>(s, w1, b1, Np, M, f, m);
+}
+
+// h = xn · W1ᵀ + b1 and a = hardswish(h) for rows [f0, f1), in tiles of 4 rows x 4 columns.
+template <class T>
+STOCKMIXER_MULTIVERSION void dense1_rows(Saved s, const double* w1, const T* b1, Index N, Index M, Index f0,
+                                         Index f1) {
+  const Index Np = padded(N);
+  Index f = f0;
+  for (; f + 4 <= f1; f += 4) dense1_block<4>(s, w1, b1, Np, M, f);
+  for (; f < f1; ++f) dense1_block<1>(s, w1, b1, Np, M, f);
+}
+
+// out for stock vectors [v0, v1). Σ_f y[f, n] · w[f] is read from x̂ (y = x̂ / rstd + mean):
+// Σ_f (w[f] / rstd_f) · x̂[f, n] + Σ_f w[f] · mean_f, with cw[f] = w[f] / rstd_f and base holding the
+// constant terms.
+template <class T>
+STOCKMIXER_MULTIVERSION void output_stocks(T* out, const Saved s, const double* cw, const T* w2, const T* b2,
+                                           double base, double sum_w2, Index N, Index F, Index M, Index v0,
+                                           Index v1) {
+  const Index Np = padded(N);
+  for (Index v = v0; v < v1; ++v) {
+    const Index n0 = v * V, count = std::min(V, N - n0);
+    Doubles8 head = {}, mix = {}, col, bias;
+    for (Index f = 0; f < F; ++f) head += cw[f] * at(s.xhat + f * Np + n0);
+    for (Index m = 0; m < M; ++m) {
+      load_column(col, w2 + n0 * M + m, M, count);
+      mix += col * s.u[m];
+    }
+    load_column(bias, b2 + n0, 1, count);
+    const Doubles8 o = base + head + (mix + bias * sum_w2);
+    for (Index l = 0; l < count; ++l) out[n0 + l] = static_cast<T>(o[l]);
+  }
+}
+
+// dW1[m, n] += Σ_f dh[f, m] · xn[f, n] for rows [m, m + BM) and BJ vectors of stocks from n0.
+template <int BM, int BJ, class T>
+STOCKMIXER_LANE_INLINE void dw1_tile(T* dw1, const Saved& s, const double* dh, Index N, Index F, Index M, Index m,
+                                     Index n0) {
+  const Index Np = padded(N);
+  Doubles8 acc[BM][BJ];
+  axpy_tile(acc, dh + m, 1, M, s.xn + n0, Np, F);
+  for (int i = 0; i < BM; ++i)
+    for (int j = 0; j < BJ; ++j) {
+      const Index n = n0 + j * V;
+      if (n < N) add_row(dw1 + (m + i) * N + n, acc[i][j], std::min(V, N - n));
+    }
+}
+
+// dxn[f, n] = Σ_m dh[f, m] · W1[m, n] for rows [f, f + BF) and BJ vectors of stocks from n0: adds
+// Σ_f dxn · x̂ and Σ_f dxn into dgamma and dbeta, and stores g = dxn · ln_w into G (when not null).
+template <int BF, int BJ>
+STOCKMIXER_LANE_INLINE void dxn_tile(Doubles8 (&dgamma)[BJ], Doubles8 (&dbeta)[BJ], double* G, const Saved& s,
+                                     const double* w1, const double* ln_w, const double* dh, Index Np, Index M,
+                                     Index f, Index n0) {
+  Doubles8 acc[BF][BJ];
+  axpy_tile(acc, dh + f * M, M, 1, w1 + n0, Np, M);
+  for (int i = 0; i < BF; ++i)
+    for (int j = 0; j < BJ; ++j) {
+      dgamma[j] += acc[i][j] * at(s.xhat + (f + i) * Np + n0 + j * V);
+      dbeta[j] += acc[i][j];
+      if (G) at(G + (f + i) * Np + n0 + j * V) = acc[i][j] * at(ln_w + n0 + j * V);
+    }
+}
+
+// Everything the backward does for BJ vectors of stocks from n0.
+template <int BJ, class T>
+STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeights<T*>& grad, const Saved& s,
+                                           const double* w1, const double* ln_w, const double* dh, Index N, Index F,
+                                           Index M, Index n0) {
+  const Index Np = padded(N);
+  Index m = 0;
+  for (; m + 4 <= M; m += 4) dw1_tile<4, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
+  for (; m < M; ++m) dw1_tile<1, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
+  Doubles8 dgamma[BJ] = {}, dbeta[BJ] = {};
+  Index f = 0;
+  for (; f + 4 <= F; f += 4) dxn_tile<4, BJ>(dgamma, dbeta, G, s, w1, ln_w, dh, Np, M, f, n0);
+  for (; f < F; ++f) dxn_tile<1, BJ>(dgamma, dbeta, G, s, w1, ln_w, dh, Np, M, f, n0);
+  for (int j = 0; j < BJ; ++j) {
+    const Index n = n0 + j * V;
+    if (n >= N) continue;
+    add_row(grad.ln_w + n, dgamma[j], std::min(V, N - n));
+    add_row(grad.ln_b + n, dbeta[j], std::min(V, N - n));
+  }
+}
+
+// For stock vectors [v0, v1): dW1, and dxn -> dln_w, dln_b and g (into G, when not null), in tiles of
+// 4 x 4 vectors.
+template <class T>
+STOCKMIXER_MULTIVERSION void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const Saved s,
+                                             const double* w1, const double* ln_w, const double* dh, Index N,
+                                             Index F, Index M, Index v0, Index v1) {
+  Index v = v0;
+  for (; v + 4 <= v1; v += 4) backward_block<4>(G, grad, s, w1, ln_w, dh, N, F, M, v * V);
+  for (; v < v1; ++v) backward_block<1>(G, grad, s, w1, ln_w, dh, N, F, M, v * V);
+}
+
+// dy for rows [f0, f1), after the row means of g and g·x̂; d is dout widened to Np.
+template <class T>
+STOCKMIXER_MULTIVERSION void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const double* G, Index N,
+                                     Index f0, Index f1) {
+  const Index Np = padded(N);
+  for (Index f = f0; f < f1; ++f) {
+    const double* g = G + f * Np;
+    const double* xh = s.xhat + f * Np;
+    const double mean_g = row_sum(g, Np) / static_cast<double>(N);
+    const double mean_gx = row_dot(g, xh, Np) / static_cast<double>(N);
+    const double w = static_cast<double>(fc_w[f]), rstd = s.rstd[f];
+    for (Index n = 0; n < N; n += V) {
+      const Doubles8 r = w * at(d + n) + rstd * (at(g + n) - mean_g - at(xh + n) * mean_gx);
+      add_row(dy + f * N + n, r, std::min(V, N - n));
+    }
+  }
+}
+
+// Per-thread scratch of the calling thread (it holds nothing between calls), grown to the largest
+// shape seen and then reused.
+inline double* scratch(Index size) {
+  static thread_local std::vector<double> buffer;
+  if (static_cast<Index>(buffer.size()) < size) buffer.resize(static_cast<std::size_t>(size));
+  return buffer.data();
+}
+
+}  // namespace detail::stock_head
+
+inline Index stock_head_stash_size(Index stocks, Index fused, Index market) {
+  return detail::stock_head::Saved::size(stocks, fused, market);
+}
+
+template <class T>
+void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w, Index stocks, Index fused,
+                        Index market, double* stash) {
+  using namespace detail::stock_head;
+  const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
+  const Saved s(stash, N, F, M);
+  // Scratch: W1, ln_w and ln_b widened to Np; cw.
+  double* w1 = scratch(M * Np + 2 * Np + F);
+  double *ln_w = w1 + M * Np, *ln_b = ln_w + Np, *cw = ln_b + Np;
+  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(w1, w.dense1_w, N, m0, m1); });
+  widen_rows(ln_w, w.ln_w, N, 0, 1);
+  widen_rows(ln_b, w.ln_b, N, 0, 1);
+  parallel_for(F, 4, [&](Index f0, Index f1) { normalise_rows(s, y, ln_w, ln_b, N, f0, f1); });
+  parallel_for(F, 4, [&](Index f0, Index f1) { dense1_rows(s, w1, w.dense1_b, N, M, f0, f1); });
+  double sum_w2 = 0.0, base = static_cast<double>(w.fc_b[0]) + static_cast<double>(w.fc2_b[0]);
+  for (Index f = 0; f < F; ++f) {
+    sum_w2 += static_cast<double>(w.fc2_w[f]);
+    base += static_cast<double>(w.fc_w[f]) * s.mean[f];
+    cw[f] = static_cast<double>(w.fc_w[f]) / s.rstd[f];
+  }
+  for (Index m = 0; m < M; ++m) {
+    double u = 0.0;
+    for (Index f = 0; f < F; ++f) u += s.a[f * M + m] * static_cast<double>(w.fc2_w[f]);
+    s.u[m] = u;
+  }
+  parallel_for(vectors, 32, [&](Index v0, Index v1) {
+    output_stocks(out, s, cw, w.dense2_w, w.dense2_b, base, sum_w2, N, F, M, v0, v1);
+  });
+}
+
+template <class T>
+void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const T* y,
+                         const StockHeadWeights<const T*>& w, Index stocks, Index fused, Index market,
+                         const double* stash) {
+  using namespace detail::stock_head;
+  (void)y;  // read through x̂: y = x̂ / rstd + mean
+  const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
+  const Saved s(const_cast<double*>(stash), N, F, M);  // read only
+  // Scratch: W1, ln_w and dout widened to Np, g [F, Np], then v and dh.
+  double* w1 = scratch(M * Np + 2 * Np + F * Np + M + F * M);
+  double *ln_w = w1 + M * Np, *d = ln_w + Np, *G = d + Np, *v = G + F * Np, *dh = v + M;
+  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(w1, w.dense1_w, N, m0, m1); });
+  widen_rows(ln_w, w.ln_w, N, 0, 1);
+  widen_rows(d, dout, N, 0, 1);
+
+  // The heads and dense2: O(N·(F + M)).
+  double sum_d = 0.0, sum_b2d = 0.0, sum_w2 = 0.0;
+  for (Index f = 0; f < F; ++f) sum_w2 += static_cast<double>(w.fc2_w[f]);
+  std::fill(v, v + M, 0.0);
+  for (Index n = 0; n < N; ++n) {
+    sum_d += d[n];
+    sum_b2d += static_cast<double>(w.dense2_b[n]) * d[n];
+    for (Index m = 0; m < M; ++m) {
+      v[m] += d[n] * static_cast<double>(w.dense2_w[n * M + m]);
+      grad.dense2_w[n * M + m] += static_cast<T>(d[n] * s.u[m]);
+    }
+    grad.dense2_b[n] += static_cast<T>(d[n] * sum_w2);
+  }
+  grad.fc_b[0] += static_cast<T>(sum_d);
+  grad.fc2_b[0] += static_cast<T>(sum_d);
+  for (Index f = 0; f < F; ++f) {  // Σ_n y[f, n] · d[n] = Σ_n x̂[f, n] · d[n] / rstd_f + mean_f · Σ_n d[n]
+    double dw2 = sum_b2d;
+    for (Index m = 0; m < M; ++m) dw2 += s.a[f * M + m] * v[m];
+    grad.fc_w[f] += static_cast<T>(row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
+    grad.fc2_w[f] += static_cast<T>(dw2);
+  }
+  // Hardswish and dense1's bias.
+  for (Index f = 0; f < F; ++f)
+    for (Index m = 0; m < M; ++m)
+      dh[f * M + m] = static_cast<double>(w.fc2_w[f]) * v[m] * hardswish_grad(s.h[f * M + m]);
+  for (Index m = 0; m < M; ++m) {
+    double db = 0.0;
+    for (Index f = 0; f < F; ++f) db += dh[f * M + m];
+    grad.dense1_b[m] += static_cast<T>(db);
+  }
+  // dense1's weight, the LayerNorm's parameters and g: O(N·M·F), by blocks of stocks.
+  double* g = dy ? G : nullptr;
+  parallel_for(vectors, 16, [&](Index v0, Index v1) { backward_stocks(g, grad, s, w1, ln_w, dh, N, F, M, v0, v1); });
+  if (!dy) return;
+  parallel_for(F, 4, [&](Index f0, Index f1) { dy_rows(dy, d, w.fc_w, s, G, N, f0, f1); });
+}
+
+}  // namespace stockmixer
