@@ -172,12 +172,27 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, I
   const Index C = channels<CC>(c_run);
   const Lanes<T>*X = rows(x), *dY = rows(dy);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
-  for (Index r = 0; r < n_rows; ++r) {
+  if constexpr (CC > 0) {
+    // C known: each output's C + 1 gradients summed over the group's rows in registers, then added
+    // to the lane accumulators once (not once per row)
     for (Index o = 0; o < C; ++o) {
-      const Lanes<T> g = dY[r * C + o];
-      dB[o] += g;
-      for (Index i = 0; i < C; ++i) dW[o * C + i] += g * X[r * C + i];
+      Lanes<T> gb = {}, gw[CC] = {};
+      for (Index r = 0; r < n_rows; ++r) {
+        const Lanes<T> g = dY[r * C + o];
+        gb += g;
+        for (Index i = 0; i < C; ++i) gw[i] += g * X[r * C + i];
+      }
+      dB[o] += gb;
+      for (Index i = 0; i < C; ++i) dW[o * C + i] += gw[i];
     }
+  }
+  for (Index r = 0; r < n_rows; ++r) {
+    if constexpr (CC == 0)
+      for (Index o = 0; o < C; ++o) {
+        const Lanes<T> g = dY[r * C + o];
+        dB[o] += g;
+        for (Index i = 0; i < C; ++i) dW[o * C + i] += g * X[r * C + i];
+      }
     if (!dx) continue;
     for (Index i0 = 0; i0 < C; i0 += kBlock<CC>) {
       const Index ni = std::min(kBlock<CC>, C - i0);
@@ -346,42 +361,38 @@ STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) 
   out = y * reinterpret_cast<const Lanes<float>&>(bits);
 }
 
-// y = x · Φ(x), Φ(x) = (1 + erf(x / √2)) / 2
+// y = x · Φ(x), Φ(x) = (1 + erf(x / √2)) / 2. With `grad` (training), x is then overwritten by the
+// derivative Φ(x) + x · φ(x), φ(x) = exp(-x² / 2) / √(2π): all the backward needs of x, and erf is
+// computed once for both.
 template <class T>
-void gelu_forward(T* y, const T* x, Index n_rows) {
-  const Lanes<T>* X = rows(x);
-  Lanes<T>* Y = rows(y);
-  for (Index j = 0; j < n_rows; ++j) {
-    if constexpr (std::is_same_v<T, float>) {
-      Lanes<float> e;
-      erf_lanes(e, X[j] * static_cast<float>(detail::kSqrtHalf));
-      Y[j] = X[j] * (0.5f * (1.f + e));
-    } else {
-      for (int k = 0; k < W; ++k) Y[j][k] = X[j][k] * T(0.5) * (T(1) + std::erf(X[j][k] * static_cast<T>(detail::kSqrtHalf)));
-    }
-  }
-}
-
-// dx += dy · (Φ(x) + x · φ(x)), φ(x) = exp(-x² / 2) / √(2π)
-template <class T>
-void gelu_backward(T* dx, const T* dy, const T* x, Index n_rows) {
-  const Lanes<T>*X = rows(x), *dY = rows(dy);
-  Lanes<T>* dX = rows(dx);
+void gelu_forward(T* y, T* x, Index n_rows, bool grad) {
+  Lanes<T>*X = rows(x), *Y = rows(y);
   for (Index j = 0; j < n_rows; ++j) {
     if constexpr (std::is_same_v<T, float>) {
       Lanes<float> e, g;
       erf_lanes(e, X[j] * static_cast<float>(detail::kSqrtHalf));
+      const Lanes<float> cdf = 0.5f * (1.f + e);
+      Y[j] = X[j] * cdf;
+      if (!grad) continue;
       exp_lanes(g, -0.5f * (X[j] * X[j]));
-      dX[j] += dY[j] * (0.5f * (1.f + e) + X[j] * (g * static_cast<float>(detail::kInvSqrt2Pi)));
+      X[j] = cdf + X[j] * (g * static_cast<float>(detail::kInvSqrt2Pi));
     } else {
       for (int k = 0; k < W; ++k) {
         const T xk = X[j][k];
         const T cdf = T(0.5) * (T(1) + std::erf(xk * static_cast<T>(detail::kSqrtHalf)));
-        const T pdf = std::exp(T(-0.5) * xk * xk) * static_cast<T>(detail::kInvSqrt2Pi);
-        dX[j][k] += dY[j][k] * (cdf + xk * pdf);
+        Y[j][k] = xk * cdf;
+        if (grad) X[j][k] = cdf + xk * (std::exp(T(-0.5) * xk * xk) * static_cast<T>(detail::kInvSqrt2Pi));
       }
     }
   }
+}
+
+// dx = dy · h'(x), h' as gelu_forward left it
+template <class T>
+void gelu_backward(T* dx, const T* dy, const T* dgelu, Index n_rows) {
+  const Lanes<T>*dG = rows(dgelu), *dY = rows(dy);
+  Lanes<T>* dX = rows(dx);
+  for (Index j = 0; j < n_rows; ++j) dX[j] = dY[j] * dG[j];
 }
 
 // v[s, o] = b[o] + Σ_c Σ_j w[o, c, j] · x[2s + j, c]  (kernel = stride = 2)
@@ -434,7 +445,8 @@ void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Ind
 
 // ---- one group of W stocks ---------------------------------------------------------------------------
 
-// What one Mixer2dTriU(L, C) keeps for its backward, each [L, C][lanes] (rstd: [lanes]).
+// What one Mixer2dTriU(L, C) keeps for its backward, each [L, C][lanes] (rstd: [lanes]). h is the
+// channel MixerBlock's hidden layer before GELU, or after a forward for training GELU's derivative there.
 template <class T>
 struct MixerActs {
   T *xhat1, *a1, *xhat2, *x2, *h, *g, *out, *rstd1, *rstd2;
@@ -519,14 +531,14 @@ struct Group {
 };
 
 template <int CC, class T>
-void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C) {
+void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C, bool grad) {
   const Index D = L * C, n = D * W;
   layernorm_forward(a.a1, a.xhat1, a.rstd1, u, w.ln1_w, w.ln1_b, D, 1e-5);
   triu_forward<CC>(a.out, a.a1, w.triu_w, w.triu_b, L, C);  // a.out holds TriU(a1) + u until the end
   for (Index i = 0; i < n; ++i) a.out[i] += u[i];
   layernorm_forward(a.x2, a.xhat2, a.rstd2, a.out, w.ln2_w, w.ln2_b, D, 1e-5);
   linear_forward<CC>(a.h, a.x2, w.fc1_w, w.fc1_b, L, C);
-  gelu_forward(a.g, a.h, D);
+  gelu_forward(a.g, a.h, D, grad);  // with grad, a.h holds GELU's derivative from here on
   linear_forward<CC>(a.out, a.g, w.fc2_w, w.fc2_b, L, C);
   for (Index i = 0; i < n; ++i) a.out[i] += a.x2[i];
 }
@@ -539,7 +551,6 @@ void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWe
   T *dg = tmp[0], *dhid = tmp[1], *dx2 = tmp[2];
   std::fill(dg, dg + n, T(0));
   linear_backward<CC>(dg, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
-  std::fill(dhid, dhid + n, T(0));
   gelu_backward(dhid, dg, a.h, D);
   std::copy(dout, dout + n, dx2);  // the residual
   linear_backward<CC>(dx2, acc.fc1_w, acc.fc1_b, dhid, a.x2, w.fc1_w, L, C);
@@ -554,15 +565,16 @@ void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWe
 }
 
 // Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero) and runs
-// the forward, leaving y [F][lanes] and every activation in g.
+// the forward, leaving y [F][lanes] and every activation in g; with `grad` (a backward follows) the
+// activations are those the backward reads (GELU's derivative in place of its input).
 template <int CC, class T>
-void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w) {
+void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
   const Index T_ = g.T_, S = g.S, C = g.C, tc = T_ * C;
   for (Index r = 0; r < tc; ++r)
     for (int k = 0; k < W; ++k) g.x[r * W + k] = k < count ? x[(s0 + k) * tc + r] : T(0);
   conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
-  mixer_forward<CC>(g.mix, g.x, w.mix, T_, C);
-  mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C);
+  mixer_forward<CC>(g.mix, g.x, w.mix, T_, C, grad);
+  mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C, grad);
   // y[f] = fc_b + Σ_c fc_w[c] · h[f, c]
   for (Index f = 0; f < g.F; ++f) {
     const T* h = g.h_row(f);
@@ -619,7 +631,7 @@ void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>&
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
     if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));
-    group_forward<CC>(g, x, s0, count, w);
+    group_forward<CC>(g, x, s0, count, w, stash != nullptr);  // a stash is kept for a backward
     for (Index f = 0; f < g.F; ++f)
       for (Index k = 0; k < count; ++k) y[f * stocks + s0 + k] = g.y[f * W + k];
   }
@@ -636,7 +648,7 @@ void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, con
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
     if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));  // the forward's, kept
-    else group_forward<CC>(g, x, s0, count, w);                              // or recomputed
+    else group_forward<CC>(g, x, s0, count, w, true);                        // or recomputed
     group_backward<CC>(g, dx, dy, stocks, s0, count, w);
   }
   for (Index p = 0; p < g.acc_size; ++p) {  // lanes in a fixed order
