@@ -45,6 +45,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -353,11 +354,13 @@ STOCKMIXER_MULTIVERSION void dy_rows(T* dy, const double* d, const T* fc_w, cons
 }
 
 // Per-thread scratch of the calling thread (it holds nothing between calls), grown to the largest
-// shape seen and then reused.
+// shape seen and then reused; it starts on a 64-byte boundary, so padded rows of Np doubles are
+// vectors that never straddle two cache lines.
 inline double* scratch(Index size) {
   static thread_local std::vector<double> buffer;
-  if (static_cast<Index>(buffer.size()) < size) buffer.resize(static_cast<std::size_t>(size));
-  return buffer.data();
+  if (static_cast<Index>(buffer.size()) < size + 8) buffer.resize(static_cast<std::size_t>(size + 8));
+  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+  return buffer.data() + (8 - static_cast<Index>(address % 64) / 8) % 8;
 }
 
 }  // namespace detail::stock_head
