@@ -471,3 +471,37 @@ TEMPLATE_TEST_CASE("sorted rank loss equals the original get_loss", "[rank_loss]
     }
   }
 }
+
+TEST_CASE("the radix sort gives the (value, index) order of a comparison sort", "[rank_loss][sorted]") {
+  // Values chosen to trip a radix sort on IEEE bits: -0 and +0 (equal: their order is the index
+  // order), negatives, infinities, denormals, many duplicates, floats widened to double (29 low
+  // bits zero, so passes are skipped) and full doubles. Keys arrive in index order, as in the kernels.
+  using Key = RankLossWorkspace::Key;
+  const double pool[] = {-0.0, 0.0, -1.5, 1.5, -std::numeric_limits<double>::infinity(),
+                         std::numeric_limits<double>::infinity(), std::numeric_limits<double>::denorm_min(),
+                         -std::numeric_limits<double>::denorm_min(), 1e300, -1e-300};
+  for (const bool widened_floats : {true, false}) {
+    for (const Index m : {Index(0), Index(1), Index(2), Index(5), Index(255), Index(5000)}) {
+      DYNAMIC_SECTION((widened_floats ? "float values" : "double values") << ", m = " << m) {
+        const auto r = testing::random_vector<double>(static_cast<std::size_t>(m), 90 + static_cast<std::uint64_t>(m), -3, 3);
+        std::vector<Key> keys(static_cast<std::size_t>(m)), tmp(keys.size());
+        for (Index i = 0; i < m; ++i) {
+          const auto u = static_cast<std::size_t>(i);
+          double v = i % 3 == 0 ? pool[u % (sizeof pool / sizeof pool[0])] : r[u];
+          if (i % 7 == 0) v = std::round(v);  // duplicates
+          if (widened_floats) v = static_cast<double>(static_cast<float>(v));
+          keys[u] = {v, i};
+        }
+        std::vector<Key> want = keys;
+        std::sort(want.begin(), want.end(), [](const Key& a, const Key& b) {
+          return a.value < b.value || (a.value == b.value && a.index < b.index);
+        });
+        detail::radix_sort_keys(keys.data(), tmp.data(), m);
+        Index differ = 0;
+        for (std::size_t k = 0; k < keys.size(); ++k) differ += keys[k].index != want[k].index;
+        INFO(differ << " of " << m << " positions differ from std::sort's order");
+        REQUIRE(differ == 0);
+      }
+    }
+  }
+}

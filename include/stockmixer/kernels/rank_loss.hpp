@@ -30,6 +30,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -86,7 +88,7 @@ RankLoss<T> rank_loss_forward_naive(T* rr, const T* pred, const T* base, const T
 // Scratch memory for the sorted kernels, reused across calls. Not templated: values are held as
 // double, which every float and double converts to exactly (order and equality kept). After
 // reserve(n) (or one call with n stocks), calls with at most n stocks allocate nothing; a call with
-// more stocks grows it. About 136 bytes per stock. One workspace per concurrent caller.
+// more stocks grows it. About 168 bytes per stock. One workspace per concurrent caller.
 // The members are the kernels' scratch: their contents between calls are unspecified.
 struct RankLossWorkspace {
   struct Key {  // a masked-in stock: a value (rr or gt) and the stock's index
@@ -111,6 +113,8 @@ struct RankLossWorkspace {
     const auto u = static_cast<std::size_t>(n);
     by_gt.resize(u);
     by_rr.resize(u);
+    sort_gt.resize(u);
+    sort_rr.resize(u);
     gt_rank.resize(u);
     items.resize(u);
     tree_below.resize(u + 1);
@@ -123,6 +127,7 @@ struct RankLossWorkspace {
   Index capacity() const { return capacity_; }
 
   std::vector<Key> by_gt, by_rr;             // masked-in stocks sorted by (gt, index) / (rr, index)
+  std::vector<Key> sort_gt, sort_rr;         // the radix sorts' second buffers
   std::vector<Index> gt_rank;                // per stock index: dense rank of gt (ties share a rank)
   std::vector<Item> items;                   // per rr-sorted position
   std::vector<Node> tree_below, tree_above;  // Fenwick trees over gt ranks (1-based, K + 1 nodes)
@@ -223,6 +228,55 @@ RankLoss<T> rank_loss_forward_naive(T* rr, const T* pred, const T* base, const T
 
 namespace detail {
 
+// Sorts keys[0, m) by (value, index), given keys in increasing index order and no NaN: an LSD radix
+// sort on the value's bits, 8 bits a pass. Each pass is stable, so equal values keep index order: the
+// result is the unique (value, index) order a comparison sort gives, in O(m) a pass. A pass whose
+// byte is the same in every key is skipped (a float widened to double leaves 29 low bits zero: five
+// passes, not eight). tmp: m keys of scratch.
+inline void radix_sort_keys(RankLossWorkspace::Key* keys, RankLossWorkspace::Key* tmp, Index m) {
+  using Key = RankLossWorkspace::Key;
+  // The order-preserving unsigned image of a double: negatives have every bit flipped, the rest the
+  // sign bit set. -0 is first made +0, which compares equal to it.
+  const auto bits = [](double v) {
+    if (v == 0.0) v = 0.0;
+    std::uint64_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return (u >> 63) ? ~u : (u | (std::uint64_t(1) << 63));
+  };
+  Index count[8][256] = {};
+  for (Index k = 0; k < m; ++k) {
+    const std::uint64_t u = bits(keys[k].value);
+    for (int b = 0; b < 8; ++b) ++count[b][(u >> (8 * b)) & 255];
+  }
+  Key *src = keys, *dst = tmp;
+  for (int b = 0; b < 8; ++b) {
+    Index* c = count[b];
+    if (m == 0 || c[(bits(src[0].value) >> (8 * b)) & 255] == m) continue;  // one bucket: nothing moves
+    Index offset = 0;
+    for (int d = 0; d < 256; ++d) {
+      const Index n = c[d];
+      c[d] = offset;
+      offset += n;
+    }
+    for (Index k = 0; k < m; ++k) dst[c[(bits(src[k].value) >> (8 * b)) & 255]++] = src[k];
+    std::swap(src, dst);
+  }
+  if (src != keys) std::copy(src, src + m, keys);
+}
+
+// Sorts keys[0, m) (in increasing index order, no NaN) by (value, index): a total order, so the
+// result does not depend on the algorithm. std::sort below kRadixMin keys, the radix sort from there:
+// the crossover measured on the project's machine (rank loss forward + backward, one thread: N = 2500
+// 211 vs 244 µs, N = 3000 366 vs 292 µs, N = 20 000 7.2 vs 3.4 ms).
+constexpr Index kRadixMin = 3000;
+inline void sort_keys(RankLossWorkspace::Key* keys, RankLossWorkspace::Key* tmp, Index m) {
+  using Key = RankLossWorkspace::Key;
+  if (m >= kRadixMin) return radix_sort_keys(keys, tmp, m);
+  std::sort(keys, keys + m, [](const Key& a, const Key& b) {
+    return a.value < b.value || (a.value == b.value && a.index < b.index);
+  });
+}
+
 // Runs task(0) and task(1), on two threads when `parallel` (each task writes its own outputs, so the
 // result does not depend on it).
 template <class Task>
@@ -282,16 +336,13 @@ Index rank_partners_sorted(RankLossWorkspace& ws, const T* rr, const T* gt, cons
   }
   const bool parallel = m >= 512;
   using Key = RankLossWorkspace::Key;
-  const auto by_value = [](const Key& a, const Key& b) {  // a total order: the result is unique
-    return a.value < b.value || (a.value == b.value && a.index < b.index);
-  };
   Key* by_gt = ws.by_gt.data();
   Key* by_rr = ws.by_rr.data();
   Index* gt_rank = ws.gt_rank.data();
   Index distinct = 0;  // K, the number of distinct gt values
   run_two(parallel, [&](Index task) {
     if (task == 0) {
-      std::sort(by_gt, by_gt + m, by_value);
+      sort_keys(by_gt, ws.sort_gt.data(), m);  // by (gt, index)
       Index r = 0;
       for (Index k = 0; k < m; ++k) {
         if (k > 0 && by_gt[k].value != by_gt[k - 1].value) ++r;
@@ -299,7 +350,7 @@ Index rank_partners_sorted(RankLossWorkspace& ws, const T* rr, const T* gt, cons
       }
       distinct = r + 1;
     } else {
-      std::sort(by_rr, by_rr + m, by_value);
+      sort_keys(by_rr, ws.sort_rr.data(), m);  // by (rr, index)
     }
   });
   // Centring gt (any constant cancels from gt_j - gt_i) keeps the partner sums' rounding relative to
