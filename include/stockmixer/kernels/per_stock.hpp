@@ -120,16 +120,17 @@ struct HalfType {
 };
 template <class T>
 using Half = typename HalfType<T>::type;
-// Σ_j over j < D for one half row: add(j, acc) adds term j into acc. Four interleaved partial sums
-// (independent additions overlap instead of waiting on one another), added in a fixed order.
-template <class Add>
-STOCKMIXER_LANE_INLINE void sum4(Doubles8& out, Index D, Add&& add) {
-  Doubles8 a[4] = {};
+// K sums Σ_j over j < D of half rows, in one pass over the rows: add(j, acc) adds row j's K terms
+// into acc[0, K). Four interleaved partial sums each (independent additions overlap instead of
+// waiting on one another), added in a fixed order.
+template <int K, class Add>
+STOCKMIXER_LANE_INLINE void sum4(Doubles8 (&out)[K], Index D, Add&& add) {
+  Doubles8 a[4][K] = {};
   Index j = 0;
   for (; j + 4 <= D; j += 4)
     for (int u = 0; u < 4; ++u) add(j + u, a[u]);
   for (; j < D; ++j) add(j, a[j % 4]);
-  out = (a[0] + a[1]) + (a[2] + a[3]);
+  for (int k = 0; k < K; ++k) out[k] = (a[0][k] + a[1][k]) + (a[2][k] + a[3][k]);
 }
 
 // Lanes [8h, 8h + 8) of the row at p, in double. Written lane by lane: GCC 12 turns that into one
@@ -269,17 +270,17 @@ void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Ind
 template <class T>
 void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const T* beta, Index D, double eps) {
   T mu[W], rs[W];
-  for (int h = 0; h < 2; ++h) {
-    Doubles8 sum, sq;
-    sum4(sum, D, [&](Index j, Doubles8& a) { a += STOCKMIXER_HALF(T, x + j * W, h); });
-    const Doubles8 mean = sum / static_cast<double>(D);
-    sum4(sq, D, [&](Index j, Doubles8& a) {
+  for (int h = 0; h < 2; ++h) {  // per half row
+    Doubles8 sum[1], sq[1];
+    sum4(sum, D, [&](Index j, Doubles8(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
+    const Doubles8 mean = sum[0] / static_cast<double>(D);
+    sum4(sq, D, [&](Index j, Doubles8(&a)[1]) {
       const Doubles8 d = STOCKMIXER_HALF(T, x + j * W, h) - mean;
-      a += d * d;
+      a[0] += d * d;
     });
     for (int k = 0; k < 8; ++k) {
       mu[8 * h + k] = static_cast<T>(mean[k]);
-      rs[8 * h + k] = static_cast<T>(1.0 / std::sqrt(sq[k] / static_cast<double>(D) + eps));
+      rs[8 * h + k] = static_cast<T>(1.0 / std::sqrt(sq[0][k] / static_cast<double>(D) + eps));
     }
   }
   const Lanes<T> muv = *rows(mu), rsv = *rows(rs);
@@ -299,27 +300,38 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, 
                         Index D) {
   const Lanes<T>*dY = rows(dy), *Xh = rows(xhat);
   Lanes<T>*dG = rows(dgamma), *dB = rows(dbeta);
-  for (Index j = 0; j < D; ++j) {
+  if (!dx) {
+    for (Index j = 0; j < D; ++j) {
+      dG[j] += dY[j] * Xh[j];
+      dB[j] += dY[j];
+    }
+    return;
+  }
+  // One pass for dgamma, dbeta and the four sums (Σ g and Σ g · xhat per half row), one for dx.
+  Doubles8 sums[4];  // Σ g (lanes 0-7, 8-15), Σ g · xhat (lanes 0-7, 8-15)
+  sum4(sums, D, [&](Index j, Doubles8(&a)[4]) {
     dG[j] += dY[j] * Xh[j];
     dB[j] += dY[j];
-  }
-  if (!dx) return;
-  for (int h = 0; h < 2; ++h) {
-    Doubles8 sg, sgx;
-    sum4(sg, D, [&](Index j, Doubles8& a) { a += STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]); });
-    sum4(sgx, D, [&](Index j, Doubles8& a) {
-      a += STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]) * STOCKMIXER_HALF(T, xhat + j * W, h);
-    });
-    const Doubles8 mean_g = sg / static_cast<double>(D), mean_gx = sgx / static_cast<double>(D);
-    const Doubles8 rs = STOCKMIXER_HALF(T, rstd, h);
-    for (Index j = 0; j < D; ++j) {
+    for (int h = 0; h < 2; ++h) {
       const Doubles8 g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
-      const Doubles8 d = rs * (g - mean_g - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx);
+      a[h] += g;
+      a[2 + h] += g * STOCKMIXER_HALF(T, xhat + j * W, h);
+    }
+  });
+  Doubles8 mean_g[2], mean_gx[2], rs[2];
+  for (int h = 0; h < 2; ++h) {
+    mean_g[h] = sums[h] / static_cast<double>(D);
+    mean_gx[h] = sums[2 + h] / static_cast<double>(D);
+    rs[h] = STOCKMIXER_HALF(T, rstd, h);
+  }
+  for (Index j = 0; j < D; ++j)
+    for (int h = 0; h < 2; ++h) {
+      const Doubles8 g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
+      const Doubles8 d = rs[h] * (g - mean_g[h] - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx[h]);
       Half<T> r;
       for (int k = 0; k < 8; ++k) r[k] = static_cast<T>(d[k]);
       *reinterpret_cast<Half<T>*>(dx + j * W + 8 * h) += r;
     }
-  }
 }
 
 // GELU on lanes. float: Eigen's algorithms (gelu.hpp's packet path) written on lane vectors so they
