@@ -246,10 +246,33 @@ void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Ind
     Lanes<T> sum = g[0];
     for (Index c = 1; c < C; ++c) sum += g[c];
     dB[i] += sum;
-    for (Index j = 0; j <= i; ++j) {
-      Lanes<T> acc = g[0] * X[j * C];
-      for (Index c = 1; c < C; ++c) acc += g[c] * X[j * C + c];
-      dW[i * L + j] += acc;
+  }
+  if constexpr (CC > 0) {
+    // C known: four rows i of dy held in registers, each row j of x loaded once for all four
+    constexpr Index kRows = 4;
+    for (Index i0 = 0; i0 < L; i0 += kRows) {
+      const Index ni = std::min(kRows, L - i0);
+      Lanes<T> g[kRows][CC];
+      for (Index r = 0; r < ni; ++r)
+        for (Index c = 0; c < CC; ++c) g[r][c] = dY[(i0 + r) * C + c];
+      for (Index j = 0; j < i0 + ni; ++j) {
+        Lanes<T> xj[CC];
+        for (Index c = 0; c < CC; ++c) xj[c] = X[j * C + c];
+        for (Index r = std::max<Index>(0, j - i0); r < ni; ++r) {  // j <= i0 + r
+          Lanes<T> acc = g[r][0] * xj[0];
+          for (Index c = 1; c < CC; ++c) acc += g[r][c] * xj[c];
+          dW[(i0 + r) * L + j] += acc;
+        }
+      }
+    }
+  } else {
+    for (Index i = 0; i < L; ++i) {
+      const Lanes<T>* g = dY + i * C;
+      for (Index j = 0; j <= i; ++j) {
+        Lanes<T> acc = g[0] * X[j * C];
+        for (Index c = 1; c < C; ++c) acc += g[c] * X[j * C + c];
+        dW[i * L + j] += acc;
+      }
     }
   }
   // dx column by column: row j collects from every i >= j, in registers

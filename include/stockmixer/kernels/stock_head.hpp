@@ -353,6 +353,25 @@ STOCKMIXER_MULTIVERSION void dy_rows(T* dy, const double* d, const T* fc_w, cons
   }
 }
 
+// dense2's gradients for stocks [n0, n1) (dW2[n, m] += d[n] · u[m], db2[n] += d[n] · Σ_f w_[f]) and the
+// chunk's partial sums into part: v [M] (Σ_n d[n] · W2[n, m]), Σ_n d[n], Σ_n b2[n] · d[n].
+constexpr Index kChunks = 8;
+template <class T>
+void dense2_chunk(double* part, const StockHeadWeights<T*>& grad, const StockHeadWeights<const T*>& w,
+                  const double* d, const double* u, double sum_w2, Index M, Index n0, Index n1) {
+  double* v = part;
+  std::fill(part, part + M + 2, 0.0);
+  for (Index n = n0; n < n1; ++n) {
+    part[M] += d[n];
+    part[M + 1] += static_cast<double>(w.dense2_b[n]) * d[n];
+    for (Index m = 0; m < M; ++m) {
+      v[m] += d[n] * static_cast<double>(w.dense2_w[n * M + m]);
+      grad.dense2_w[n * M + m] += static_cast<T>(d[n] * u[m]);
+    }
+    grad.dense2_b[n] += static_cast<T>(d[n] * sum_w2);
+  }
+}
+
 // Per-thread scratch of the calling thread (it holds nothing between calls), grown to the largest
 // shape seen and then reused; it starts on a 64-byte boundary, so padded rows of Np doubles are
 // vectors that never straddle two cache lines.
@@ -407,25 +426,29 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   (void)y;  // read through x̂: y = x̂ / rstd + mean
   const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
   const Saved s(const_cast<double*>(stash), N, F, M);  // read only
-  // Scratch: W1, ln_w and dout widened to Np, g [F, Np], then v and dh.
-  double* w1 = scratch(M * Np + 2 * Np + F * Np + M + F * M);
-  double *ln_w = w1 + M * Np, *d = ln_w + Np, *G = d + Np, *v = G + F * Np, *dh = v + M;
+  // Scratch: W1, ln_w and dout widened to Np, g [F, Np], then v, dh and the dense2 pass's partial sums.
+  const Index chunk = std::max<Index>(256, (N + kChunks - 1) / kChunks), chunks = (N + chunk - 1) / chunk;
+  double* w1 = scratch(M * Np + 2 * Np + F * Np + M + F * M + chunks * (M + 2));
+  double *ln_w = w1 + M * Np, *d = ln_w + Np, *G = d + Np, *v = G + F * Np, *dh = v + M, *part = dh + F * M;
   parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(w1, w.dense1_w, N, m0, m1); });
   widen_rows(ln_w, w.ln_w, N, 0, 1);
   widen_rows(d, dout, N, 0, 1);
 
-  // The heads and dense2: O(N·(F + M)).
-  double sum_d = 0.0, sum_b2d = 0.0, sum_w2 = 0.0;
+  // The heads and dense2: O(N·(F + M)), by fixed chunks of stocks whose partial sums
+  // (v [M], Σ d, Σ b2·d) are then added in chunk order.
+  double sum_w2 = 0.0;
   for (Index f = 0; f < F; ++f) sum_w2 += static_cast<double>(w.fc2_w[f]);
+  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+    for (Index c = c0; c < c1; ++c)
+      dense2_chunk(part + c * (M + 2), grad, w, d, s.u, sum_w2, M, c * chunk, std::min(N, (c + 1) * chunk));
+  });
+  double sum_d = 0.0, sum_b2d = 0.0;
   std::fill(v, v + M, 0.0);
-  for (Index n = 0; n < N; ++n) {
-    sum_d += d[n];
-    sum_b2d += static_cast<double>(w.dense2_b[n]) * d[n];
-    for (Index m = 0; m < M; ++m) {
-      v[m] += d[n] * static_cast<double>(w.dense2_w[n * M + m]);
-      grad.dense2_w[n * M + m] += static_cast<T>(d[n] * s.u[m]);
-    }
-    grad.dense2_b[n] += static_cast<T>(d[n] * sum_w2);
+  for (Index c = 0; c < chunks; ++c) {
+    const double* pc = part + c * (M + 2);
+    for (Index m = 0; m < M; ++m) v[m] += pc[m];
+    sum_d += pc[M];
+    sum_b2d += pc[M + 1];
   }
   grad.fc_b[0] += static_cast<T>(sum_d);
   grad.fc2_b[0] += static_cast<T>(sum_d);
@@ -446,7 +469,7 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   }
   // dense1's weight, the LayerNorm's parameters and g: O(N·M·F), by blocks of stocks.
   double* g = dy ? G : nullptr;
-  parallel_for(vectors, 16, [&](Index v0, Index v1) { backward_stocks(g, grad, s, w1, ln_w, dh, N, F, M, v0, v1); });
+  parallel_for(vectors, 8, [&](Index v0, Index v1) { backward_stocks(g, grad, s, w1, ln_w, dh, N, F, M, v0, v1); });
   if (!dy) return;
   parallel_for(F, 4, [&](Index f0, Index f1) { dy_rows(dy, d, w.fc_w, s, G, N, f0, f1); });
 }
