@@ -388,7 +388,9 @@ Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params) {
   // they fit in 8 MB, about the caches (N up to about 2 200): NASDAQ's step 2.38 -> 2.11 ms. Beyond,
   // the backward recomputes them in cache, which measured faster than the round trip through memory
   // (N = 5000: 14.1 ms with an 18 MB stash, 12.2 without; N = 20 000: 59.7 against 55.0 ms, and a
-  // 154 MB peak against 79 MB).
+  // 154 MB peak against 79 MB). Measured again once the forward also computed GELU's derivative:
+  // always recomputing, NASDAQ 1.47 ms against 1.29-1.32 with the stash; always stashing, N = 5000
+  // 9.6-10.5 against 7.2-8.1 ms and N = 20 000 42.2 against 33.9-34.2 ms: the 8 MB limit stays.
   Node<T>* stash = nullptr;
   const Index stash_size = per_stock_stash_size<T>(n, steps, channels);
   if (y->requires_grad() && stash_size * static_cast<Index>(sizeof(T)) <= (Index(8) << 20))
