@@ -505,3 +505,25 @@ TEST_CASE("the radix sort gives the (value, index) order of a comparison sort", 
     }
   }
 }
+
+TEMPLATE_TEST_CASE("the backward from the forward's hinge equals the sorted backward bit for bit", "[rank_loss][sorted]",
+                   float, double) {
+  // The tape's rank-loss op keeps S_i from the forward and runs rank_loss_backward_from_hinge: the
+  // same bits as rank_loss_backward_sorted, which sorts again. Random data, ties, half masked.
+  using T = TestType;
+  RankLossWorkspace ws;
+  for (const Index n : {Index(1), Index(7), Index(1026), Index(5000)}) {
+    for (const Ties ties : {Ties::none, Ties::both}) {
+      const auto in = make_inputs<T>(n, 53 * static_cast<std::uint64_t>(n) + 9, ties, 0.5);
+      std::vector<T> rr(static_cast<std::size_t>(n)), a(rr.size(), T(0)), b(rr.size(), T(0));
+      std::vector<double> hinge(rr.size(), -1.0);
+      rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), n, T(0.1), ws,
+                               hinge.data());
+      rank_loss_backward_sorted(a.data(), T(0.7), rr.data(), in.base.data(), in.gt.data(), in.mask.data(), n, T(0.1), ws);
+      rank_loss_backward_from_hinge(b.data(), T(0.7), rr.data(), in.base.data(), in.gt.data(), in.mask.data(), n, T(0.1),
+                                    hinge.data());
+      INFO("N " << n);
+      REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+    }
+  }
+}

@@ -447,20 +447,29 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
   LossOutput<T> out;
   out.rr = tape.node(pred->shape(), false);
   out.loss = tape.node({1}, pred->requires_grad());
+  // For a backward, the forward keeps each stock's S_i (n doubles, in a node of T over the same bytes),
+  // so that the backward needs no sort: O(N) instead of O(N log N).
+  const bool backward = out.loss->requires_grad();
+  constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
+  Node<T>* hinge = backward ? tape.node({std::max<Index>(n, 1) * kPerDouble}, false) : nullptr;
+  double* hinge_data = hinge ? reinterpret_cast<double*>(hinge->data()) : nullptr;
   const RankLoss<T> l = rank_loss_forward_sorted(out.rr->data(), pred->data(), base->data(), gt->data(),
-                                                 mask->data(), n, alpha, detail::rank_loss_scratch());
+                                                 mask->data(), n, alpha, detail::rank_loss_scratch(), hinge_data);
   out.loss->data()[0] = l.loss;
   out.reg = l.reg;
   out.rank = l.rank;
-  if (out.loss->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   rank_loss_backward_sorted(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
-                                             r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0],
-                                             r.scalar, detail::rank_loss_scratch());
-                 },
-                 {pred, base, gt, mask, out.rr, out.loss},
-                 {n},
-                 alpha});
+  if (backward) {
+    Record<T> r{[](const Record<T>& r) {
+                  rank_loss_backward_from_hinge(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
+                                                r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0],
+                                                r.scalar, static_cast<const double*>(r.context));
+                },
+                {pred, base, gt, mask, out.rr, out.loss},
+                {n},
+                alpha};
+    r.context = hinge_data;  // tape memory: valid until the tape is reset
+    tape.record(r);
+  }
   return out;
 }
 

@@ -139,10 +139,18 @@ struct RankLossWorkspace {
 };
 
 // As rank_loss_forward (same outputs, rr written the same way), in O(N log N) time. No allocation
-// once ws holds n stocks. Throws stockmixer::Error if a mask value is neither 0 nor 1.
+// once ws holds n stocks. Throws stockmixer::Error if a mask value is neither 0 nor 1. With `hinge`
+// (n doubles, or null) it also keeps there what the backward needs, S_i for every stock (0 for
+// those left out), so that rank_loss_backward_from_hinge need not sort again.
 template <class T>
 RankLoss<T> rank_loss_forward_sorted(T* rr, const T* pred, const T* base, const T* gt, const T* mask, Index n,
-                                     T alpha, RankLossWorkspace& ws);
+                                     T alpha, RankLossWorkspace& ws, double* hinge = nullptr);
+
+// The backward from the forward's `hinge` (rank_loss_forward_sorted on the same inputs): O(N), the
+// same bits as rank_loss_backward_sorted.
+template <class T>
+void rank_loss_backward_from_hinge(T* dpred, T dloss, const T* rr, const T* base, const T* gt, const T* mask,
+                                   Index n, T alpha, const double* hinge);
 
 // As rank_loss_backward (dpred += ...), in O(N log N) time. No allocation once ws holds n stocks.
 // Throws stockmixer::Error (before touching dpred) if a mask value is neither 0 nor 1.
@@ -401,11 +409,17 @@ inline double rank_hinge_at(const RankLossWorkspace& ws, Index k) {
   return (ws.below[u].sum - ws.below[u].count * g) + (ws.above[u].sum - ws.above[u].count * g);
 }
 
+// S_i by stock index (0 for stocks left out), after rank_partners_sorted returned m.
+inline void hinge_by_stock(double* hinge, const RankLossWorkspace& ws, Index m, Index n) {
+  std::fill(hinge, hinge + n, 0.0);
+  for (Index k = 0; k < m; ++k) hinge[ws.by_rr[static_cast<std::size_t>(k)].index] = rank_hinge_at(ws, k);
+}
+
 }  // namespace detail
 
 template <class T>
 RankLoss<T> rank_loss_forward_sorted(T* rr, const T* pred, const T* base, const T* gt, const T* mask, Index n,
-                                     T alpha, RankLossWorkspace& ws) {
+                                     T alpha, RankLossWorkspace& ws, double* hinge) {
   double reg = 0.0;  // as rank_loss_forward, bit for bit
   for (Index i = 0; i < n; ++i) {
     rr[i] = (pred[i] - base[i]) / base[i];
@@ -421,6 +435,7 @@ RankLoss<T> rank_loss_forward_sorted(T* rr, const T* pred, const T* base, const 
     for (Index k = 0; k < m; ++k) acc += (by_rr[k].value - c_rr) * detail::rank_hinge_at(ws, k);
     rank = std::max(0.0, 2.0 * acc);  // the exact value is >= 0; rounding may not be
   }
+  if (hinge) detail::hinge_by_stock(hinge, ws, m, n);
   RankLoss<T> out;
   out.reg = static_cast<T>(reg / static_cast<double>(n));
   out.rank = static_cast<T>(rank / (static_cast<double>(n) * static_cast<double>(n)));
@@ -432,9 +447,14 @@ template <class T>
 void rank_loss_backward_sorted(T* dpred, T dloss, const T* rr, const T* base, const T* gt, const T* mask, Index n,
                                T alpha, RankLossWorkspace& ws) {
   const Index m = detail::rank_partners_sorted(ws, rr, gt, mask, n, "rank_loss_backward_sorted");
-  double* hinge = ws.hinge.data();  // S_i by stock index; 0 for stocks left out
-  std::fill(hinge, hinge + n, 0.0);
-  for (Index k = 0; k < m; ++k) hinge[ws.by_rr[static_cast<std::size_t>(k)].index] = detail::rank_hinge_at(ws, k);
+  double* hinge = ws.hinge.data();
+  detail::hinge_by_stock(hinge, ws, m, n);
+  rank_loss_backward_from_hinge(dpred, dloss, rr, base, gt, mask, n, alpha, hinge);
+}
+
+template <class T>
+void rank_loss_backward_from_hinge(T* dpred, T dloss, const T* rr, const T* base, const T* gt, const T* mask,
+                                   Index n, T alpha, const double* hinge) {
   const double inv_n = 1.0 / static_cast<double>(n);
   for (Index i = 0; i < n; ++i) {  // as rank_loss_backward, with hinge_i = S_i
     const double d_reg = 2.0 * inv_n * static_cast<double>(rr[i] * mask[i] - gt[i] * mask[i]) * mask[i];
