@@ -104,6 +104,13 @@ inline const StockMixerConfig& validated(const StockMixerConfig& c) {
   c.validate();
   return c;
 }
+
+// Points a fused kernel's weight and gradient pointers at a module parameter.
+template <class T>
+void bind(nn::Parameter<T>& p, const T*& value, T*& grad) {
+  value = p.value().data();
+  grad = p.grad().data();
+}
 }  // namespace detail
 
 template <class T>
@@ -146,22 +153,18 @@ typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
 
 template <class T>
 const autograd::StockHeadParams<T>& StockMixer<T>::stock_head_params() {
-  auto bind = [](nn::Parameter<T>& p, const T*& value, T*& grad) {
-    value = p.value().data();
-    grad = p.grad().data();
-  };
   auto& v = stock_head_.value;
   auto& g = stock_head_.grad;
-  bind(stock_mixer.layer_norm_stock.weight, v.ln_w, g.ln_w);
-  bind(stock_mixer.layer_norm_stock.bias, v.ln_b, g.ln_b);
-  bind(stock_mixer.dense1.weight, v.dense1_w, g.dense1_w);
-  bind(stock_mixer.dense1.bias, v.dense1_b, g.dense1_b);
-  bind(stock_mixer.dense2.weight, v.dense2_w, g.dense2_w);
-  bind(stock_mixer.dense2.bias, v.dense2_b, g.dense2_b);
-  bind(time_fc.weight, v.fc_w, g.fc_w);
-  bind(time_fc.bias, v.fc_b, g.fc_b);
-  bind(time_fc_.weight, v.fc2_w, g.fc2_w);
-  bind(time_fc_.bias, v.fc2_b, g.fc2_b);
+  detail::bind(stock_mixer.layer_norm_stock.weight, v.ln_w, g.ln_w);
+  detail::bind(stock_mixer.layer_norm_stock.bias, v.ln_b, g.ln_b);
+  detail::bind(stock_mixer.dense1.weight, v.dense1_w, g.dense1_w);
+  detail::bind(stock_mixer.dense1.bias, v.dense1_b, g.dense1_b);
+  detail::bind(stock_mixer.dense2.weight, v.dense2_w, g.dense2_w);
+  detail::bind(stock_mixer.dense2.bias, v.dense2_b, g.dense2_b);
+  detail::bind(time_fc.weight, v.fc_w, g.fc_w);
+  detail::bind(time_fc.bias, v.fc_b, g.fc_b);
+  detail::bind(time_fc_.weight, v.fc2_w, g.fc2_w);
+  detail::bind(time_fc_.bias, v.fc2_b, g.fc2_b);
   stock_head_.stocks = config_.stocks;
   stock_head_.market = config_.market;
   return stock_head_;
@@ -169,30 +172,26 @@ const autograd::StockHeadParams<T>& StockMixer<T>::stock_head_params() {
 
 template <class T>
 const autograd::PerStockParams<T>& StockMixer<T>::per_stock_params() {
-  auto bind = [](nn::Parameter<T>& p, const T*& value, T*& grad) {
-    value = p.value().data();
-    grad = p.grad().data();
-  };
   auto bind_mixer = [&](nn::Mixer2dTriU<T>& m, Mixer2dWeights<const T*>& v, Mixer2dWeights<T*>& g) {
-    bind(m.LN_1.weight, v.ln1_w, g.ln1_w);
-    bind(m.LN_1.bias, v.ln1_b, g.ln1_b);
-    bind(m.LN_2.weight, v.ln2_w, g.ln2_w);
-    bind(m.LN_2.bias, v.ln2_b, g.ln2_b);
-    bind(m.timeMixer.weight, v.triu_w, g.triu_w);
-    bind(m.timeMixer.bias, v.triu_b, g.triu_b);
-    bind(m.channelMixer.dense_1.weight, v.fc1_w, g.fc1_w);
-    bind(m.channelMixer.dense_1.bias, v.fc1_b, g.fc1_b);
-    bind(m.channelMixer.dense_2.weight, v.fc2_w, g.fc2_w);
-    bind(m.channelMixer.dense_2.bias, v.fc2_b, g.fc2_b);
+    detail::bind(m.LN_1.weight, v.ln1_w, g.ln1_w);
+    detail::bind(m.LN_1.bias, v.ln1_b, g.ln1_b);
+    detail::bind(m.LN_2.weight, v.ln2_w, g.ln2_w);
+    detail::bind(m.LN_2.bias, v.ln2_b, g.ln2_b);
+    detail::bind(m.timeMixer.weight, v.triu_w, g.triu_w);
+    detail::bind(m.timeMixer.bias, v.triu_b, g.triu_b);
+    detail::bind(m.channelMixer.dense_1.weight, v.fc1_w, g.fc1_w);
+    detail::bind(m.channelMixer.dense_1.bias, v.fc1_b, g.fc1_b);
+    detail::bind(m.channelMixer.dense_2.weight, v.fc2_w, g.fc2_w);
+    detail::bind(m.channelMixer.dense_2.bias, v.fc2_b, g.fc2_b);
   };
   auto& v = per_stock_.value;
   auto& g = per_stock_.grad;
-  bind(conv.weight, v.conv_w, g.conv_w);
-  bind(conv.bias, v.conv_b, g.conv_b);
+  detail::bind(conv.weight, v.conv_w, g.conv_w);
+  detail::bind(conv.bias, v.conv_b, g.conv_b);
   bind_mixer(mixer.mix_layer, v.mix, g.mix);
   bind_mixer(mixer.scale_mix_layer, v.scale_mix, g.scale_mix);
-  bind(channel_fc.weight, v.fc_w, g.fc_w);
-  bind(channel_fc.bias, v.fc_b, g.fc_b);
+  detail::bind(channel_fc.weight, v.fc_w, g.fc_w);
+  detail::bind(channel_fc.bias, v.fc_b, g.fc_b);
   return per_stock_;
 }
 
