@@ -82,7 +82,7 @@ class Adam {
   // moment buffers, zero-filled; nothing allocates after this.
   explicit Adam(std::vector<AdamParam<T>> params, AdamOptions options = {});
 
-  void step();       // t += 1, then adam_update on every parameter with the same t
+  void step();       // t += 1, then adam_update's update on every parameter with the same t
   void zero_grad();  // every gradient set to 0
 
   std::int64_t steps() const { return steps_; }
@@ -104,6 +104,11 @@ class Adam {
   AdamOptions options_;
   std::int64_t steps_ = 0;
   std::vector<Tensor<T>> exp_avg_, exp_avg_sq_;  // one [size] tensor per parameter
+  struct Span {
+    Index param, begin, end;  // values [begin, end) of parameter `param`
+  };
+  std::vector<Span> spans_;          // every parameter, cut where the concatenation crosses a chunk
+  std::vector<Index> chunk_start_;   // the spans of chunk c: [chunk_start_[c], chunk_start_[c + 1])
 };
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -153,14 +158,46 @@ inline void sqrt_values(T* out, const T* in, Index n) {
 // NASDAQ step). Blocks of kBlock values run in three passes so that each vectorises: the moments,
 // their square roots (sqrt_values), the parameters. Every operation is correctly rounded (fma, sqrt,
 // division), so all versions give the same bits.
+// The per-step scalars, in double as Python computes them (step is a float in PyTorch's state:
+// beta ** step is pow(double, double)), then rounded once to T where the tensor kernels receive them.
+constexpr Index kAdamChunk = 8192;  // values per thread chunk
+
 template <class T>
-STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, bool l2,
-                                        bool decoupled, T wd, T decay, T beta1, T one_minus_beta1, T beta2,
-                                        T one_minus_beta2, T bc2_sqrt, T eps, T neg_step_size) {
+struct AdamScalars {
+  bool l2, decoupled;
+  T wd, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size;
+};
+template <class T>
+AdamScalars<T> adam_scalars(std::int64_t step, const AdamOptions& opt) {
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(opt.beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(opt.beta2, t);
+  const double step_size = opt.lr / bias_correction1;
+  AdamScalars<T> a;
+  a.l2 = !opt.decoupled_weight_decay && opt.weight_decay != 0.0;
+  a.decoupled = opt.decoupled_weight_decay && opt.weight_decay != 0.0;  // p·1 is p: skipped
+  a.wd = static_cast<T>(opt.weight_decay);                    // grad.add(param, alpha=wd)
+  a.decay = static_cast<T>(1.0 - opt.lr * opt.weight_decay);  // param.mul_(1 - lr*wd)
+  a.beta1 = static_cast<T>(opt.beta1);                        // exp_avg.mul_(beta1)
+  a.one_minus_beta1 = static_cast<T>(1.0 - opt.beta1);        // .add_(grad, alpha=1-beta1)
+  a.beta2 = static_cast<T>(opt.beta2);                        // exp_avg_sq.mul_(beta2)
+  a.one_minus_beta2 = static_cast<T>(1.0 - opt.beta2);        // .addcmul_(grad, grad, value=1-beta2)
+  a.bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2));   // exp_avg_sq.sqrt() / bc2_sqrt
+  a.eps = static_cast<T>(opt.eps);                            // .add_(eps)
+  a.neg_step_size = static_cast<T>(-step_size);               // addcdiv_(value=-step_size)
+  return a;
+}
+
+template <class T>
+STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n,
+                                        const AdamScalars<T>& a) {
+  const bool l2 = a.l2;
+  const T wd = a.wd, beta1 = a.beta1, one_minus_beta1 = a.one_minus_beta1, beta2 = a.beta2,
+          one_minus_beta2 = a.one_minus_beta2, bc2_sqrt = a.bc2_sqrt, eps = a.eps, neg_step_size = a.neg_step_size;
   // AdamW's decay is its own pass, as in PyTorch: p·decay is rounded and stored before the update
   // adds to it, and a compiler that contracts across statements cannot fuse the two.
-  if (decoupled)
-    for (Index i = 0; i < n; ++i) param[i] = param[i] * decay;
+  if (a.decoupled)
+    for (Index i = 0; i < n; ++i) param[i] = param[i] * a.decay;
   constexpr Index kBlock = 512;
   T root[kBlock];
   for (Index b = 0; b < n; b += kBlock) {
@@ -186,29 +223,9 @@ void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, st
   if (step < 1) throw Error("stockmixer::adam_update: step " + std::to_string(step) + " (expected >= 1)");
   if (n < 0) throw Error("stockmixer::adam_update: negative size " + std::to_string(n));
 
-  // Scalars in double, as Python computes them (step is a float in PyTorch's state: beta ** step is
-  // pow(double, double)), then rounded once to T where the tensor kernels receive them.
-  const double t = static_cast<double>(step);
-  const double bias_correction1 = 1.0 - std::pow(opt.beta1, t);
-  const double bias_correction2 = 1.0 - std::pow(opt.beta2, t);
-  const double step_size = opt.lr / bias_correction1;
-  const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-
-  const bool l2 = !opt.decoupled_weight_decay && opt.weight_decay != 0.0;
-  const bool decoupled = opt.decoupled_weight_decay && opt.weight_decay != 0.0;  // p·1 is p: skipped
-  const T wd = static_cast<T>(opt.weight_decay);                  // grad.add(param, alpha=wd)
-  const T decay = static_cast<T>(1.0 - opt.lr * opt.weight_decay);  // param.mul_(1 - lr*wd)
-  const T beta1 = static_cast<T>(opt.beta1);                     // exp_avg.mul_(beta1)
-  const T one_minus_beta1 = static_cast<T>(1.0 - opt.beta1);     // .add_(grad, alpha=1-beta1)
-  const T beta2 = static_cast<T>(opt.beta2);                     // exp_avg_sq.mul_(beta2)
-  const T one_minus_beta2 = static_cast<T>(1.0 - opt.beta2);     // .addcmul_(grad, grad, value=1-beta2)
-  const T bc2_sqrt = static_cast<T>(bias_correction2_sqrt);      // exp_avg_sq.sqrt() / bc2_sqrt
-  const T eps = static_cast<T>(opt.eps);                         // .add_(eps)
-  const T neg_step_size = static_cast<T>(-step_size);            // addcdiv_(value=-step_size)
-
-  parallel_for(n, 8192, [&](Index i0, Index i1) {
-    detail::adam_range(param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, l2, decoupled, wd, decay, beta1,
-                       one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size);
+  const detail::AdamScalars<T> a = detail::adam_scalars<T>(step, opt);
+  parallel_for(n, detail::kAdamChunk, [&](Index i0, Index i1) {
+    detail::adam_range(param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, a);
   });
 }
 
@@ -231,15 +248,36 @@ Adam<T>::Adam(std::vector<AdamParam<T>> params, AdamOptions options)
     exp_avg_.emplace_back(Shape{p.size});
     exp_avg_sq_.emplace_back(Shape{p.size});
   }
+  // The parameters' values, concatenated, in chunks of kAdamChunk: each chunk is the spans of the
+  // tensors it covers. The chunks depend only on the sizes, so the update is the same on any thread
+  // count (each value's update is independent anyway).
+  Index offset = 0;
+  chunk_start_.push_back(0);
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    for (Index b = 0; b < params_[i].size;) {
+      const Index at = offset + b, end = std::min(params_[i].size, b + detail::kAdamChunk - at % detail::kAdamChunk);
+      if (!spans_.empty() && at % detail::kAdamChunk == 0) chunk_start_.push_back(static_cast<Index>(spans_.size()));
+      spans_.push_back({static_cast<Index>(i), b, end});
+      b = end;
+      if (end == params_[i].size) offset += params_[i].size;
+    }
+  if (!spans_.empty()) chunk_start_.push_back(static_cast<Index>(spans_.size()));
 }
 
 template <class T>
 void Adam<T>::step() {
   ++steps_;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    const auto& p = params_[i];
-    adam_update(p.value, exp_avg_[i].data(), exp_avg_sq_[i].data(), p.grad, p.size, steps_, options_);
-  }
+  const detail::AdamScalars<T> a = detail::adam_scalars<T>(steps_, options_);  // the same for every tensor
+  const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
+  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+    for (Index k = chunk_start_[static_cast<std::size_t>(c0)]; k < chunk_start_[static_cast<std::size_t>(c1)]; ++k) {
+      const Span& s = spans_[static_cast<std::size_t>(k)];
+      const auto& p = params_[static_cast<std::size_t>(s.param)];
+      T* m = exp_avg_[static_cast<std::size_t>(s.param)].data();
+      T* v = exp_avg_sq_[static_cast<std::size_t>(s.param)].data();
+      detail::adam_range(p.value + s.begin, m + s.begin, v + s.begin, p.grad + s.begin, s.end - s.begin, a);
+    }
+  });
 }
 
 template <class T>
