@@ -775,7 +775,7 @@ struct StockHeadBench {
   }
   void backward() {
     const auto& p = model.stock_head_params();
-    stockmixer::stock_head_backward(dy.data(), p.grad, dout.data(), y.data(), p.value, n_, kF, kM, stash.data());
+    stockmixer::stock_head_backward(dy.data(), p.grad, dout.data(), p.value, n_, kF, kM, stash.data());
   }
   stockmixer::StockMixer<float> model;
   Tensor<float> y, out, dout, dy;

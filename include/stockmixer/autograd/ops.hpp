@@ -425,8 +425,8 @@ Node<T>* stock_head(Tape<T>& tape, Node<T>* y, const StockHeadParams<T>& params)
   if (out->requires_grad()) {
     Record<T> r{[](const Record<T>& r) {
                   const auto& p = *static_cast<const StockHeadParams<T>*>(r.context);
-                  stock_head_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(),
-                                      r.nodes[0]->data(), p.value, r.sizes[0], r.sizes[1], p.market,
+                  stock_head_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(), p.value,
+                                      r.sizes[0], r.sizes[1], p.market,
                                       reinterpret_cast<const double*>(r.nodes[2]->data()));
                 },
                 {y, out, stash},

@@ -22,7 +22,8 @@
 //             g = dxn · ln_w[n]
 //             dy[f, n] += w[f] · d[n] + rstd_f · (g[f, n] - mean_n g[f, :] - x̂[f, n] · mean_n (g · x̂)[f, :])
 //   saves     (the stash, in double) mean and rstd [F], h and a [F, M], u [M], x̂ and xn [F, Np]
-//             (Np: N rounded up to 8); the backward reads y again.
+//             (Np: N rounded up to 8), and W1 and ln_w widened to double ([M, Np], [Np]); the
+//             backward reads nothing else of the forward (y enters it through x̂).
 //
 // Why fused: op by op this is two transposes, a LayerNorm over 1026 values, four Eigen GEMMs of
 // inner size 20 or 40 (SSE code in a build without -march) and two GEMVs: a third of NASDAQ's step.
@@ -63,7 +64,7 @@ struct StockHeadWeights {
   P fc2_w, fc2_b;        // time_fc_ [1, F], [1]
 };
 
-// The doubles the forward keeps for the backward (64-byte aligned memory; about 2·F·N).
+// The doubles the forward keeps for the backward (64-byte aligned memory; about (2·F + M)·N).
 Index stock_head_stash_size(Index stocks, Index fused, Index market);
 
 // out [N] from y [F, N]; fills `stash` for the backward.
@@ -72,11 +73,10 @@ void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w,
                         Index market, double* stash);
 
 // Accumulates every parameter gradient into `grad` (no pointer may be null) and, when dy is not null,
-// the gradient of y, [F, N] like y. `stash`: the forward's.
+// the gradient of y, [F, N] like y. `stash`: the forward's (it holds all the backward reads of y).
 template <class T>
-void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const T* y,
-                         const StockHeadWeights<const T*>& w, Index stocks, Index fused, Index market,
-                         const double* stash);
+void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const StockHeadWeights<const T*>& w,
+                         Index stocks, Index fused, Index market, const double* stash);
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -89,9 +89,9 @@ constexpr double kEps = 1e-5;
 inline Index padded(Index n) { return (n + V - 1) / V * V; }
 inline Index aligned8(Index n) { return (n + 7) / 8 * 8; }  // 64-byte offsets into the stash
 
-// Where each saved array lives in the stash (x̂ and xn start on 64-byte boundaries).
+// Where each saved array lives in the stash (x̂, xn, w1 and ln_w start on 64-byte boundaries).
 struct Saved {
-  double *mean, *rstd, *h, *a, *u, *xhat, *xn;
+  double *mean, *rstd, *h, *a, *u, *xhat, *xn, *w1, *ln_w;
   Saved(double* p, Index N, Index F, Index M) {
     mean = p;
     rstd = mean + F;
@@ -100,8 +100,12 @@ struct Saved {
     u = a + F * M;
     xhat = p + aligned8(2 * F + 2 * F * M + M);
     xn = xhat + F * padded(N);
+    w1 = xn + F * padded(N);
+    ln_w = w1 + M * padded(N);
   }
-  static Index size(Index N, Index F, Index M) { return aligned8(2 * F + 2 * F * M + M) + 2 * F * padded(N); }
+  static Index size(Index N, Index F, Index M) {
+    return aligned8(2 * F + 2 * F * M + M) + (2 * F + M + 1) * padded(N);
+  }
 };
 
 STOCKMIXER_LANE_INLINE const Doubles8& at(const double* p) { return *reinterpret_cast<const Doubles8*>(p); }
@@ -394,14 +398,14 @@ void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w,
   using namespace detail::stock_head;
   const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
   const Saved s(stash, N, F, M);
-  // Scratch: W1, ln_w and ln_b widened to Np; cw.
-  double* w1 = scratch(M * Np + 2 * Np + F);
-  double *ln_w = w1 + M * Np, *ln_b = ln_w + Np, *cw = ln_b + Np;
-  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(w1, w.dense1_w, N, m0, m1); });
-  widen_rows(ln_w, w.ln_w, N, 0, 1);
+  // W1 and ln_w widened into the stash (the backward reads them too); scratch: ln_b widened, cw.
+  double* ln_b = scratch(Np + F);
+  double* cw = ln_b + Np;
+  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(s.w1, w.dense1_w, N, m0, m1); });
+  widen_rows(s.ln_w, w.ln_w, N, 0, 1);
   widen_rows(ln_b, w.ln_b, N, 0, 1);
-  parallel_for(F, 4, [&](Index f0, Index f1) { normalise_rows(s, y, ln_w, ln_b, N, f0, f1); });
-  parallel_for(F, 4, [&](Index f0, Index f1) { dense1_rows(s, w1, w.dense1_b, N, M, f0, f1); });
+  parallel_for(F, 4, [&](Index f0, Index f1) { normalise_rows(s, y, s.ln_w, ln_b, N, f0, f1); });
+  parallel_for(F, 4, [&](Index f0, Index f1) { dense1_rows(s, s.w1, w.dense1_b, N, M, f0, f1); });
   double sum_w2 = 0.0, base = static_cast<double>(w.fc_b[0]) + static_cast<double>(w.fc2_b[0]);
   for (Index f = 0; f < F; ++f) {
     sum_w2 += static_cast<double>(w.fc2_w[f]);
@@ -419,19 +423,15 @@ void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w,
 }
 
 template <class T>
-void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const T* y,
-                         const StockHeadWeights<const T*>& w, Index stocks, Index fused, Index market,
-                         const double* stash) {
+void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const StockHeadWeights<const T*>& w,
+                         Index stocks, Index fused, Index market, const double* stash) {
   using namespace detail::stock_head;
-  (void)y;  // read through x̂: y = x̂ / rstd + mean
   const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
   const Saved s(const_cast<double*>(stash), N, F, M);  // read only
-  // Scratch: W1, ln_w and dout widened to Np, g [F, Np], then v, dh and the dense2 pass's partial sums.
+  // Scratch: dout widened to Np, g [F, Np], then v, dh and the dense2 pass's partial sums.
   const Index chunk = std::max<Index>(256, (N + kChunks - 1) / kChunks), chunks = (N + chunk - 1) / chunk;
-  double* w1 = scratch(M * Np + 2 * Np + F * Np + M + F * M + chunks * (M + 2));
-  double *ln_w = w1 + M * Np, *d = ln_w + Np, *G = d + Np, *v = G + F * Np, *dh = v + M, *part = dh + F * M;
-  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(w1, w.dense1_w, N, m0, m1); });
-  widen_rows(ln_w, w.ln_w, N, 0, 1);
+  double* d = scratch(Np + F * Np + M + F * M + chunks * (M + 2));
+  double *G = d + Np, *v = G + F * Np, *dh = v + M, *part = dh + F * M;
   widen_rows(d, dout, N, 0, 1);
 
   // The heads and dense2: O(N·(F + M)), by fixed chunks of stocks whose partial sums
@@ -469,7 +469,7 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   }
   // dense1's weight, the LayerNorm's parameters and g: O(N·M·F), by blocks of stocks.
   double* g = dy ? G : nullptr;
-  parallel_for(vectors, 8, [&](Index v0, Index v1) { backward_stocks(g, grad, s, w1, ln_w, dh, N, F, M, v0, v1); });
+  parallel_for(vectors, 8, [&](Index v0, Index v1) { backward_stocks(g, grad, s, s.w1, s.ln_w, dh, N, F, M, v0, v1); });
   if (!dy) return;
   parallel_for(F, 4, [&](Index f0, Index f1) { dy_rows(dy, d, w.fc_w, s, G, N, f0, f1); });
 }
