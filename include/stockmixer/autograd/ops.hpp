@@ -103,6 +103,18 @@ void expect(bool ok, const char* op, Message&& message) {
   if (!ok) throw Error(std::string("stockmixer::autograd::") + op + ": " + std::string(message()));
 }
 
+// A node holding `count` doubles in the bytes of T values (the tape's storage is 64-byte aligned): the
+// state a fused op keeps in double between its forward and backward, whatever T is.
+template <class T>
+Node<T>* double_node(Tape<T>& tape, Index count) {
+  constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
+  return tape.node({std::max<Index>(count, 1) * kPerDouble}, false);
+}
+template <class T>
+double* doubles(Node<T>* n) {
+  return reinterpret_cast<double*>(n->data());
+}
+
 template <class T>
 T* grad_or_null(Node<T>* n) {
   return n && n->requires_grad() ? n->grad.data() : nullptr;
@@ -418,16 +430,14 @@ Node<T>* stock_head(Tape<T>& tape, Node<T>* y, const StockHeadParams<T>& params)
   });
   const Index fused = y->shape()[0], n = y->shape()[1], market = params.market;
   Node<T>* out = tape.node({n, 1}, true);
-  // The kernel keeps its activations in double: a node of T over the same bytes (64-byte aligned).
-  constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
-  Node<T>* stash = tape.node({stock_head_stash_size(n, fused, market) * kPerDouble}, false);
-  stock_head_forward(out->data(), y->data(), params.value, n, fused, market, reinterpret_cast<double*>(stash->data()));
+  Node<T>* stash = detail::double_node(tape, stock_head_stash_size(n, fused, market));  // its activations
+  stock_head_forward(out->data(), y->data(), params.value, n, fused, market, detail::doubles(stash));
   if (out->requires_grad()) {
     Record<T> r{[](const Record<T>& r) {
                   const auto& p = *static_cast<const StockHeadParams<T>*>(r.context);
                   stock_head_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(), p.value,
                                       r.sizes[0], r.sizes[1], p.market,
-                                      reinterpret_cast<const double*>(r.nodes[2]->data()));
+                                      detail::doubles(r.nodes[2]));
                 },
                 {y, out, stash},
                 {n, fused}};
@@ -447,12 +457,10 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
   LossOutput<T> out;
   out.rr = tape.node(pred->shape(), false);
   out.loss = tape.node({1}, pred->requires_grad());
-  // For a backward, the forward keeps each stock's S_i (n doubles, in a node of T over the same bytes),
-  // so that the backward needs no sort: O(N) instead of O(N log N).
+  // For a backward, the forward keeps each stock's S_i (n doubles) so that the backward needs no sort:
+  // O(N) instead of O(N log N).
   const bool backward = out.loss->requires_grad();
-  constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
-  Node<T>* hinge = backward ? tape.node({std::max<Index>(n, 1) * kPerDouble}, false) : nullptr;
-  double* hinge_data = hinge ? reinterpret_cast<double*>(hinge->data()) : nullptr;
+  double* hinge_data = backward ? detail::doubles(detail::double_node(tape, n)) : nullptr;
   const RankLoss<T> l = rank_loss_forward_sorted(out.rr->data(), pred->data(), base->data(), gt->data(),
                                                  mask->data(), n, alpha, detail::rank_loss_scratch(), hinge_data);
   out.loss->data()[0] = l.loss;
