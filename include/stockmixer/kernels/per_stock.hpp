@@ -696,16 +696,16 @@ void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, con
     else group_forward<CC>(g, x, s0, count, w, true);                        // or recomputed
     group_backward<CC>(g, dx, dy, stocks, s0, count, w);
   }
-  for (Index p = 0; p < g.acc_size; ++p) {  // lanes in a fixed order
+  const Index fc = g.acc_size - (channels + 1);  // channel_fc's weight and bias: the last C + 1
+  for (Index p = 0; p < fc; ++p) {              // lanes in a fixed order
     double s = 0.0;
     for (int k = 0; k < W; ++k) s += static_cast<double>(g.acc[p * W + k]);
     part[p] = s;
   }
-  // channel_fc's weight and bias, the last C + 1 parameters, from their double lanes
-  for (Index p = 0; p <= channels; ++p) {
+  for (Index p = 0; p <= channels; ++p) {  // channel_fc's from their double lanes (fc_acc)
     double s = 0.0;
     for (int k = 0; k < W; ++k) s += g.fc_acc[p * W + k];
-    part[g.acc_size - (channels + 1) + p] = s;
+    part[fc + p] = s;
   }
 }
 
