@@ -158,10 +158,10 @@ inline void sqrt_values(T* out, const T* in, Index n) {
 // NASDAQ step). Blocks of kBlock values run in three passes so that each vectorises: the moments,
 // their square roots (sqrt_values), the parameters. Every operation is correctly rounded (fma, sqrt,
 // division), so all versions give the same bits.
-// The per-step scalars, in double as Python computes them (step is a float in PyTorch's state:
-// beta ** step is pow(double, double)), then rounded once to T where the tensor kernels receive them.
 constexpr Index kAdamChunk = 8192;  // values per thread chunk
 
+// The per-step scalars, in double as Python computes them (step is a float in PyTorch's state:
+// beta ** step is pow(double, double)), then rounded once to T where the tensor kernels receive them.
 template <class T>
 struct AdamScalars {
   bool l2, decoupled;
@@ -191,6 +191,8 @@ AdamScalars<T> adam_scalars(std::int64_t step, const AdamOptions& opt) {
 template <class T>
 STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n,
                                         const AdamScalars<T>& a) {
+  // Copied into locals: the loops store through T*, which may alias the struct's T fields, so read
+  // through `a` they would be reloaded after every store.
   const bool l2 = a.l2;
   const T wd = a.wd, beta1 = a.beta1, one_minus_beta1 = a.one_minus_beta1, beta2 = a.beta2,
           one_minus_beta2 = a.one_minus_beta2, bc2_sqrt = a.bc2_sqrt, eps = a.eps, neg_step_size = a.neg_step_size;
@@ -251,16 +253,17 @@ Adam<T>::Adam(std::vector<AdamParam<T>> params, AdamOptions options)
   // The parameters' values, concatenated, in chunks of kAdamChunk: each chunk is the spans of the
   // tensors it covers. The chunks depend only on the sizes, so the update is the same on any thread
   // count (each value's update is independent anyway).
-  Index offset = 0;
+  Index offset = 0;  // of parameter i's first value in the concatenation
   chunk_start_.push_back(0);
-  for (std::size_t i = 0; i < params_.size(); ++i)
+  for (std::size_t i = 0; i < params_.size(); ++i) {
     for (Index b = 0; b < params_[i].size;) {
       const Index at = offset + b, end = std::min(params_[i].size, b + detail::kAdamChunk - at % detail::kAdamChunk);
       if (!spans_.empty() && at % detail::kAdamChunk == 0) chunk_start_.push_back(static_cast<Index>(spans_.size()));
       spans_.push_back({static_cast<Index>(i), b, end});
       b = end;
-      if (end == params_[i].size) offset += params_[i].size;
     }
+    offset += params_[i].size;
+  }
   if (!spans_.empty()) chunk_start_.push_back(static_cast<Index>(spans_.size()));
 }
 
