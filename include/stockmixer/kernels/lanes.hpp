@@ -9,6 +9,9 @@
 
 #include "stockmixer/common.hpp"
 
+#include <cstdint>
+#include <vector>
+
 namespace stockmixer::detail::lanes {
 
 constexpr int kWidth = 16;  // values per row: one AVX-512 register of floats
@@ -37,5 +40,17 @@ Lanes<T>* rows(T* p) {
 // Helpers that take or give a vector are always inlined into the multiversioned workers, and pass
 // vectors by reference: a vector returned by value draws GCC's -Wpsabi note in the baseline build.
 #define STOCKMIXER_LANE_INLINE inline __attribute__((always_inline))
+
+// A scratch buffer of at least `size` values of T for the calling thread, starting on a 64-byte
+// boundary (a std::vector's data may sit 16 bytes off, and then every 64-byte row straddles two cache
+// lines), grown to the largest size asked and then reused. Tag keeps different kernels' buffers apart.
+template <class Tag, class T>
+T* aligned_scratch(Index size) {
+  static thread_local std::vector<T> buffer;
+  constexpr Index kAlign = 64 / static_cast<Index>(sizeof(T));
+  if (static_cast<Index>(buffer.size()) < size + kAlign) buffer.resize(static_cast<std::size_t>(size + kAlign));
+  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+  return buffer.data() + (kAlign - static_cast<Index>(address % 64) / static_cast<Index>(sizeof(T))) % kAlign;
+}
 
 }  // namespace stockmixer::detail::lanes

@@ -745,16 +745,12 @@ void run_backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x,
   else backward_groups<0>(part, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
 }
 
-// The scratch of the calling thread, grown on first use for a shape and then reused. It starts on a
-// 64-byte boundary, and every row in it is 64 bytes (16 floats): no row load straddles two cache lines.
+// The group scratch of the calling thread (lanes.hpp's aligned_scratch: every 64-byte row on its own
+// cache line).
+struct ScratchTag;
 template <class T>
 T* thread_scratch(Index steps, Index channels) {
-  static thread_local std::vector<T> buffer;
-  constexpr Index kAlign = 64 / sizeof(T);
-  const Index need = Group<T>::scratch_size(steps, channels) + kAlign;
-  if (static_cast<Index>(buffer.size()) < need) buffer.resize(static_cast<std::size_t>(need));
-  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
-  return buffer.data() + (kAlign - static_cast<Index>(address % 64) / static_cast<Index>(sizeof(T))) % kAlign;
+  return aligned_scratch<ScratchTag, T>(Group<T>::scratch_size(steps, channels));
 }
 
 }  // namespace detail::per_stock

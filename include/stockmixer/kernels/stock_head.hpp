@@ -376,15 +376,10 @@ void dense2_chunk(double* part, const StockHeadWeights<T*>& grad, const StockHea
   }
 }
 
-// Per-thread scratch of the calling thread (it holds nothing between calls), grown to the largest
-// shape seen and then reused; it starts on a 64-byte boundary, so padded rows of Np doubles are
-// vectors that never straddle two cache lines.
-inline double* scratch(Index size) {
-  static thread_local std::vector<double> buffer;
-  if (static_cast<Index>(buffer.size()) < size + 8) buffer.resize(static_cast<std::size_t>(size + 8));
-  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
-  return buffer.data() + (8 - static_cast<Index>(address % 64) / 8) % 8;
-}
+// Scratch of the calling thread (it holds nothing between calls): lanes.hpp's aligned_scratch, so
+// padded rows of Np doubles are vectors that never straddle two cache lines.
+struct ScratchTag;
+inline double* scratch(Index size) { return aligned_scratch<ScratchTag, double>(size); }
 
 }  // namespace detail::stock_head
 
