@@ -729,7 +729,7 @@ double per_stock_macs(double n, double t, double c) {
 struct PerStockBench {
   explicit PerStockBench(Index n)
       : model(stockmixer::StockMixerConfig{n, kT, kC, 20}), x(uniform<float>({n, kT, kC}, -1, 1, 3)),
-        y({n, 2 * kT + kT / 2}), dy(uniform<float>({n, 2 * kT + kT / 2}, -1, 1, 4)), n_(n) {}
+        y({2 * kT + kT / 2, n}), dy(uniform<float>({2 * kT + kT / 2, n}, -1, 1, 4)), n_(n) {}
   void forward() { stockmixer::per_stock_forward(y.data(), x.data(), model.per_stock_params().value, n_, kT, kC); }
   void backward() {
     const auto& p = model.per_stock_params();
@@ -740,28 +740,6 @@ struct PerStockBench {
   Index n_;
 };
 
-void bm_per_stock_fwd(benchmark::State& state, Index n) {
-  set_threads(state);
-  PerStockBench b(n);
-  b.forward();
-  for (auto _ : state) {
-    b.forward();
-    benchmark::ClobberMemory();
-  }
-  report_flops(state, 2 * per_stock_macs(d(n), kT, kC));
-}
-
-void bm_per_stock_bwd(benchmark::State& state, Index n) {
-  set_threads(state);
-  PerStockBench b(n);
-  b.backward();
-  for (auto _ : state) {
-    b.backward();
-    benchmark::ClobberMemory();
-  }
-  report_flops(state, 6 * per_stock_macs(d(n), kT, kC));
-}
-
 // The fused stock mixer and heads at N stocks, on a model's initial weights, y [F, N] random. FLOP
 // counters count the N·M·F products only (dense1 forward; dW1 and dxn backward): the rest is O(N·(F + M)).
 struct StockHeadBench {
@@ -769,7 +747,7 @@ struct StockHeadBench {
   explicit StockHeadBench(Index n)
       : model(stockmixer::StockMixerConfig{n, kT, kC, kM}), y(uniform<float>({kF, n}, -1, 1, 3)), out({n}),
         dout(uniform<float>({n}, -1, 1, 4)), dy({kF, n}),
-        stash(static_cast<std::size_t>(stockmixer::stock_head_stash_size(n, kF, kM))), n_(n) {}
+        stash({stockmixer::stock_head_stash_size(n, kF, kM)}), n_(n) {}
   void forward() {
     stockmixer::stock_head_forward(out.data(), y.data(), model.stock_head_params().value, n_, kF, kM, stash.data());
   }
@@ -779,30 +757,22 @@ struct StockHeadBench {
   }
   stockmixer::StockMixer<float> model;
   Tensor<float> y, out, dout, dy;
-  std::vector<double> stash;
+  Tensor<double> stash;  // 64-byte aligned, as the tape's
   Index n_;
 };
 
-void bm_stock_head_fwd(benchmark::State& state, Index n) {
+// One pass (Bench::forward or Bench::backward) of a fused kernel, after an untimed forward that sizes
+// every buffer (and fills the stock head's stash for its backward); `flops` per pass.
+template <class Bench, void (Bench::*Pass)()>
+void bm_fused(benchmark::State& state, Index n, double flops) {
   set_threads(state);
-  StockHeadBench b(n);
+  Bench b(n);
   b.forward();
   for (auto _ : state) {
-    b.forward();
+    (b.*Pass)();
     benchmark::ClobberMemory();
   }
-  report_flops(state, 2 * d(n) * StockHeadBench::kM * StockHeadBench::kF);
-}
-
-void bm_stock_head_bwd(benchmark::State& state, Index n) {
-  set_threads(state);
-  StockHeadBench b(n);
-  b.forward();
-  for (auto _ : state) {
-    b.backward();
-    benchmark::ClobberMemory();
-  }
-  report_flops(state, 4 * d(n) * StockHeadBench::kM * StockHeadBench::kF);
+  report_flops(state, flops);
 }
 
 void report_model_flops(benchmark::State& state, double flops) {
@@ -894,10 +864,15 @@ void register_all() {
     add("rank_loss_sorted_fwd" + shape, true, us, bm_rank_loss_sorted_fwd, n);
     add("rank_loss_sorted_bwd" + shape, true, us, bm_rank_loss_sorted_bwd, n);
   }
-  add("per_stock_fwd/NTC_1026x16x5", true, us, bm_per_stock_fwd, kN);
-  add("per_stock_bwd/NTC_1026x16x5", true, us, bm_per_stock_bwd, kN);
-  add("stock_head_fwd/FN_40x1026_M20", true, us, bm_stock_head_fwd, kN);
-  add("stock_head_bwd/FN_40x1026_M20", true, us, bm_stock_head_bwd, kN);
+  const double head_macs = d(kN) * StockHeadBench::kM * StockHeadBench::kF;  // the N·M·F products only
+  add("per_stock_fwd/NTC_1026x16x5", true, us, bm_fused<PerStockBench, &PerStockBench::forward>, kN,
+      2 * per_stock_macs(d(kN), kT, kC));
+  add("per_stock_bwd/NTC_1026x16x5", true, us, bm_fused<PerStockBench, &PerStockBench::backward>, kN,
+      6 * per_stock_macs(d(kN), kT, kC));
+  add("stock_head_fwd/FN_40x1026_M20", true, us, bm_fused<StockHeadBench, &StockHeadBench::forward>, kN,
+      2 * head_macs);
+  add("stock_head_bwd/FN_40x1026_M20", true, us, bm_fused<StockHeadBench, &StockHeadBench::backward>, kN,
+      4 * head_macs);
   for (const Index n : {kN, Index(1737), Index(5000), Index(20000), Index(100000)}) {
     const std::string shape = "/N_" + std::to_string(n);
     add("model_train_step" + shape, true, us, bm_model_train_step, n);
