@@ -10,6 +10,7 @@
 #include "stockmixer/common.hpp"
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace stockmixer::detail::lanes {
@@ -40,6 +41,27 @@ Lanes<T>* rows(T* p) {
 // Helpers that take or give a vector are always inlined into the multiversioned workers, and pass
 // vectors by reference: a vector returned by value draws GCC's -Wpsabi note in the baseline build.
 #define STOCKMIXER_LANE_INLINE inline __attribute__((always_inline))
+
+// Transposes the kWidth x kWidth block a in place (a[i][j] <-> a[j][i]) with 4 rounds of kWidth two-row
+// shuffles: round by round, rows i and i + 8 are interleaved, their first halves into row 2i and their
+// second halves into row 2i + 1. Seen on the element's 8-bit address (row bits, then column bits), a
+// round rotates the address left by one bit; four rounds swap the row and column bits.
+template <class T>
+STOCKMIXER_LANE_INLINE void transpose(Lanes<T> (&a)[kWidth]) {
+  static_assert(kWidth == 16, "four rounds transpose 16 x 16");
+  typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> I;
+  typedef I Mask __attribute__((vector_size(kWidth * sizeof(I))));
+  const Mask lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+  const Mask hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  for (int round = 0; round < 4; ++round) {
+    Lanes<T> b[kWidth];
+    for (int i = 0; i < kWidth / 2; ++i) {
+      b[2 * i] = __builtin_shuffle(a[i], a[i + kWidth / 2], lo);
+      b[2 * i + 1] = __builtin_shuffle(a[i], a[i + kWidth / 2], hi);
+    }
+    for (int i = 0; i < kWidth; ++i) a[i] = b[i];
+  }
+}
 
 // A scratch buffer of at least `size` values of T for the calling thread, starting on a 64-byte
 // boundary (a std::vector's data may sit 16 bytes off, and then every 64-byte row straddles two cache

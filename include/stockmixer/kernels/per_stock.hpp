@@ -294,16 +294,32 @@ template <class T>
 void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const T* beta, Index D, double eps) {
   T mu[W], rs[W];
   for (int h = 0; h < 2; ++h) {  // per half row
-    Doubles8 sum[1], sq[1];
-    sum4(sum, D, [&](Index j, Doubles8(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
-    const Doubles8 mean = sum[0] / static_cast<double>(D);
-    sum4(sq, D, [&](Index j, Doubles8(&a)[1]) {
-      const Doubles8 d = STOCKMIXER_HALF(T, x + j * W, h) - mean;
-      a[0] += d * d;
-    });
+    Doubles8 mean, var;
+    if constexpr (std::is_same_v<T, float>) {
+      // one pass, Σx and Σx² in double: float inputs carry 24 bits, so var = E[x²] - mean² loses
+      // ~2·log2(|mean| / σ) of double's 53 and stays far below float's rounding unless |mean| > 1e3·σ
+      Doubles8 sum[2];
+      sum4(sum, D, [&](Index j, Doubles8(&a)[2]) {
+        const Doubles8 v = STOCKMIXER_HALF(T, x + j * W, h);
+        a[0] += v;
+        a[1] += v * v;
+      });
+      mean = sum[0] / static_cast<double>(D);
+      var = sum[1] / static_cast<double>(D) - mean * mean;
+      var = var > 0.0 ? var : Doubles8{};
+    } else {  // double: two passes, the deviations summed
+      Doubles8 sum[1], sq[1];
+      sum4(sum, D, [&](Index j, Doubles8(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
+      mean = sum[0] / static_cast<double>(D);
+      sum4(sq, D, [&](Index j, Doubles8(&a)[1]) {
+        const Doubles8 d = STOCKMIXER_HALF(T, x + j * W, h) - mean;
+        a[0] += d * d;
+      });
+      var = sq[0] / static_cast<double>(D);
+    }
     for (int k = 0; k < 8; ++k) {
       mu[8 * h + k] = static_cast<T>(mean[k]);
-      rs[8 * h + k] = static_cast<T>(1.0 / std::sqrt(sq[0][k] / static_cast<double>(D) + eps));
+      rs[8 * h + k] = static_cast<T>(1.0 / std::sqrt(var[k] + eps));
     }
   }
   const Lanes<T> muv = *rows(mu), rsv = *rows(rs);
@@ -466,13 +482,29 @@ void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Ind
   const Index C = channels<CC>(c_run);
   const Lanes<T>*X = rows(x), *dV = rows(dv);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
-  for (Index s = 0; s < S; ++s) {
+  if constexpr (CC > 0) {
+    // C known: each output's 2C + 1 gradients summed over s in registers, then added to the lanes once
     for (Index o = 0; o < C; ++o) {
-      const Lanes<T> g = dV[s * C + o];
-      dB[o] += g;
+      Lanes<T> gb = {}, gw[CC][2] = {};
+      for (Index s = 0; s < S; ++s) {
+        const Lanes<T> g = dV[s * C + o];
+        gb += g;
+        for (Index c = 0; c < C; ++c)
+          for (Index j = 0; j < 2; ++j) gw[c][j] += g * X[(2 * s + j) * C + c];
+      }
+      dB[o] += gb;
       for (Index c = 0; c < C; ++c)
-        for (Index j = 0; j < 2; ++j) dW[(o * C + c) * 2 + j] += g * X[(2 * s + j) * C + c];
+        for (Index j = 0; j < 2; ++j) dW[(o * C + c) * 2 + j] += gw[c][j];
     }
+  }
+  for (Index s = 0; s < S; ++s) {
+    if constexpr (CC == 0)
+      for (Index o = 0; o < C; ++o) {
+        const Lanes<T> g = dV[s * C + o];
+        dB[o] += g;
+        for (Index c = 0; c < C; ++c)
+          for (Index j = 0; j < 2; ++j) dW[(o * C + c) * 2 + j] += g * X[(2 * s + j) * C + c];
+      }
     if (!dx) continue;
     for (Index j = 0; j < 2; ++j)
       for (Index c0 = 0; c0 < C; c0 += kBlock<CC>) {
@@ -615,19 +647,25 @@ void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWe
 template <int CC, class T>
 void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
   const Index T_ = g.T_, S = g.S, C = g.C, tc = T_ * C;
-  for (Index r = 0; r < tc; ++r)
+  Index r0 = 0;
+  if (count == W)  // 16 x 16 blocks transposed in registers
+    for (; r0 + W <= tc; r0 += W) {
+      Lanes<T> a[W];
+      for (int k = 0; k < W; ++k) a[k] = *rows(x + (s0 + k) * tc + r0);
+      transpose<T>(a);
+      for (int j = 0; j < W; ++j) rows(g.x)[r0 + j] = a[j];
+    }
+  for (Index r = r0; r < tc; ++r)
     for (int k = 0; k < W; ++k) g.x[r * W + k] = k < count ? x[(s0 + k) * tc + r] : T(0);
   conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
   mixer_forward<CC>(g.mix, g.x, w.mix, T_, C, grad);
   mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C, grad);
   // y[f] = fc_b + Σ_c fc_w[c] · h[f, c]
   for (Index f = 0; f < g.F; ++f) {
-    const T* h = g.h_row(f);
-    T acc[W];
-    for (int k = 0; k < W; ++k) acc[k] = w.fc_b[0];
-    for (Index c = 0; c < C; ++c)
-      for (int k = 0; k < W; ++k) acc[k] += w.fc_w[c] * h[c * W + k];
-    std::copy(acc, acc + W, g.y + f * W);
+    const Lanes<T>* h = rows(g.h_row(f));
+    Lanes<T> acc = Lanes<T>{} + w.fc_b[0];
+    for (Index c = 0; c < C; ++c) acc += w.fc_w[c] * h[c];
+    rows(g.y)[f] = acc;
   }
 }
 
@@ -638,19 +676,18 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Ind
                     const PerStockWeights<const T*>& w) {
   const Index T_ = g.T_, S = g.S, C = g.C, F = g.F, tc = T_ * C;
   for (Index f = 0; f < F; ++f)
-    for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[f * stocks + s0 + k] : T(0);
+    if (count == W) rows(g.dy)[f] = *rows(dy + f * stocks + s0);
+    else for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[f * stocks + s0 + k] : T(0);
   // channel_fc: dh[f, c] = fc_w[c] · dy[f];  dfc_w[c] += Σ_f dy[f] · h[f, c];  dfc_b += Σ_f dy[f]
-  double* dfc_b = g.fc_acc + C * W;
+  Doubles8* fc_acc = reinterpret_cast<Doubles8*>(g.fc_acc);  // [C + 1][2 half rows]
   for (Index f = 0; f < F; ++f) {
     const T *h = g.h_row(f), *dyf = g.dy + f * W;
-    for (int k = 0; k < W; ++k) dfc_b[k] += static_cast<double>(dyf[k]);
-    for (Index c = 0; c < C; ++c) {
-      T* dhc = g.dh + (f * C + c) * W;
-      for (int k = 0; k < W; ++k) {
-        g.fc_acc[c * W + k] += static_cast<double>(dyf[k]) * static_cast<double>(h[c * W + k]);
-        dhc[k] = w.fc_w[c] * dyf[k];
-      }
+    for (int hh = 0; hh < 2; ++hh) {
+      const Doubles8 d = STOCKMIXER_HALF(T, dyf, hh);
+      fc_acc[2 * C + hh] += d;
+      for (Index c = 0; c < C; ++c) fc_acc[2 * c + hh] += d * STOCKMIXER_HALF(T, h + c * W, hh);
     }
+    for (Index c = 0; c < C; ++c) rows(g.dh)[f * C + c] = w.fc_w[c] * rows(g.dy)[f];
   }
   const T* dh_x = g.dh;                     // [T, C]: the concatenation's copy of x
   const T* dh_mix = g.dh + tc * W;          // [T, C]
@@ -663,9 +700,17 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Ind
   if (gx) std::copy(dh_x, dh_x + tc * W, gx);
   conv_backward<CC>(gx, g.acc_w.conv_w, g.acc_w.conv_b, g.dv, g.x, w.conv_w, S, C);
   mixer_backward<CC>(gx, g.mix, dh_mix, w.mix, am, T_, C, g.tmp);
-  if (gx)
-    for (Index r = 0; r < tc; ++r)
-      for (int k = 0; k < count; ++k) dx[(s0 + k) * tc + r] += gx[r * W + k];
+  if (!gx) return;
+  Index r0 = 0;
+  if (count == W)
+    for (; r0 + W <= tc; r0 += W) {
+      Lanes<T> a[W];
+      for (int j = 0; j < W; ++j) a[j] = rows(gx)[r0 + j];
+      transpose<T>(a);
+      for (int k = 0; k < W; ++k) *rows(dx + (s0 + k) * tc + r0) += a[k];
+    }
+  for (Index r = r0; r < tc; ++r)
+    for (int k = 0; k < count; ++k) dx[(s0 + k) * tc + r] += gx[r * W + k];
 }
 
 // The workers. Forward of groups [g0, g1) into y [F, N].
@@ -678,7 +723,8 @@ void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>&
     if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));
     group_forward<CC>(g, x, s0, count, w, stash != nullptr);  // a stash is kept for a backward
     for (Index f = 0; f < g.F; ++f)
-      for (Index k = 0; k < count; ++k) y[f * stocks + s0 + k] = g.y[f * W + k];
+      if (count == W) *rows(y + f * stocks + s0) = rows(g.y)[f];
+      else for (Index k = 0; k < count; ++k) y[f * stocks + s0 + k] = g.y[f * W + k];
   }
 }
 
@@ -697,7 +743,17 @@ void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, con
     group_backward<CC>(g, dx, dy, stocks, s0, count, w);
   }
   const Index fc = g.acc_size - (channels + 1);  // channel_fc's weight and bias: the last C + 1
-  for (Index p = 0; p < fc; ++p) {              // lanes in a fixed order
+  Index p = 0;
+  for (; p + W <= fc; p += W) {  // 16 parameters at a time: their rows transposed, lanes then added
+    Lanes<T> a[W];               // across the vector in the same order as below
+    for (int i = 0; i < W; ++i) a[i] = rows(g.acc)[p + i];
+    transpose<T>(a);
+    Doubles8 s[2] = {};
+    for (int k = 0; k < W; ++k)
+      for (int h = 0; h < 2; ++h) s[h] += STOCKMIXER_HALF(T, reinterpret_cast<const T*>(a + k), h);
+    for (int i = 0; i < W; ++i) part[p + i] = s[i / 8][i % 8];
+  }
+  for (; p < fc; ++p) {  // lanes in a fixed order
     double s = 0.0;
     for (int k = 0; k < W; ++k) s += static_cast<double>(g.acc[p * W + k]);
     part[p] = s;
