@@ -108,44 +108,7 @@ void for_each_tensor(PerStockWeights<P>& w, Index T_, Index C, F&& f) {
   f(w.fc_b, Index(1));
 }
 
-// ---- steps on lanes: every buffer is [rows][W] (lanes.hpp), row-major in the per-stock layout --
-
-constexpr int W = kWidth;  // stocks per group
-
-// Sums in double run on half rows of eight lanes (Doubles8, one AVX-512 register of doubles each,
-// where a 16-double vector would live in memory).
-template <class T>
-struct HalfType {
-  typedef T type __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), may_alias));
-};
-template <class T>
-using Half = typename HalfType<T>::type;
-// K sums Σ_j over j < D of half rows, in one pass over the rows: add(j, acc) adds row j's K terms
-// into acc[0, K). Four interleaved partial sums each (independent additions overlap instead of
-// waiting on one another), added in a fixed order.
-template <int K, class Add>
-STOCKMIXER_LANE_INLINE void sum4(Doubles8 (&out)[K], Index D, Add&& add) {
-  Doubles8 a[4][K] = {};
-  Index j = 0;
-  for (; j + 4 <= D; j += 4)
-    for (int u = 0; u < 4; ++u) add(j + u, a[u]);
-  for (; j < D; ++j) add(j, a[j % 4]);
-  for (int k = 0; k < K; ++k) out[k] = (a[0][k] + a[1][k]) + (a[2][k] + a[3][k]);
-}
-
-// Lanes [8h, 8h + 8) of the row at p, in double. Written lane by lane: GCC 12 turns that into one
-// conversion instruction (8 floats -> 8 doubles) where __builtin_convertvector on the half-row type
-// takes five. (A macro: a function returning a vector by value draws GCC's -Wpsabi note in the
-// baseline build even when it is always inlined.)
-#define STOCKMIXER_HALF(T, p, h)                                               \
-  __extension__({                                                              \
-    const T* half_row_ = (p) + 8 * (h);                                        \
-    Doubles8 half_value_;                                                      \
-    for (int k_ = 0; k_ < 8; ++k_) half_value_[k_] = static_cast<double>(half_row_[k_]); \
-    half_value_;                                                               \
-  })
-
-// The steps below take the channel count C both at run time and, as CC, at compile time (CC = 0:
+// The channel steps take the channel count C both at run time and, as CC, at compile time (CC = 0:
 // not known). Where outputs of several channels are accumulated at once they are held in a block of
 // up to kBlock(CC) registers, so that independent multiply-adds interleave instead of waiting on one
 // another: with CC = 5 (StockMixer's C) the block is exactly the five channels, unrolled.
@@ -156,9 +119,73 @@ Index channels(Index c) {
   return CC > 0 ? CC : c;
 }
 
+// What one Mixer2dTriU(L, C) keeps for its backward, each [L, C][lanes] (rstd: [lanes]). h is the
+// channel MixerBlock's hidden layer before GELU, or after a forward for training GELU's derivative there.
+template <class T>
+struct MixerActs {
+  T *xhat1, *a1, *xhat2, *x2, *h, *g, *out, *rstd1, *rstd2;
+};
+
+// Values in all parameter tensors.
+inline Index parameter_count(Index steps, Index channels) {
+  Index n = 0;
+  PerStockWeights<const void*> w{};
+  for_each_tensor(w, steps, channels, [&](const void*, Index size) { n += size; });
+  return n;
+}
+
+// ---- every step on groups of W stocks: each buffer is [rows][W] (lanes.hpp), row-major in the
+// per-stock layout, each row one vector of W lanes. W follows the instruction set the code is compiled
+// for (16 floats for AVX-512, 8 for AVX2, 4 for SSE2): a row must be one register, or GCC keeps every
+// vector temporary in memory (the AVX2 build ran 5 to 7 times slower with 16 lanes).
+template <int W>
+struct Kernel {
+
+// Sums in double run on half rows of H = W/2 lanes (Doubles: as wide as a row of floats, one
+// register), where a W-double vector would take two.
+static constexpr int H = W / 2;
+typedef typename LaneType<double, H>::type Doubles;
+template <class T>
+using Half = typename LaneType<T, H>::type;
+template <class T>
+using Lanes = lanes::Lanes<T, W>;
+template <class T>
+static const Lanes<T>* rows(const T* p) {
+  return lanes::rows<W>(p);
+}
+template <class T>
+static Lanes<T>* rows(T* p) {
+  return lanes::rows<W>(p);
+}
+// K sums Σ_j over j < D of half rows, in one pass over the rows: add(j, acc) adds row j's K terms
+// into acc[0, K). Four interleaved partial sums each (independent additions overlap instead of
+// waiting on one another), added in a fixed order.
+template <int K, class Add>
+static STOCKMIXER_LANE_INLINE void sum4(Doubles (&out)[K], Index D, Add&& add) {
+  Doubles a[4][K] = {};
+  Index j = 0;
+  for (; j + 4 <= D; j += 4)
+    for (int u = 0; u < 4; ++u) add(j + u, a[u]);
+  for (; j < D; ++j) add(j, a[j % 4]);
+  for (int k = 0; k < K; ++k) out[k] = (a[0][k] + a[1][k]) + (a[2][k] + a[3][k]);
+}
+
+// Lanes [H·h, H·h + H) of the row at p, in double. Written lane by lane: GCC 12 turns that into one
+// conversion instruction (H floats -> H doubles) where __builtin_convertvector on the half-row type
+// takes five. (A macro: a function returning a vector by value draws GCC's -Wpsabi note in the
+// baseline build even when it is always inlined.)
+#define STOCKMIXER_HALF(T, p, h)                                               \
+  __extension__({                                                              \
+    const T* half_row_ = (p) + H * (h);                                        \
+    Doubles half_value_;                                                       \
+    for (int k_ = 0; k_ < H; ++k_) half_value_[k_] = static_cast<double>(half_row_[k_]); \
+    half_value_;                                                               \
+  })
+
+
 // y[r, o] = b[o] + Σ_i w[o, i] · x[r, i]   (in = out = C)
 template <int CC, class T>
-void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_rows, Index c_run) {
+static void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_rows, Index c_run) {
   const Index C = channels<CC>(c_run);
   const Lanes<T>* X = rows(x);
   Lanes<T>* Y = rows(y);
@@ -177,7 +204,7 @@ void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_rows, Inde
 
 // dx[r, i] += Σ_o w[o, i] · dy[r, o];  dw[o, i] += dy[r, o] · x[r, i];  db[o] += dy[r, o]  (per lane)
 template <int CC, class T>
-void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index n_rows, Index c_run) {
+static void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index n_rows, Index c_run) {
   const Index C = channels<CC>(c_run);
   const Lanes<T>*X = rows(x), *dY = rows(dy);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
@@ -218,7 +245,7 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, I
 
 // y[i, c] = b[i] + Σ_{j <= i} w[i, j] · x[j, c]
 template <int CC, class T>
-void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Index c_run) {
+static void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Index c_run) {
   const Index C = channels<CC>(c_run);
   const Lanes<T>* X = rows(x);
   Lanes<T>* Y = rows(y);
@@ -237,7 +264,7 @@ void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Index c_run
 
 // dx[j, c] += Σ_{i >= j} w[i, j] · dy[i, c];  dw[i, j] += Σ_c dy[i, c] · x[j, c];  db[i] += Σ_c dy[i, c]
 template <int CC, class T>
-void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index L, Index c_run) {
+static void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index L, Index c_run) {
   const Index C = channels<CC>(c_run);
   const Lanes<T>*X = rows(x), *dY = rows(dy);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
@@ -291,35 +318,35 @@ void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Ind
 
 // LayerNorm over all D rows of each lane (layernorm.hpp's formulas; statistics in double).
 template <class T>
-void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const T* beta, Index D, double eps) {
+static void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const T* beta, Index D, double eps) {
   T mu[W], rs[W];
   for (int h = 0; h < 2; ++h) {  // per half row
-    Doubles8 mean, var;
+    Doubles mean, var;
     if constexpr (std::is_same_v<T, float>) {
       // one pass, Σx and Σx² in double: float inputs carry 24 bits, so var = E[x²] - mean² loses
       // ~2·log2(|mean| / σ) of double's 53 and stays far below float's rounding unless |mean| > 1e3·σ
-      Doubles8 sum[2];
-      sum4(sum, D, [&](Index j, Doubles8(&a)[2]) {
-        const Doubles8 v = STOCKMIXER_HALF(T, x + j * W, h);
+      Doubles sum[2];
+      sum4(sum, D, [&](Index j, Doubles(&a)[2]) {
+        const Doubles v = STOCKMIXER_HALF(T, x + j * W, h);
         a[0] += v;
         a[1] += v * v;
       });
       mean = sum[0] / static_cast<double>(D);
       var = sum[1] / static_cast<double>(D) - mean * mean;
-      var = var > 0.0 ? var : Doubles8{};
+      var = var > 0.0 ? var : Doubles{};
     } else {  // double: two passes, the deviations summed
-      Doubles8 sum[1], sq[1];
-      sum4(sum, D, [&](Index j, Doubles8(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
+      Doubles sum[1], sq[1];
+      sum4(sum, D, [&](Index j, Doubles(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
       mean = sum[0] / static_cast<double>(D);
-      sum4(sq, D, [&](Index j, Doubles8(&a)[1]) {
-        const Doubles8 d = STOCKMIXER_HALF(T, x + j * W, h) - mean;
+      sum4(sq, D, [&](Index j, Doubles(&a)[1]) {
+        const Doubles d = STOCKMIXER_HALF(T, x + j * W, h) - mean;
         a[0] += d * d;
       });
       var = sq[0] / static_cast<double>(D);
     }
-    for (int k = 0; k < 8; ++k) {
-      mu[8 * h + k] = static_cast<T>(mean[k]);
-      rs[8 * h + k] = static_cast<T>(1.0 / std::sqrt(var[k] + eps));
+    for (int k = 0; k < H; ++k) {
+      mu[H * h + k] = static_cast<T>(mean[k]);
+      rs[H * h + k] = static_cast<T>(1.0 / std::sqrt(var[k] + eps));
     }
   }
   const Lanes<T> muv = *rows(mu), rsv = *rows(rs);
@@ -335,7 +362,7 @@ void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma, const
 
 // dx += rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma;  dgamma += dy · xhat;  dbeta += dy
 template <class T>
-void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd, const T* gamma,
+static void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd, const T* gamma,
                         Index D) {
   const Lanes<T>*dY = rows(dy), *Xh = rows(xhat);
   Lanes<T>*dG = rows(dgamma), *dB = rows(dbeta);
@@ -347,17 +374,17 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, 
     return;
   }
   // One pass for dgamma, dbeta and the four sums (Σ g and Σ g · xhat per half row), one for dx.
-  Doubles8 sums[4];  // Σ g (lanes 0-7, 8-15), Σ g · xhat (lanes 0-7, 8-15)
-  sum4(sums, D, [&](Index j, Doubles8(&a)[4]) {
+  Doubles sums[4];  // Σ g (first half, second half), Σ g · xhat (first half, second half)
+  sum4(sums, D, [&](Index j, Doubles(&a)[4]) {
     dG[j] += dY[j] * Xh[j];
     dB[j] += dY[j];
     for (int h = 0; h < 2; ++h) {
-      const Doubles8 g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
+      const Doubles g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
       a[h] += g;
       a[2 + h] += g * STOCKMIXER_HALF(T, xhat + j * W, h);
     }
   });
-  Doubles8 mean_g[2], mean_gx[2], rs[2];
+  Doubles mean_g[2], mean_gx[2], rs[2];
   for (int h = 0; h < 2; ++h) {
     mean_g[h] = sums[h] / static_cast<double>(D);
     mean_gx[h] = sums[2 + h] / static_cast<double>(D);
@@ -365,11 +392,11 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, 
   }
   for (Index j = 0; j < D; ++j)
     for (int h = 0; h < 2; ++h) {
-      const Doubles8 g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
-      const Doubles8 d = rs[h] * (g - mean_g[h] - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx[h]);
+      const Doubles g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
+      const Doubles d = rs[h] * (g - mean_g[h] - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx[h]);
       Half<T> r;
-      for (int k = 0; k < 8; ++k) r[k] = static_cast<T>(d[k]);
-      *reinterpret_cast<Half<T>*>(dx + j * W + 8 * h) += r;
+      for (int k = 0; k < H; ++k) r[k] = static_cast<T>(d[k]);
+      *reinterpret_cast<Half<T>*>(dx + j * W + H * h) += r;
     }
 }
 
@@ -377,13 +404,13 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, 
 // run at the clone's full width: erf is Eigen's generic_fast_erf_float (a 13/8 rational on [-4, 4]),
 // exp is Eigen's pexp_float (Cephes) with its argument clamped at -87 so that 2^m stays a normal
 // float (below, exp(-x²/2) < 1e-37 is negligible beside Φ(x)). double: std::erf and std::exp per lane.
-STOCKMIXER_LANE_INLINE void clamp(Lanes<float>& y, const Lanes<float>& x, float lo, float hi) {
+static STOCKMIXER_LANE_INLINE void clamp(Lanes<float>& y, const Lanes<float>& x, float lo, float hi) {
   const Lanes<float> l = Lanes<float>{} + lo, h = Lanes<float>{} + hi;
   y = x < h ? x : h;
   y = y > l ? y : l;
 }
 
-STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& a) {
+static STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& a) {
   Lanes<float> x;
   clamp(x, a, -4.f, 4.f);
   const Lanes<float> x2 = x * x;
@@ -401,7 +428,7 @@ STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& a) 
   out = p / q;
 }
 
-STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) {
+static STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) {
   typedef std::int32_t Int __attribute__((vector_size(W * sizeof(std::int32_t))));
   Lanes<float> x;
   clamp(x, a, -87.f, 88.723f);
@@ -426,7 +453,7 @@ STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) 
 // derivative Φ(x) + x · φ(x), φ(x) = exp(-x² / 2) / √(2π): all the backward needs of x, and erf is
 // computed once for both.
 template <class T>
-void gelu_forward(T* y, T* x, Index n_rows, bool grad) {
+static void gelu_forward(T* y, T* x, Index n_rows, bool grad) {
   Lanes<T>*X = rows(x), *Y = rows(y);
   for (Index j = 0; j < n_rows; ++j) {
     if constexpr (std::is_same_v<T, float>) {
@@ -450,7 +477,7 @@ void gelu_forward(T* y, T* x, Index n_rows, bool grad) {
 
 // dx = dy · h'(x), h' as gelu_forward left it
 template <class T>
-void gelu_backward(T* dx, const T* dy, const T* dgelu, Index n_rows) {
+static void gelu_backward(T* dx, const T* dy, const T* dgelu, Index n_rows) {
   const Lanes<T>*dG = rows(dgelu), *dY = rows(dy);
   Lanes<T>* dX = rows(dx);
   for (Index j = 0; j < n_rows; ++j) dX[j] = dY[j] * dG[j];
@@ -458,7 +485,7 @@ void gelu_backward(T* dx, const T* dy, const T* dgelu, Index n_rows) {
 
 // v[s, o] = b[o] + Σ_c Σ_j w[o, c, j] · x[2s + j, c]  (kernel = stride = 2)
 template <int CC, class T>
-void conv_forward(T* v, const T* x, const T* w, const T* b, Index S, Index c_run) {
+static void conv_forward(T* v, const T* x, const T* w, const T* b, Index S, Index c_run) {
   const Index C = channels<CC>(c_run);
   const Lanes<T>* X = rows(x);
   Lanes<T>* V = rows(v);
@@ -478,7 +505,7 @@ void conv_forward(T* v, const T* x, const T* w, const T* b, Index S, Index c_run
 
 // dx[2s + j, c] += Σ_o w[o, c, j] · dv[s, o];  dw[o, c, j] += dv[s, o] · x[2s + j, c];  db[o] += dv[s, o]
 template <int CC, class T>
-void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Index S, Index c_run) {
+static void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Index S, Index c_run) {
   const Index C = channels<CC>(c_run);
   const Lanes<T>*X = rows(x), *dV = rows(dv);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
@@ -522,13 +549,6 @@ void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T* w, Ind
 
 // ---- one group of W stocks ---------------------------------------------------------------------------
 
-// What one Mixer2dTriU(L, C) keeps for its backward, each [L, C][lanes] (rstd: [lanes]). h is the
-// channel MixerBlock's hidden layer before GELU, or after a forward for training GELU's derivative there.
-template <class T>
-struct MixerActs {
-  T *xhat1, *a1, *xhat2, *x2, *h, *g, *out, *rstd1, *rstd2;
-};
-
 // The per-thread scratch: the group's input, activations, lane accumulators of the parameter
 // gradients and backward temporaries, carved out of one buffer that grows to the largest shape seen.
 template <class T>
@@ -543,12 +563,6 @@ struct Group {
   PerStockWeights<T*> acc_w;  // views into acc: each tensor [size][lanes]
   Index acc_size;             // parameter values (acc holds acc_size · lanes)
 
-  static Index parameter_count(Index T_, Index C) {
-    Index n = 0;
-    PerStockWeights<T*> w{};
-    for_each_tensor(w, T_, C, [&](T*, Index size) { n += size; });
-    return n;
-  }
 
   // Values of what the backward reads from the forward, for one group: its input x, v and both
   // mixers' activations (the stash holds one such block per group).
@@ -608,7 +622,7 @@ struct Group {
 };
 
 template <int CC, class T>
-void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C, bool grad) {
+static void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C, bool grad) {
   const Index D = L * C, n = D * W;
   layernorm_forward(a.a1, a.xhat1, a.rstd1, u, w.ln1_w, w.ln1_b, D, 1e-5);
   triu_forward<CC>(a.out, a.a1, w.triu_w, w.triu_b, L, C);  // a.out holds TriU(a1) + u until the end
@@ -622,7 +636,7 @@ void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& 
 
 // du (may be null) += d(out)/d(u)^T dout; lane accumulators `acc` += the parameter gradients.
 template <int CC, class T>
-void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWeights<const T*>& w,
+static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWeights<const T*>& w,
                     const Mixer2dWeights<T*>& acc, Index L, Index C, T* const* tmp) {
   const Index D = L * C, n = D * W;
   T *dg = tmp[0], *dhid = tmp[1], *dx2 = tmp[2];
@@ -645,14 +659,14 @@ void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWe
 // the forward, leaving y [F][lanes] and every activation in g; with `grad` (a backward follows) the
 // activations are those the backward reads (GELU's derivative in place of its input).
 template <int CC, class T>
-void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
+static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
   const Index T_ = g.T_, S = g.S, C = g.C, tc = T_ * C;
   Index r0 = 0;
-  if (count == W)  // 16 x 16 blocks transposed in registers
+  if (count == W)  // W x W blocks transposed in registers
     for (; r0 + W <= tc; r0 += W) {
       Lanes<T> a[W];
       for (int k = 0; k < W; ++k) a[k] = *rows(x + (s0 + k) * tc + r0);
-      transpose<T>(a);
+      transpose<T, W>(a);
       for (int j = 0; j < W; ++j) rows(g.x)[r0 + j] = a[j];
     }
   for (Index r = r0; r < tc; ++r)
@@ -672,18 +686,18 @@ void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStoc
 // After group_forward on the same stocks: reads dy [F, N] for them, adds the parameter gradients into
 // g's lane accumulators and, when dx is not null, the input gradient into dx [N, T, C].
 template <int CC, class T>
-void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Index count,
+static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Index count,
                     const PerStockWeights<const T*>& w) {
   const Index T_ = g.T_, S = g.S, C = g.C, F = g.F, tc = T_ * C;
   for (Index f = 0; f < F; ++f)
     if (count == W) rows(g.dy)[f] = *rows(dy + f * stocks + s0);
     else for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[f * stocks + s0 + k] : T(0);
   // channel_fc: dh[f, c] = fc_w[c] · dy[f];  dfc_w[c] += Σ_f dy[f] · h[f, c];  dfc_b += Σ_f dy[f]
-  Doubles8* fc_acc = reinterpret_cast<Doubles8*>(g.fc_acc);  // [C + 1][2 half rows]
+  Doubles* fc_acc = reinterpret_cast<Doubles*>(g.fc_acc);  // [C + 1][2 half rows]
   for (Index f = 0; f < F; ++f) {
     const T *h = g.h_row(f), *dyf = g.dy + f * W;
     for (int hh = 0; hh < 2; ++hh) {
-      const Doubles8 d = STOCKMIXER_HALF(T, dyf, hh);
+      const Doubles d = STOCKMIXER_HALF(T, dyf, hh);
       fc_acc[2 * C + hh] += d;
       for (Index c = 0; c < C; ++c) fc_acc[2 * c + hh] += d * STOCKMIXER_HALF(T, h + c * W, hh);
     }
@@ -706,7 +720,7 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Ind
     for (; r0 + W <= tc; r0 += W) {
       Lanes<T> a[W];
       for (int j = 0; j < W; ++j) a[j] = rows(gx)[r0 + j];
-      transpose<T>(a);
+      transpose<T, W>(a);
       for (int k = 0; k < W; ++k) *rows(dx + (s0 + k) * tc + r0) += a[k];
     }
   for (Index r = r0; r < tc; ++r)
@@ -715,7 +729,7 @@ void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Ind
 
 // The workers. Forward of groups [g0, g1) into y [F, N].
 template <int CC, class T>
-void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
+static void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
                     Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   for (Index gi = g0; gi < g1; ++gi) {
@@ -731,7 +745,7 @@ void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>&
 // Backward of groups [g0, g1): their parameter gradients, summed over lanes in double, into part [P];
 // dx (may be null) for their stocks.
 template <int CC, class T>
-void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
+static void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
                      Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   std::fill(g.acc, g.acc + g.acc_size * W, T(0));
@@ -744,14 +758,14 @@ void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, con
   }
   const Index fc = g.acc_size - (channels + 1);  // channel_fc's weight and bias: the last C + 1
   Index p = 0;
-  for (; p + W <= fc; p += W) {  // 16 parameters at a time: their rows transposed, lanes then added
+  for (; p + W <= fc; p += W) {  // W parameters at a time: their rows transposed, lanes then added
     Lanes<T> a[W];               // across the vector in the same order as below
     for (int i = 0; i < W; ++i) a[i] = rows(g.acc)[p + i];
-    transpose<T>(a);
-    Doubles8 s[2] = {};
+    transpose<T, W>(a);
+    Doubles s[2] = {};
     for (int k = 0; k < W; ++k)
       for (int h = 0; h < 2; ++h) s[h] += STOCKMIXER_HALF(T, reinterpret_cast<const T*>(a + k), h);
-    for (int i = 0; i < W; ++i) part[p + i] = s[i / 8][i % 8];
+    for (int i = 0; i < W; ++i) part[p + i] = s[i / H][i % H];
   }
   for (; p < fc; ++p) {  // lanes in a fixed order
     double s = 0.0;
@@ -764,66 +778,69 @@ void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, con
     part[fc + p] = s;
   }
 }
+};  // struct Kernel
 
 // The production case, float with C = 5 (StockMixer's features, the channel loops unrolled: see
-// kBlock), runs the workers with every step inlined, compiled per instruction set
-// (STOCKMIXER_MULTIVERSION): the lanes become one AVX-512 register, two AVX2 registers or four SSE
-// ones. Float results can differ in the last bits between those versions (FMA contraction), never
-// between runs or thread counts on one machine. double (the reference precision of the tests) and
-// other C run the same code compiled once, for the baseline: compiling every combination per
-// instruction set would triple the build for no use.
+// kBlock), runs the workers with every step inlined, one version per instruction set with its own
+// lane width (run_versioned, common.hpp). Float results can differ in the last bits between those
+// versions (FMA contraction, lane width), never between runs or thread counts on one machine. double
+// (the reference precision of the tests) and other C run the build's own version: compiling every
+// combination per instruction set would triple the build for no use.
 template <class T>
-STOCKMIXER_MULTIVERSION void forward_groups_fast(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w,
-                                                 Index stocks, Index steps, Index g0, Index g1, T* scratch) {
-  forward_groups<5>(y, stash, x, w, stocks, steps, 5, g0, g1, scratch);
+bool versioned_case(Index channels) {
+  return std::is_same_v<T, float> && channels == 5;
 }
+// The lane width (stocks per group) the kernel runs at for this T and C on this machine.
 template <class T>
-STOCKMIXER_MULTIVERSION void backward_groups_fast(double* part, T* dx, const T* dy, T* stash, const T* x,
-                                                  const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                                                  Index g0, Index g1, T* scratch) {
-  backward_groups<5>(part, dx, dy, stash, x, w, stocks, steps, 5, g0, g1, scratch);
+int group_width(Isa isa, Index channels) {
+  return versioned_case<T>(channels) ? versioned_width(isa) : kBuildWidth;
 }
-
-template <class T>
-void run_forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                        Index channels, Index g0, Index g1, T* scratch) {
-  if constexpr (std::is_same_v<T, float>)
-    if (channels == 5) return forward_groups_fast(y, stash, x, w, stocks, steps, g0, g1, scratch);
-  if (channels == 5) forward_groups<5>(y, stash, x, w, stocks, steps, channels, g0, g1, scratch);
-  else forward_groups<0>(y, stash, x, w, stocks, steps, channels, g0, g1, scratch);
-}
-template <class T>
-void run_backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
-                         Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
-  if constexpr (std::is_same_v<T, float>)
-    if (channels == 5) return backward_groups_fast(part, dx, dy, stash, x, w, stocks, steps, g0, g1, scratch);
-  if (channels == 5) backward_groups<5>(part, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
-  else backward_groups<0>(part, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+// f(Kernel<W>{}, cc) at group_width's W, in the version for it; cc is Width<5> in the versioned case
+// (C known) and Width<0> otherwise.
+template <class T, class F>
+void run_kernel(Isa isa, Index channels, F&& f) {
+  if (versioned_case<T>(channels)) {
+    run_versioned(isa, [&](auto width) { f(Kernel<decltype(width)::value>{}, detail::Width<5>{}); });
+  } else {
+    auto call = [&](auto width) { f(Kernel<decltype(width)::value>{}, detail::Width<0>{}); };
+    detail::run_build(call);
+  }
 }
 
-// The group scratch of the calling thread (lanes.hpp's aligned_scratch: every 64-byte row on its own
-// cache line).
+// The group scratch of the calling thread for groups of `width` stocks (lanes.hpp's aligned_scratch:
+// every 64-byte row on its own cache line).
 struct ScratchTag;
 template <class T>
-T* thread_scratch(Index steps, Index channels) {
-  return aligned_scratch<ScratchTag, T>(Group<T>::scratch_size(steps, channels));
+T* thread_scratch(int width, Index steps, Index channels) {
+  const Index size = width == 16 ? Kernel<16>::Group<T>::scratch_size(steps, channels)
+                     : width == 8 ? Kernel<8>::Group<T>::scratch_size(steps, channels)
+                                  : Kernel<4>::Group<T>::scratch_size(steps, channels);
+  return aligned_scratch<ScratchTag, T>(size);
 }
 
 }  // namespace detail::per_stock
 
+// Sized for 16-lane groups, the widest: narrower groups need no more (a group's activations grow
+// with its lanes, so ⌈N/W⌉ groups of W lanes never exceed ⌈N/16⌉ of 16).
 template <class T>
 Index per_stock_stash_size(Index stocks, Index steps, Index channels) {
   using namespace detail::per_stock;
-  return (stocks + W - 1) / W * Group<T>::acts_size(steps, channels);
+  return (stocks + 15) / 16 * Kernel<16>::Group<T>::acts_size(steps, channels);
 }
 
 template <class T>
 void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
                        Index channels, T* stash) {
   using namespace detail::per_stock;
-  const Index groups = (stocks + W - 1) / W;
+  const Isa isa = kernel_isa();
+  const int width = group_width<T>(isa, channels);
+  const Index groups = (stocks + width - 1) / width;
   parallel_for(groups, 4, [&](Index g0, Index g1) {
-    run_forward_groups(y, stash, x, w, stocks, steps, channels, g0, g1, thread_scratch<T>(steps, channels));
+    T* scratch = thread_scratch<T>(width, steps, channels);
+    run_kernel<T>(isa, channels, [&](auto k, auto cc) {
+      if (decltype(cc)::value == 5 || channels == 5) k.template forward_groups<5>(y, stash, x, w, stocks, steps, 5, g0, g1, scratch);
+      else k.template forward_groups<decltype(cc)::value>(y, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+    });
   });
 }
 
@@ -831,18 +848,26 @@ template <class T>
 void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
                         const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels, T* stash) {
   using namespace detail::per_stock;
-  const Index groups = (stocks + W - 1) / W;
+  const Isa isa = kernel_isa();
+  const int width = group_width<T>(isa, channels);
+  const Index groups = (stocks + width - 1) / width;
   if (groups == 0) return;
   const Index per_chunk = (groups + kMaxChunks - 1) / kMaxChunks, chunks = (groups + per_chunk - 1) / per_chunk;
-  const Index P = Group<T>::parameter_count(steps, channels);
+  const Index P = parameter_count(steps, channels);
   static thread_local std::vector<double> partials;  // [chunk][P]
   if (static_cast<Index>(partials.size()) < chunks * P) partials.resize(static_cast<std::size_t>(chunks * P));
   double* part = partials.data();
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    T* scratch = thread_scratch<T>(steps, channels);
-    for (Index c = c0; c < c1; ++c)
-      run_backward_groups(part + c * P, dx, dy, stash, x, w, stocks, steps, channels, c * per_chunk,
-                      std::min(groups, (c + 1) * per_chunk), scratch);
+    T* scratch = thread_scratch<T>(width, steps, channels);
+    run_kernel<T>(isa, channels, [&](auto k, auto cc) {
+      for (Index c = c0; c < c1; ++c) {
+        double* out = part + c * P;
+        const Index g0 = c * per_chunk, g1 = std::min(groups, (c + 1) * per_chunk);
+        if (decltype(cc)::value == 5 || channels == 5)
+          k.template backward_groups<5>(out, dx, dy, stash, x, w, stocks, steps, 5, g0, g1, scratch);
+        else k.template backward_groups<decltype(cc)::value>(out, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+      }
+    });
   });
   PerStockWeights<T*> out = grad;
   Index p = 0;

@@ -27,9 +27,10 @@
 //
 // Why fused: op by op this is two transposes, a LayerNorm over 1026 values, four Eigen GEMMs of
 // inner size 20 or 40 (SSE code in a build without -march) and two GEMVs: a third of NASDAQ's step.
-// Here every value is computed once, in double, on the [F, N] layout with eight stocks as the lanes
-// of one vector (lanes.hpp's Doubles8), and the three products that cost N·M·F (dense1 forward, dW1,
-// dxn) run as register tiles of 4 x 4 vectors inside STOCKMIXER_MULTIVERSION workers.
+// Here every value is computed once, in double, on the [F, N] layout with V stocks as the lanes of
+// one vector, and the three products that cost N·M·F (dense1 forward, dW1, dxn) run as register
+// tiles of 4 x 4 vectors, in passes compiled per instruction set with vectors
+// as wide as its registers (8 doubles for AVX-512, 4 for AVX2, 2 for SSE2: lanes.hpp's run_versioned).
 //
 // Numerics: inputs and weights are read once into double and every result is rounded once; nothing
 // is summed in float. Against the op-by-op path (tests/test_model.cpp) it agrees within 1e-12 in
@@ -83,10 +84,10 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
 namespace detail::stock_head {
 
 using namespace detail::lanes;
-constexpr Index V = 8;  // stocks per vector
+constexpr Index kPad = 8;  // rows of stocks padded to a multiple of 8: whole vectors at every width
 constexpr double kEps = 1e-5;
 
-inline Index padded(Index n) { return (n + V - 1) / V * V; }
+inline Index padded(Index n) { return (n + kPad - 1) / kPad * kPad; }
 inline Index aligned8(Index n) { return (n + 7) / 8 * 8; }  // 64-byte offsets into the stash
 
 // Where each saved array lives in the stash (x̂, xn, w1 and ln_w start on 64-byte boundaries).
@@ -108,18 +109,43 @@ struct Saved {
   }
 };
 
-STOCKMIXER_LANE_INLINE const Doubles8& at(const double* p) { return *reinterpret_cast<const Doubles8*>(p); }
-STOCKMIXER_LANE_INLINE Doubles8& at(double* p) { return *reinterpret_cast<Doubles8*>(p); }
+inline double hardswish(double x) { return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0; }
+// PyTorch's one-sided values at the kinks (kernels/hardswish.hpp).
+inline double hardswish_grad(double x) { return x < -3.0 ? 0.0 : x <= 3.0 ? x / 3.0 + 0.5 : 1.0; }
 
-// The eight lanes added in a fixed order.
-STOCKMIXER_LANE_INLINE double add_lanes(const Doubles8& v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+// Rows [r0, r1) of a [R, N] matrix of T into a padded [R, Np] one of double (pads zero).
+template <class T>
+void widen_rows(double* out, const T* in, Index N, Index r0, Index r1) {
+  const Index Np = padded(N);
+  for (Index r = r0; r < r1; ++r) {
+    for (Index n = 0; n < N; ++n) out[r * Np + n] = static_cast<double>(in[r * N + n]);
+    for (Index n = N; n < Np; ++n) out[r * Np + n] = 0.0;
+  }
+}
+
+// ---- every pass on vectors of V doubles (V stocks): V follows the instruction set the pass is compiled
+// for (8 for AVX-512, 4 for AVX2, 2 for SSE2), so that a vector is one register (a wider one lives in
+// memory: the AVX2 build ran about ten times slower with 8). Rows stay padded to 8 at every V.
+template <int V>
+struct Kernel {
+typedef typename LaneType<double, V>::type Doubles;
+
+static STOCKMIXER_LANE_INLINE const Doubles& at(const double* p) { return *reinterpret_cast<const Doubles*>(p); }
+static STOCKMIXER_LANE_INLINE Doubles& at(double* p) { return *reinterpret_cast<Doubles*>(p); }
+
+// The V lanes added in a fixed order: halves added lane by lane until one is left.
+static STOCKMIXER_LANE_INLINE double add_lanes(const Doubles& v) {
+  double a[V];
+  for (int l = 0; l < V; ++l) a[l] = v[l];
+  for (int half = V / 2; half > 0; half /= 2)
+    for (int l = 0; l < half; ++l) a[l] += a[l + half];
+  return a[0];
 }
 
 // Σ_n x[n] and Σ_n x[n] · y[n] over one padded row of Np values: two interleaved vector sums (a
 // single one would wait on each addition), added in a fixed order.
-STOCKMIXER_LANE_INLINE double row_sum(const double* x, Index Np) {
-  Doubles8 s[2] = {};
+static STOCKMIXER_LANE_INLINE double row_sum(const double* x, Index Np) {
+  Doubles s[2] = {};
   Index n = 0;
   for (; n + 2 * V <= Np; n += 2 * V) {
     s[0] += at(x + n);
@@ -128,8 +154,8 @@ STOCKMIXER_LANE_INLINE double row_sum(const double* x, Index Np) {
   if (n < Np) s[0] += at(x + n);
   return add_lanes(s[0] + s[1]);
 }
-STOCKMIXER_LANE_INLINE double row_dot(const double* x, const double* y, Index Np) {
-  Doubles8 s[2] = {};
+static STOCKMIXER_LANE_INLINE double row_dot(const double* x, const double* y, Index Np) {
+  Doubles s[2] = {};
   Index n = 0;
   for (; n + 2 * V <= Np; n += 2 * V) {
     s[0] += at(x + n) * at(y + n);
@@ -139,20 +165,16 @@ STOCKMIXER_LANE_INLINE double row_dot(const double* x, const double* y, Index Np
   return add_lanes(s[0] + s[1]);
 }
 
-inline double hardswish(double x) { return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0; }
-// PyTorch's one-sided values at the kinks (kernels/hardswish.hpp).
-inline double hardswish_grad(double x) { return x < -3.0 ? 0.0 : x <= 3.0 ? x / 3.0 + 0.5 : 1.0; }
-
 // Register tiles. dot_tile: acc[i][j] = Σ_k a[i·lda + k] · b[j·ldb + k] over K (a multiple of 8)
 // values, lane by lane (add_lanes finishes the sum). axpy_tile: acc[i][j] = Σ_k s(i, k) · b[k·ldb + 8j],
 // a scalar times a vector of eight stocks.
 template <int BI, int BJ>
-STOCKMIXER_LANE_INLINE void dot_tile(Doubles8 (&acc)[BI][BJ], const double* a, Index lda, const double* b, Index ldb,
+static STOCKMIXER_LANE_INLINE void dot_tile(Doubles (&acc)[BI][BJ], const double* a, Index lda, const double* b, Index ldb,
                                      Index K) {
   for (int i = 0; i < BI; ++i)
-    for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles8{};
+    for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles{};
   for (Index k = 0; k < K; k += V) {
-    Doubles8 av[BI], bv[BJ];
+    Doubles av[BI], bv[BJ];
     for (int i = 0; i < BI; ++i) av[i] = at(a + i * lda + k);
     for (int j = 0; j < BJ; ++j) bv[j] = at(b + j * ldb + k);
     for (int i = 0; i < BI; ++i)
@@ -160,12 +182,12 @@ STOCKMIXER_LANE_INLINE void dot_tile(Doubles8 (&acc)[BI][BJ], const double* a, I
   }
 }
 template <int BI, int BJ>
-STOCKMIXER_LANE_INLINE void axpy_tile(Doubles8 (&acc)[BI][BJ], const double* s, Index si, Index sk, const double* b,
+static STOCKMIXER_LANE_INLINE void axpy_tile(Doubles (&acc)[BI][BJ], const double* s, Index si, Index sk, const double* b,
                                       Index ldb, Index K) {
   for (int i = 0; i < BI; ++i)
-    for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles8{};
+    for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles{};
   for (Index k = 0; k < K; ++k) {
-    Doubles8 bv[BJ];
+    Doubles bv[BJ];
     for (int j = 0; j < BJ; ++j) bv[j] = at(b + k * ldb + j * V);
     for (int i = 0; i < BI; ++i) {
       const double c = s[i * si + k * sk];
@@ -178,13 +200,13 @@ STOCKMIXER_LANE_INLINE void axpy_tile(Doubles8 (&acc)[BI][BJ], const double* s, 
 
 // out = Σ_l of `count` values p[l · stride] as lanes (the rest zero): a column of a row-major [N, ·] array.
 template <class T>
-STOCKMIXER_LANE_INLINE void load_column(Doubles8& out, const T* p, Index stride, Index count) {
-  out = Doubles8{};
+static STOCKMIXER_LANE_INLINE void load_column(Doubles& out, const T* p, Index stride, Index count) {
+  out = Doubles{};
   for (Index l = 0; l < count; ++l) out[l] = static_cast<double>(p[l * stride]);
 }
 // p[l] += v[l] for the first `count` lanes (all eight: one vector operation).
 template <class T>
-STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles8& v, Index count) {
+static STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles& v, Index count) {
   if (count == V)
     for (Index l = 0; l < V; ++l) p[l] += static_cast<T>(v[l]);
   else
@@ -194,7 +216,7 @@ STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles8& v, Index count) {
 // x̂ and xn for rows [f0, f1) of y, with mean and rstd. ln_w and ln_b are widened to Np (pads zero),
 // so xn's pads are zero; x̂'s are set back to zero after centring.
 template <class T>
-STOCKMIXER_MULTIVERSION void normalise_rows(const Saved& s, const T* y, const double* ln_w, const double* ln_b,
+static void normalise_rows(const Saved& s, const T* y, const double* ln_w, const double* ln_b,
                                             Index N, Index f0, Index f1) {
   const Index Np = padded(N);
   for (Index f = f0; f < f1; ++f) {
@@ -215,21 +237,11 @@ STOCKMIXER_MULTIVERSION void normalise_rows(const Saved& s, const T* y, const do
   }
 }
 
-// Rows [r0, r1) of a [R, N] matrix of T into a padded [R, Np] one of double (pads zero).
-template <class T>
-void widen_rows(double* out, const T* in, Index N, Index r0, Index r1) {
-  const Index Np = padded(N);
-  for (Index r = r0; r < r1; ++r) {
-    for (Index n = 0; n < N; ++n) out[r * Np + n] = static_cast<double>(in[r * N + n]);
-    for (Index n = N; n < Np; ++n) out[r * Np + n] = 0.0;
-  }
-}
-
 // h and a for rows [f, f + BF) and columns [m, m + BM).
 template <int BF, int BM, class T>
-STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f,
+static STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f,
                                         Index m) {
-  Doubles8 acc[BF][BM];
+  Doubles acc[BF][BM];
   dot_tile(acc, s.xn + f * Np, Np, w1 + m * Np, Np, Np);
   for (int i = 0; i < BF; ++i)
     for (int j = 0; j < BM; ++j) {
@@ -239,7 +251,7 @@ STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1, const 
     }
 }
 template <int BF, class T>
-STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f) {
+static STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f) {
   Index m = 0;
   for (; m + 4 <= M; m += 4) dense1_tile<BF, 4>(s, w1, b1, Np, M, f, m);
   for (; m < M; ++m) dense1_tile<BF, 1>(s, w1, b1, Np, M, f, m);
@@ -247,7 +259,7 @@ STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1, const
 
 // h = xn · W1ᵀ + b1 and a = hardswish(h) for rows [f0, f1), in tiles of 4 rows x 4 columns.
 template <class T>
-STOCKMIXER_MULTIVERSION void dense1_rows(Saved s, const double* w1, const T* b1, Index N, Index M, Index f0,
+static void dense1_rows(Saved s, const double* w1, const T* b1, Index N, Index M, Index f0,
                                          Index f1) {
   const Index Np = padded(N);
   Index f = f0;
@@ -255,49 +267,49 @@ STOCKMIXER_MULTIVERSION void dense1_rows(Saved s, const double* w1, const T* b1,
   for (; f < f1; ++f) dense1_block<1>(s, w1, b1, Np, M, f);
 }
 
-// out for stock vectors [v0, v1). Σ_f y[f, n] · w[f] is read from x̂ (y = x̂ / rstd + mean):
+// out for stocks [8·b0, 8·b1) (blocks of kPad). Σ_f y[f, n] · w[f] is read from x̂ (y = x̂ / rstd + mean):
 // Σ_f (w[f] / rstd_f) · x̂[f, n] + Σ_f w[f] · mean_f, with cw[f] = w[f] / rstd_f and base holding the
 // constant terms.
 template <class T>
-STOCKMIXER_MULTIVERSION void output_stocks(T* out, const Saved s, const double* cw, const T* w2, const T* b2,
-                                           double base, double sum_w2, Index N, Index F, Index M, Index v0,
-                                           Index v1) {
+static void output_stocks(T* out, const Saved s, const double* cw, const T* w2, const T* b2,
+                                           double base, double sum_w2, Index N, Index F, Index M, Index b0,
+                                           Index b1) {
   const Index Np = padded(N);
-  for (Index v = v0; v < v1; ++v) {
-    const Index n0 = v * V, count = std::min(V, N - n0);
-    Doubles8 head = {}, mix = {}, col, bias;
+  for (Index v = b0 * kPad / V; v < b1 * kPad / V; ++v) {
+    const Index n0 = v * V, count = std::min<Index>(V, N - n0);
+    Doubles head = {}, mix = {}, col, bias;
     for (Index f = 0; f < F; ++f) head += cw[f] * at(s.xhat + f * Np + n0);
     for (Index m = 0; m < M; ++m) {
       load_column(col, w2 + n0 * M + m, M, count);
       mix += col * s.u[m];
     }
     load_column(bias, b2 + n0, 1, count);
-    const Doubles8 o = base + head + (mix + bias * sum_w2);
+    const Doubles o = base + head + (mix + bias * sum_w2);
     for (Index l = 0; l < count; ++l) out[n0 + l] = static_cast<T>(o[l]);
   }
 }
 
 // dW1[m, n] += Σ_f dh[f, m] · xn[f, n] for rows [m, m + BM) and BJ vectors of stocks from n0.
 template <int BM, int BJ, class T>
-STOCKMIXER_LANE_INLINE void dw1_tile(T* dw1, const Saved& s, const double* dh, Index N, Index F, Index M, Index m,
+static STOCKMIXER_LANE_INLINE void dw1_tile(T* dw1, const Saved& s, const double* dh, Index N, Index F, Index M, Index m,
                                      Index n0) {
   const Index Np = padded(N);
-  Doubles8 acc[BM][BJ];
+  Doubles acc[BM][BJ];
   axpy_tile(acc, dh + m, 1, M, s.xn + n0, Np, F);
   for (int i = 0; i < BM; ++i)
     for (int j = 0; j < BJ; ++j) {
       const Index n = n0 + j * V;
-      if (n < N) add_row(dw1 + (m + i) * N + n, acc[i][j], std::min(V, N - n));
+      if (n < N) add_row(dw1 + (m + i) * N + n, acc[i][j], std::min<Index>(V, N - n));
     }
 }
 
 // dxn[f, n] = Σ_m dh[f, m] · W1[m, n] for rows [f, f + BF) and BJ vectors of stocks from n0: adds
 // Σ_f dxn · x̂ and Σ_f dxn into dgamma and dbeta, and stores g = dxn · ln_w into G (when not null).
 template <int BF, int BJ>
-STOCKMIXER_LANE_INLINE void dxn_tile(Doubles8 (&dgamma)[BJ], Doubles8 (&dbeta)[BJ], double* G, const Saved& s,
+static STOCKMIXER_LANE_INLINE void dxn_tile(Doubles (&dgamma)[BJ], Doubles (&dbeta)[BJ], double* G, const Saved& s,
                                      const double* w1, const double* ln_w, const double* dh, Index Np, Index M,
                                      Index f, Index n0) {
-  Doubles8 acc[BF][BJ];
+  Doubles acc[BF][BJ];
   axpy_tile(acc, dh + f * M, M, 1, w1 + n0, Np, M);
   for (int i = 0; i < BF; ++i)
     for (int j = 0; j < BJ; ++j) {
@@ -309,39 +321,40 @@ STOCKMIXER_LANE_INLINE void dxn_tile(Doubles8 (&dgamma)[BJ], Doubles8 (&dbeta)[B
 
 // Everything the backward does for BJ vectors of stocks from n0.
 template <int BJ, class T>
-STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeights<T*>& grad, const Saved& s,
+static STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeights<T*>& grad, const Saved& s,
                                            const double* w1, const double* ln_w, const double* dh, Index N, Index F,
                                            Index M, Index n0) {
   const Index Np = padded(N);
   Index m = 0;
   for (; m + 4 <= M; m += 4) dw1_tile<4, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
   for (; m < M; ++m) dw1_tile<1, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
-  Doubles8 dgamma[BJ] = {}, dbeta[BJ] = {};
+  Doubles dgamma[BJ] = {}, dbeta[BJ] = {};
   Index f = 0;
   for (; f + 4 <= F; f += 4) dxn_tile<4, BJ>(dgamma, dbeta, G, s, w1, ln_w, dh, Np, M, f, n0);
   for (; f < F; ++f) dxn_tile<1, BJ>(dgamma, dbeta, G, s, w1, ln_w, dh, Np, M, f, n0);
   for (int j = 0; j < BJ; ++j) {
     const Index n = n0 + j * V;
     if (n >= N) continue;
-    add_row(grad.ln_w + n, dgamma[j], std::min(V, N - n));
-    add_row(grad.ln_b + n, dbeta[j], std::min(V, N - n));
+    add_row(grad.ln_w + n, dgamma[j], std::min<Index>(V, N - n));
+    add_row(grad.ln_b + n, dbeta[j], std::min<Index>(V, N - n));
   }
 }
 
-// For stock vectors [v0, v1): dW1, and dxn -> dln_w, dln_b and g (into G, when not null), in tiles of
+// For stocks [8·b0, 8·b1) (blocks of kPad): dW1, and dxn -> dln_w, dln_b and g (into G, when not null), in tiles of
 // 4 x 4 vectors.
 template <class T>
-STOCKMIXER_MULTIVERSION void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const Saved s,
+static void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const Saved s,
                                              const double* w1, const double* ln_w, const double* dh, Index N,
-                                             Index F, Index M, Index v0, Index v1) {
-  Index v = v0;
+                                             Index F, Index M, Index b0, Index b1) {
+  const Index v1 = b1 * kPad / V;
+  Index v = b0 * kPad / V;
   for (; v + 4 <= v1; v += 4) backward_block<4>(G, grad, s, w1, ln_w, dh, N, F, M, v * V);
   for (; v < v1; ++v) backward_block<1>(G, grad, s, w1, ln_w, dh, N, F, M, v * V);
 }
 
 // dy for rows [f0, f1), after the row means of g and g·x̂; d is dout widened to Np.
 template <class T>
-STOCKMIXER_MULTIVERSION void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const double* G, Index N,
+static void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const double* G, Index N,
                                      Index f0, Index f1) {
   const Index Np = padded(N);
   for (Index f = f0; f < f1; ++f) {
@@ -351,10 +364,18 @@ STOCKMIXER_MULTIVERSION void dy_rows(T* dy, const double* d, const T* fc_w, cons
     const double mean_gx = row_dot(g, xh, Np) / static_cast<double>(N);
     const double w = static_cast<double>(fc_w[f]), rstd = s.rstd[f];
     for (Index n = 0; n < N; n += V) {
-      const Doubles8 r = w * at(d + n) + rstd * (at(g + n) - mean_g - at(xh + n) * mean_gx);
-      add_row(dy + f * N + n, r, std::min(V, N - n));
+      const Doubles r = w * at(d + n) + rstd * (at(g + n) - mean_g - at(xh + n) * mean_gx);
+      add_row(dy + f * N + n, r, std::min<Index>(V, N - n));
     }
   }
+}
+};  // struct Kernel
+
+// f(Kernel<V>{}) compiled for the instruction set kernel_isa() picks, V the doubles of one of its
+// registers (lanes.hpp's run_versioned, W floats = 2V doubles).
+template <class F>
+void versioned(Isa isa, F&& f) {
+  run_versioned(isa, [&](auto width) { f(Kernel<decltype(width)::value / 2>{}); });
 }
 
 // dense2's gradients for stocks [n0, n1) (dW2[n, m] += d[n] · u[m], db2[n] += d[n] · Σ_f w_[f]) and the
@@ -391,16 +412,21 @@ template <class T>
 void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w, Index stocks, Index fused,
                         Index market, double* stash) {
   using namespace detail::stock_head;
-  const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
+  const Index N = stocks, F = fused, M = market, Np = padded(N), blocks = Np / kPad;
   const Saved s(stash, N, F, M);
+  const Isa isa = kernel_isa();
   // W1 and ln_w widened into the stash (the backward reads them too); scratch: ln_b widened, cw.
   double* ln_b = scratch(Np + F);
   double* cw = ln_b + Np;
   parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(s.w1, w.dense1_w, N, m0, m1); });
   widen_rows(s.ln_w, w.ln_w, N, 0, 1);
   widen_rows(ln_b, w.ln_b, N, 0, 1);
-  parallel_for(F, 4, [&](Index f0, Index f1) { normalise_rows(s, y, s.ln_w, ln_b, N, f0, f1); });
-  parallel_for(F, 4, [&](Index f0, Index f1) { dense1_rows(s, s.w1, w.dense1_b, N, M, f0, f1); });
+  parallel_for(F, 4, [&](Index f0, Index f1) {
+    versioned(isa, [&](auto k) { k.normalise_rows(s, y, s.ln_w, ln_b, N, f0, f1); });
+  });
+  parallel_for(F, 4, [&](Index f0, Index f1) {
+    versioned(isa, [&](auto k) { k.dense1_rows(s, s.w1, w.dense1_b, N, M, f0, f1); });
+  });
   double sum_w2 = 0.0, base = static_cast<double>(w.fc_b[0]) + static_cast<double>(w.fc2_b[0]);
   for (Index f = 0; f < F; ++f) {
     sum_w2 += static_cast<double>(w.fc2_w[f]);
@@ -412,8 +438,8 @@ void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w,
     for (Index f = 0; f < F; ++f) u += s.a[f * M + m] * static_cast<double>(w.fc2_w[f]);
     s.u[m] = u;
   }
-  parallel_for(vectors, 32, [&](Index v0, Index v1) {
-    output_stocks(out, s, cw, w.dense2_w, w.dense2_b, base, sum_w2, N, F, M, v0, v1);
+  parallel_for(blocks, 32, [&](Index b0, Index b1) {
+    versioned(isa, [&](auto k) { k.output_stocks(out, s, cw, w.dense2_w, w.dense2_b, base, sum_w2, N, F, M, b0, b1); });
   });
 }
 
@@ -421,8 +447,9 @@ template <class T>
 void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const StockHeadWeights<const T*>& w,
                          Index stocks, Index fused, Index market, const double* stash) {
   using namespace detail::stock_head;
-  const Index N = stocks, F = fused, M = market, Np = padded(N), vectors = Np / V;
+  const Index N = stocks, F = fused, M = market, Np = padded(N), blocks = Np / kPad;
   const Saved s(const_cast<double*>(stash), N, F, M);  // read only
+  const Isa isa = kernel_isa();
   // Scratch: dout widened to Np, g [F, Np], then v, dh and the dense2 pass's partial sums.
   const Index chunk = std::max<Index>(256, (N + kChunks - 1) / kChunks), chunks = (N + chunk - 1) / chunk;
   double* d = scratch(Np + F * Np + M + F * M + chunks * (M + 2));
@@ -450,7 +477,7 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   for (Index f = 0; f < F; ++f) {  // Σ_n y[f, n] · d[n] = Σ_n x̂[f, n] · d[n] / rstd_f + mean_f · Σ_n d[n]
     double dw2 = sum_b2d;
     for (Index m = 0; m < M; ++m) dw2 += s.a[f * M + m] * v[m];
-    grad.fc_w[f] += static_cast<T>(row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
+    grad.fc_w[f] += static_cast<T>(Kernel<2>::row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
     grad.fc2_w[f] += static_cast<T>(dw2);
   }
   // Hardswish and dense1's bias.
@@ -464,9 +491,13 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   }
   // dense1's weight, the LayerNorm's parameters and g: O(N·M·F), by blocks of stocks.
   double* g = dy ? G : nullptr;
-  parallel_for(vectors, 8, [&](Index v0, Index v1) { backward_stocks(g, grad, s, s.w1, s.ln_w, dh, N, F, M, v0, v1); });
+  parallel_for(blocks, 8, [&](Index b0, Index b1) {
+    versioned(isa, [&](auto k) { k.backward_stocks(g, grad, s, s.w1, s.ln_w, dh, N, F, M, b0, b1); });
+  });
   if (!dy) return;
-  parallel_for(F, 4, [&](Index f0, Index f1) { dy_rows(dy, d, w.fc_w, s, G, N, f0, f1); });
+  parallel_for(F, 4, [&](Index f0, Index f1) {
+    versioned(isa, [&](auto k) { k.dy_rows(dy, d, w.fc_w, s, G, N, f0, f1); });
+  });
 }
 
 }  // namespace stockmixer

@@ -153,7 +153,7 @@ inline void sqrt_values(T* out, const T* in, Index n) {
   for (; i < n; ++i) out[i] = std::sqrt(in[i]);
 }
 
-// The update of n values, compiled per instruction set (STOCKMIXER_MULTIVERSION): with FMA hardware
+// The update of n values, compiled per instruction set (run_versioned, common.hpp): with FMA hardware
 // std::fma is one instruction; without, it is a libm call per value (55.2 M -> 45.0 M instructions a
 // NASDAQ step). Blocks of kBlock values run in three passes so that each vectorises: the moments,
 // their square roots (sqrt_values), the parameters. Every operation is correctly rounded (fma, sqrt,
@@ -189,8 +189,7 @@ AdamScalars<T> adam_scalars(std::int64_t step, const AdamOptions& opt) {
 }
 
 template <class T>
-STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n,
-                                        const AdamScalars<T>& a) {
+void adam_values(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, const AdamScalars<T>& a) {
   // Copied into locals: the loops store through T*, which may alias the struct's T fields, so read
   // through `a` they would be reloaded after every store.
   const bool l2 = a.l2;
@@ -216,6 +215,10 @@ STOCKMIXER_MULTIVERSION void adam_range(T* param, T* exp_avg, T* exp_avg_sq, con
     for (Index i = 0; i < k; ++i) p[i] = p[i] + (neg_step_size * m[i]) / (root[i] / bc2_sqrt + eps);  // p + (−s·m) / (√v / √bc2 + ε)
   }
 }
+template <class T>
+void adam_range(Isa isa, T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, const AdamScalars<T>& a) {
+  run_versioned(isa, [&](auto) { adam_values(param, exp_avg, exp_avg_sq, grad, n, a); });
+}
 }  // namespace detail
 
 template <class T>
@@ -226,8 +229,9 @@ void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, st
   if (n < 0) throw Error("stockmixer::adam_update: negative size " + std::to_string(n));
 
   const detail::AdamScalars<T> a = detail::adam_scalars<T>(step, opt);
+  const Isa isa = kernel_isa();
   parallel_for(n, detail::kAdamChunk, [&](Index i0, Index i1) {
-    detail::adam_range(param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, a);
+    detail::adam_range(isa, param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, a);
   });
 }
 
@@ -269,6 +273,7 @@ Adam<T>::Adam(std::vector<AdamParam<T>> params, AdamOptions options)
 
 template <class T>
 void Adam<T>::step() {
+  const Isa isa = kernel_isa();  // before anything changes: a bad STOCKMIXER_MAX_ISA throws here
   ++steps_;
   const detail::AdamScalars<T> a = detail::adam_scalars<T>(steps_, options_);  // the same for every tensor
   const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
@@ -278,7 +283,7 @@ void Adam<T>::step() {
       const auto& p = params_[static_cast<std::size_t>(s.param)];
       T* m = exp_avg_[static_cast<std::size_t>(s.param)].data();
       T* v = exp_avg_sq_[static_cast<std::size_t>(s.param)].data();
-      detail::adam_range(p.value + s.begin, m + s.begin, v + s.begin, p.grad + s.begin, s.end - s.begin, a);
+      detail::adam_range(isa, p.value + s.begin, m + s.begin, v + s.begin, p.grad + s.begin, s.end - s.begin, a);
     }
   });
 }
