@@ -396,8 +396,9 @@ Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params) {
                  [&] { return "input must be [N, T, C] with an even T, got " + x->shape().str(); });
   const Index n = x->shape()[0], steps = x->shape()[1], channels = x->shape()[2];
   Node<T>* y = tape.node({2 * steps + steps / 2, n}, true);
-  // Training keeps the forward's activations for the backward (3.7 KB a stock at T = 16, C = 5) while
-  // they fit in 8 MB, about the caches (N up to about 2 200): NASDAQ's step 2.38 -> 2.11 ms. Beyond,
+  // Training keeps the forward's activations for the backward (2.4 KB a stock at T = 16, C = 5) while
+  // they fit in 8 MB, about the caches (N up to about 3 300; the figures below are from when a stock
+  // took 3.7 KB and the limit was N of about 2 200): NASDAQ's step 2.38 -> 2.11 ms. Beyond,
   // the backward recomputes them in cache, which measured faster than the round trip through memory
   // (N = 5000: 14.1 ms with an 18 MB stash, 12.2 without; N = 20 000: 59.7 against 55.0 ms, and a
   // 154 MB peak against 79 MB). Measured again once the forward also computed GELU's derivative:

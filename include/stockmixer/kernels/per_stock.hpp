@@ -11,7 +11,7 @@
 //   backward  the chain rule through the same steps, each step's rule as in its own kernel
 //             (docs/math/conv1d.md, layernorm.md, triu.md, linear.md, gelu.md); docs/math/per_stock.md
 //             gives the order and what flows where. Parameter gradients accumulate (+=), dx too.
-//   saves     with a stash, each group's activations (3.7 KB per stock at T = 16, C = 5); without,
+//   saves     with a stash, each group's activations (2.4 KB per stock at T = 16, C = 5); without,
 //             nothing: the backward then recomputes each group's forward (in cache) from x.
 //
 // Why fused: every op here is tiny per stock (5 x 5 Linears, 16 x 16 triangles, LayerNorms of 80
@@ -360,6 +360,15 @@ static void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma
   }
 }
 
+// y = xhat · gamma + beta: the LayerNorm's output from its normalised input, as the forward computes
+// it (the backward redoes it rather than keep y).
+template <class T>
+static void layernorm_output(T* y, const T* xhat, const T* gamma, const T* beta, Index D) {
+  const Lanes<T>* Xh = rows(xhat);
+  Lanes<T>* Y = rows(y);
+  for (Index j = 0; j < D; ++j) Y[j] = Xh[j] * gamma[j] + beta[j];
+}
+
 // dx += rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma;  dgamma += dy · xhat;  dbeta += dy
 template <class T>
 static void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd, const T* gamma,
@@ -560,22 +569,26 @@ struct Group {
   // add rounding of the size of the result. dy · h of two floats is exact in double.
   double* fc_acc;
   MixerActs<T> mix, scale_mix;
+  T* norm_out[4];             // a1 and x2 of mix, then of scale_mix (never in the stash)
   PerStockWeights<T*> acc_w;  // views into acc: each tensor [size][lanes]
   Index acc_size;             // parameter values (acc holds acc_size · lanes)
 
 
-  // Values of what the backward reads from the forward, for one group: its input x, v and both
-  // mixers' activations (the stash holds one such block per group).
+  // Values of what the backward reads from the forward, for one group: both mixers' activations
+  // but a1 and x2 (the stash holds one such block per group). The rest lives in the group's scratch:
+  // the backward reads x again from the input, does not read v, and recomputes a1 and x2, the
+  // LayerNorms' outputs, from x̂ (one multiply-add a value): cheaper than a stash a third larger to
+  // write and read back.
   static Index acts_size(Index steps, Index channels) {
     const Index tc = steps * channels * W, sc = steps / 2 * channels * W;
-    return tc + sc + (7 * tc + 2 * W) + (7 * sc + 2 * W);
+    return (5 * tc + 2 * W) + (5 * sc + 2 * W);
   }
   // Values of scratch a group needs (fc_acc first: the buffer's start is aligned for doubles).
   static constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
   static Index scratch_size(Index steps, Index channels) {
     const Index S = steps / 2, F = 2 * steps + S, tc = steps * channels * W, sc = S * channels * W;
-    return (channels + 1) * W * kPerDouble + acts_size(steps, channels) + tc + sc + 2 * F * W + F * channels * W +
-           4 * tc + parameter_count(steps, channels) * W;
+    return (channels + 1) * W * kPerDouble + acts_size(steps, channels) + 3 * (tc + sc) + tc + sc + 2 * F * W +
+           F * channels * W + 4 * tc + parameter_count(steps, channels) * W;
   }
 
   // The next n values from p, advancing p.
@@ -590,6 +603,8 @@ struct Group {
     const Index tc = T_ * C * W, sc = S * C * W;
     T* p = buffer;
     fc_acc = reinterpret_cast<double*>(take(p, (C + 1) * W * kPerDouble));
+    x = take(p, tc), v = take(p, sc);
+    norm_out[0] = take(p, tc), norm_out[1] = take(p, tc), norm_out[2] = take(p, sc), norm_out[3] = take(p, sc);
     use_acts(take(p, acts_size(T_, C)));
     dx = take(p, tc), dv = take(p, sc), y = take(p, F * W), dy = take(p, F * W), dh = take(p, F * C * W);
     for (T*& t : tmp) t = take(p, tc);
@@ -608,16 +623,16 @@ struct Group {
     return scale_mix.out + (f - 2 * T_) * C * W;
   }
 
-  // Points x, v and the mixers' activations at acts_size(T, C) values from p.
+  // Points the mixers' activations at acts_size(T, C) values from p (a1 and x2: norm_out).
   void use_acts(T* p) {
-    const Index tc = T_ * C * W, sc = S * C * W;
-    auto acts = [&](MixerActs<T>& a, Index L) {
+    auto acts = [&](MixerActs<T>& a, Index L, T* a1, T* x2) {
       const Index n = L * C * W;
-      a = {take(p, n), take(p, n), take(p, n), take(p, n), take(p, n), take(p, n), take(p, n), take(p, W), take(p, W)};
+      a.xhat1 = take(p, n), a.xhat2 = take(p, n), a.h = take(p, n), a.g = take(p, n), a.out = take(p, n);
+      a.rstd1 = take(p, W), a.rstd2 = take(p, W);
+      a.a1 = a1, a.x2 = x2;
     };
-    x = take(p, tc), v = take(p, sc);
-    acts(mix, T_);
-    acts(scale_mix, S);
+    acts(mix, T_, norm_out[0], norm_out[1]);
+    acts(scale_mix, S, norm_out[2], norm_out[3]);
   }
 };
 
@@ -639,6 +654,8 @@ template <int CC, class T>
 static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWeights<const T*>& w,
                     const Mixer2dWeights<T*>& acc, Index L, Index C, T* const* tmp) {
   const Index D = L * C, n = D * W;
+  layernorm_output(a.x2, a.xhat2, w.ln2_w, w.ln2_b, D);  // not kept by the forward
+  layernorm_output(a.a1, a.xhat1, w.ln1_w, w.ln1_b, D);
   T *dg = tmp[0], *dhid = tmp[1], *dx2 = tmp[2];
   std::fill(dg, dg + n, T(0));
   linear_backward<CC>(dg, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
@@ -655,12 +672,10 @@ static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mi
   layernorm_backward(du, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1, w.ln1_w, D);
 }
 
-// Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero) and runs
-// the forward, leaving y [F][lanes] and every activation in g; with `grad` (a backward follows) the
-// activations are those the backward reads (GELU's derivative in place of its input).
-template <int CC, class T>
-static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
-  const Index T_ = g.T_, S = g.S, C = g.C, tc = T_ * C;
+// Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero).
+template <class T>
+static void load_input(Group<T>& g, const T* x, Index s0, Index count) {
+  const Index tc = g.T_ * g.C;
   Index r0 = 0;
   if (count == W)  // W x W blocks transposed in registers
     for (; r0 + W <= tc; r0 += W) {
@@ -671,6 +686,14 @@ static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const 
     }
   for (Index r = r0; r < tc; ++r)
     for (int k = 0; k < W; ++k) g.x[r * W + k] = k < count ? x[(s0 + k) * tc + r] : T(0);
+}
+
+// Reads stocks [s0, s0 + count) of x with load_input and runs the forward, leaving y [F][lanes] and every activation in g; with `grad` (a backward follows) the
+// activations are those the backward reads (GELU's derivative in place of its input).
+template <int CC, class T>
+static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
+  const Index T_ = g.T_, S = g.S, C = g.C;
+  load_input(g, x, s0, count);
   conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
   mixer_forward<CC>(g.mix, g.x, w.mix, T_, C, grad);
   mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C, grad);
@@ -752,8 +775,12 @@ static void backward_groups(double* part, T* dx, const T* dy, T* stash, const T*
   std::fill(g.fc_acc, g.fc_acc + (channels + 1) * W, 0.0);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
-    if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));  // the forward's, kept
-    else group_forward<CC>(g, x, s0, count, w, true);                        // or recomputed
+    if (stash) {  // the forward's, kept
+      g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));
+      load_input(g, x, s0, count);
+    } else {  // or recomputed
+      group_forward<CC>(g, x, s0, count, w, true);
+    }
     group_backward<CC>(g, dx, dy, stocks, s0, count, w);
   }
   const Index fc = g.acc_size - (channels + 1);  // channel_fc's weight and bias: the last C + 1
