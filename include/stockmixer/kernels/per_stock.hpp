@@ -82,7 +82,8 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
 namespace detail::per_stock {
 
 using namespace detail::lanes;
-constexpr Index kMaxChunks = 32;  // parameter-gradient chunks (their partial sums are kept)
+constexpr Index kMaxChunks = 32;      // parameter-gradient chunks (their partial sums are kept)
+constexpr Index kGroupsPerChunk = 8;  // groups a chunk aims at
 
 // Calls f(pointer, size) for each parameter tensor of one Mixer2dTriU, in a fixed order.
 template <class P, class F>
@@ -879,7 +880,10 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   const int width = group_width<T>(isa, channels);
   const Index groups = (stocks + width - 1) / width;
   if (groups == 0) return;
-  const Index per_chunk = (groups + kMaxChunks - 1) / kMaxChunks, chunks = (groups + per_chunk - 1) / per_chunk;
+  // Chunks of about kGroupsPerChunk groups (at least one chunk, at most kMaxChunks), sizes as equal as
+  // floor division makes them: each chunk ends with a lane reduction that costs about a group's
+  // backward, and equal chunks keep two (or four, or eight) threads evenly loaded.
+  const Index chunks = std::clamp<Index>(groups / kGroupsPerChunk, 1, kMaxChunks);
   const Index P = parameter_count(steps, channels);
   static thread_local std::vector<double> partials;  // [chunk][P]
   if (static_cast<Index>(partials.size()) < chunks * P) partials.resize(static_cast<std::size_t>(chunks * P));
@@ -889,7 +893,7 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       for (Index c = c0; c < c1; ++c) {
         double* out = part + c * P;
-        const Index g0 = c * per_chunk, g1 = std::min(groups, (c + 1) * per_chunk);
+        const Index g0 = c * groups / chunks, g1 = (c + 1) * groups / chunks;
         if (decltype(cc)::value == 5 || channels == 5)
           k.template backward_groups<5>(out, dx, dy, stash, x, w, stocks, steps, 5, g0, g1, scratch);
         else k.template backward_groups<decltype(cc)::value>(out, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
