@@ -203,11 +203,14 @@ static void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_row
     }
 }
 
-// dx[r, i] += Σ_o w[o, i] · dy[r, o];  dw[o, i] += dy[r, o] · x[r, i];  db[o] += dy[r, o]  (per lane)
+// dx[r, i] = (init[r, i] + Σ_o w[o, i] · dy[r, o]) · scale[r, i];  dw[o, i] += dy[r, o] · x[r, i];
+// db[o] += dy[r, o]  (per lane). init null: zero; init = dx: accumulate; scale null: one. (The
+// backward's buffers start from what the step needs, so nothing is zeroed or copied first.)
 template <int CC, class T>
-static void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index n_rows, Index c_run) {
+static void linear_backward(T* dx, const T* init, const T* scale, T* dw, T* db, const T* dy, const T* x, const T* w,
+                            Index n_rows, Index c_run) {
   const Index C = channels<CC>(c_run);
-  const Lanes<T>*X = rows(x), *dY = rows(dy);
+  const Lanes<T>*X = rows(x), *dY = rows(dy), *I = rows(init), *Sc = rows(scale);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
   if constexpr (CC > 0) {
     // C known: each output's C + 1 gradients summed over the group's rows in registers, then added
@@ -234,12 +237,12 @@ static void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const 
     for (Index i0 = 0; i0 < C; i0 += kBlock<CC>) {
       const Index ni = std::min(kBlock<CC>, C - i0);
       Lanes<T> acc[kBlock<CC>];
-      for (Index i = 0; i < ni; ++i) acc[i] = dX[r * C + i0 + i];
+      for (Index i = 0; i < ni; ++i) acc[i] = init ? I[r * C + i0 + i] : Lanes<T>{};
       for (Index o = 0; o < C; ++o) {
         const Lanes<T> g = dY[r * C + o];
         for (Index i = 0; i < ni; ++i) acc[i] += w[o * C + i0 + i] * g;
       }
-      for (Index i = 0; i < ni; ++i) dX[r * C + i0 + i] = acc[i];
+      for (Index i = 0; i < ni; ++i) dX[r * C + i0 + i] = scale ? acc[i] * Sc[r * C + i0 + i] : acc[i];
     }
   }
 }
@@ -265,9 +268,10 @@ static void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Inde
 
 // dx[j, c] += Σ_{i >= j} w[i, j] · dy[i, c];  dw[i, j] += Σ_c dy[i, c] · x[j, c];  db[i] += Σ_c dy[i, c]
 template <int CC, class T>
-static void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, Index L, Index c_run) {
+static void triu_backward(T* dx, const T* init, T* dw, T* db, const T* dy, const T* x, const T* w, Index L,
+                          Index c_run) {
   const Index C = channels<CC>(c_run);
-  const Lanes<T>*X = rows(x), *dY = rows(dy);
+  const Lanes<T>*X = rows(x), *dY = rows(dy), *I = rows(init);
   Lanes<T>*dX = rows(dx), *dW = rows(dw), *dB = rows(db);
   for (Index i = 0; i < L; ++i) {
     const Lanes<T>* g = dY + i * C;
@@ -308,7 +312,7 @@ static void triu_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T*
     for (Index c0 = 0; c0 < C; c0 += kBlock<CC>) {
       const Index nc = std::min(kBlock<CC>, C - c0);
       Lanes<T> acc[kBlock<CC>];
-      for (Index c = 0; c < nc; ++c) acc[c] = dX[j * C + c0 + c];
+      for (Index c = 0; c < nc; ++c) acc[c] = init ? I[j * C + c0 + c] : Lanes<T>{};
       for (Index i = j; i < L; ++i) {
         const T wij = w[i * L + j];
         for (Index c = 0; c < nc; ++c) acc[c] += wij * dY[i * C + c0 + c];
@@ -370,10 +374,11 @@ static void layernorm_output(T* y, const T* xhat, const T* gamma, const T* beta,
   for (Index j = 0; j < D; ++j) Y[j] = Xh[j] * gamma[j] + beta[j];
 }
 
-// dx += rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma;  dgamma += dy · xhat;  dbeta += dy
+// dx = init + rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma (init null: zero; init = dx:
+// accumulate);  dgamma += dy · xhat;  dbeta += dy
 template <class T>
-static void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd, const T* gamma,
-                        Index D) {
+static void layernorm_backward(T* dx, const T* init, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd,
+                               const T* gamma, Index D) {
   const Lanes<T>*dY = rows(dy), *Xh = rows(xhat);
   Lanes<T>*dG = rows(dgamma), *dB = rows(dbeta);
   if (!dx) {
@@ -406,7 +411,8 @@ static void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T*
       const Doubles d = rs[h] * (g - mean_g[h] - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx[h]);
       Half<T> r;
       for (int k = 0; k < H; ++k) r[k] = static_cast<T>(d[k]);
-      *reinterpret_cast<Half<T>*>(dx + j * W + H * h) += r;
+      const Half<T> base = init ? *reinterpret_cast<const Half<T>*>(init + j * W + H * h) : Half<T>{};
+      *reinterpret_cast<Half<T>*>(dx + j * W + H * h) = base + r;
     }
 }
 
@@ -483,14 +489,6 @@ static void gelu_forward(T* y, T* x, Index n_rows, bool grad) {
       }
     }
   }
-}
-
-// dx = dy · h'(x), h' as gelu_forward left it
-template <class T>
-static void gelu_backward(T* dx, const T* dy, const T* dgelu, Index n_rows) {
-  const Lanes<T>*dG = rows(dgelu), *dY = rows(dy);
-  Lanes<T>* dX = rows(dx);
-  for (Index j = 0; j < n_rows; ++j) dX[j] = dY[j] * dG[j];
 }
 
 // v[s, o] = b[o] + Σ_c Σ_j w[o, c, j] · x[2s + j, c]  (kernel = stride = 2)
@@ -657,20 +655,16 @@ static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mi
   const Index D = L * C, n = D * W;
   layernorm_output(a.x2, a.xhat2, w.ln2_w, w.ln2_b, D);  // not kept by the forward
   layernorm_output(a.a1, a.xhat1, w.ln1_w, w.ln1_b, D);
-  T *dg = tmp[0], *dhid = tmp[1], *dx2 = tmp[2];
-  std::fill(dg, dg + n, T(0));
-  linear_backward<CC>(dg, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
-  gelu_backward(dhid, dg, a.h, D);
-  std::copy(dout, dout + n, dx2);  // the residual
-  linear_backward<CC>(dx2, acc.fc1_w, acc.fc1_b, dhid, a.x2, w.fc1_w, L, C);
-  T *ds = tmp[0], *da1 = tmp[1];
-  std::fill(ds, ds + n, T(0));
-  layernorm_backward(ds, acc.ln2_w, acc.ln2_b, dx2, a.xhat2, a.rstd2, w.ln2_w, D);
-  std::fill(da1, da1 + n, T(0));
-  triu_backward<CC>(da1, acc.triu_w, acc.triu_b, ds, a.a1, w.triu_w, L, C);
+  T *dhid = tmp[1], *dx2 = tmp[2], *ds = tmp[0], *da1 = tmp[1];
+  const T* none = nullptr;  // no init (zero) or no scale (one)
+  // dhid = (fc2ᵀ · dout) · GELU'(h) (a.h holds the derivative); dx2 = dout (the residual) + fc1ᵀ · dhid
+  linear_backward<CC>(dhid, none, a.h, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
+  linear_backward<CC>(dx2, dout, none, acc.fc1_w, acc.fc1_b, dhid, a.x2, w.fc1_w, L, C);
+  layernorm_backward(ds, none, acc.ln2_w, acc.ln2_b, dx2, a.xhat2, a.rstd2, w.ln2_w, D);
+  triu_backward<CC>(da1, none, acc.triu_w, acc.triu_b, ds, a.a1, w.triu_w, L, C);
   if (du)
     for (Index i = 0; i < n; ++i) du[i] += ds[i];  // the residual around LN_1 and TriU
-  layernorm_backward(du, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1, w.ln1_w, D);
+  layernorm_backward(du, du, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1, w.ln1_w, D);
 }
 
 // Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero).
