@@ -461,8 +461,10 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   double sum_w2 = 0.0;
   for (Index f = 0; f < F; ++f) sum_w2 += static_cast<double>(w.fc2_w[f]);
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    for (Index c = c0; c < c1; ++c)
-      dense2_chunk(part + c * (M + 2), grad, w, d, s.u, sum_w2, M, c * chunk, std::min(N, (c + 1) * chunk));
+    versioned(isa, [&](auto) {  // plain loops, vectorised by the compiler for each instruction set
+      for (Index c = c0; c < c1; ++c)
+        dense2_chunk(part + c * (M + 2), grad, w, d, s.u, sum_w2, M, c * chunk, std::min(N, (c + 1) * chunk));
+    });
   });
   double sum_d = 0.0, sum_b2d = 0.0;
   std::fill(v, v + M, 0.0);
@@ -474,12 +476,14 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   }
   grad.fc_b[0] += static_cast<T>(sum_d);
   grad.fc2_b[0] += static_cast<T>(sum_d);
-  for (Index f = 0; f < F; ++f) {  // Σ_n y[f, n] · d[n] = Σ_n x̂[f, n] · d[n] / rstd_f + mean_f · Σ_n d[n]
-    double dw2 = sum_b2d;
-    for (Index m = 0; m < M; ++m) dw2 += s.a[f * M + m] * v[m];
-    grad.fc_w[f] += static_cast<T>(Kernel<2>::row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
-    grad.fc2_w[f] += static_cast<T>(dw2);
-  }
+  versioned(isa, [&](auto k) {
+    for (Index f = 0; f < F; ++f) {  // Σ_n y[f, n] · d[n] = Σ_n x̂[f, n] · d[n] / rstd_f + mean_f · Σ_n d[n]
+      double dw2 = sum_b2d;
+      for (Index m = 0; m < M; ++m) dw2 += s.a[f * M + m] * v[m];
+      grad.fc_w[f] += static_cast<T>(k.row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
+      grad.fc2_w[f] += static_cast<T>(dw2);
+    }
+  });
   // Hardswish and dense1's bias.
   for (Index f = 0; f < F; ++f)
     for (Index m = 0; m < M; ++m)
