@@ -651,7 +651,7 @@ static void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<cons
 // du (may be null) += d(out)/d(u)^T dout; lane accumulators `acc` += the parameter gradients.
 template <int CC, class T>
 static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWeights<const T*>& w,
-                    const Mixer2dWeights<T*>& acc, Index L, Index C, T* const* tmp) {
+                           const Mixer2dWeights<T*>& acc, Index L, Index C, T* const* tmp) {
   const Index D = L * C, n = D * W;
   layernorm_output(a.x2, a.xhat2, w.ln2_w, w.ln2_b, D);  // not kept by the forward
   layernorm_output(a.a1, a.xhat1, w.ln1_w, w.ln1_b, D);
@@ -683,10 +683,12 @@ static void load_input(Group<T>& g, const T* x, Index s0, Index count) {
     for (int k = 0; k < W; ++k) g.x[r * W + k] = k < count ? x[(s0 + k) * tc + r] : T(0);
 }
 
-// Reads stocks [s0, s0 + count) of x with load_input and runs the forward, leaving y [F][lanes] and every activation in g; with `grad` (a backward follows) the
-// activations are those the backward reads (GELU's derivative in place of its input).
+// Reads stocks [s0, s0 + count) of x with load_input and runs the forward, leaving y [F][lanes] and every
+// activation in g; with `grad` (a backward follows) the activations are those the backward reads (GELU's
+// derivative in place of its input).
 template <int CC, class T>
-static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w, bool grad) {
+static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w,
+                          bool grad) {
   const Index T_ = g.T_, S = g.S, C = g.C;
   load_input(g, x, s0, count);
   conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
@@ -705,7 +707,7 @@ static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const 
 // g's lane accumulators and, when dx is not null, the input gradient into dx [N, T, C].
 template <int CC, class T>
 static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Index count,
-                    const PerStockWeights<const T*>& w) {
+                           const PerStockWeights<const T*>& w) {
   const Index T_ = g.T_, S = g.S, C = g.C, F = g.F, tc = T_ * C;
   for (Index f = 0; f < F; ++f)
     if (count == W) rows(g.dy)[f] = *rows(dy + f * stocks + s0);
@@ -748,7 +750,7 @@ static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index 
 // The workers. Forward of groups [g0, g1) into y [F, N].
 template <int CC, class T>
 static void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                    Index channels, Index g0, Index g1, T* scratch) {
+                           Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
@@ -764,7 +766,7 @@ static void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<con
 // dx (may be null) for their stocks.
 template <int CC, class T>
 static void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
-                     Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
+                            Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
   Group<T> g(scratch, steps, channels);
   std::fill(g.acc, g.acc + g.acc_size * W, T(0));
   std::fill(g.fc_acc, g.fc_acc + (channels + 1) * W, 0.0);
@@ -817,14 +819,18 @@ template <class T>
 int group_width(Isa isa, Index channels) {
   return versioned_case<T>(channels) ? versioned_width(isa) : kBuildWidth;
 }
-// f(Kernel<W>{}, cc) at group_width's W, in the version for it; cc is Width<5> in the versioned case
-// (C known) and Width<0> otherwise.
+// f(Kernel<W>{}, cc) at group_width's W, in the version for it; cc is the channel count the steps are
+// compiled for (kBlock): Width<5> for C = 5, Width<0> (known at run time only) otherwise.
 template <class T, class F>
 void run_kernel(Isa isa, Index channels, F&& f) {
+  auto with = [&](auto cc) { return [&f, cc](auto width) { f(Kernel<decltype(width)::value>{}, cc); }; };
   if (versioned_case<T>(channels)) {
-    run_versioned(isa, [&](auto width) { f(Kernel<decltype(width)::value>{}, detail::Width<5>{}); });
+    run_versioned(isa, with(detail::Width<5>{}));
+  } else if (channels == 5) {
+    auto call = with(detail::Width<5>{});
+    detail::run_build(call);
   } else {
-    auto call = [&](auto width) { f(Kernel<decltype(width)::value>{}, detail::Width<0>{}); };
+    auto call = with(detail::Width<0>{});
     detail::run_build(call);
   }
 }
@@ -860,8 +866,8 @@ void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Ind
   parallel_for(groups, 4, [&](Index g0, Index g1) {
     T* scratch = thread_scratch<T>(width, steps, channels);
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
-      if (decltype(cc)::value == 5 || channels == 5) k.template forward_groups<5>(y, stash, x, w, stocks, steps, 5, g0, g1, scratch);
-      else k.template forward_groups<decltype(cc)::value>(y, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+      constexpr int CC = decltype(cc)::value;  // passed as the count too: a constant the compiler can unroll
+      k.template forward_groups<CC>(y, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0, g1, scratch);
     });
   });
 }
@@ -885,12 +891,11 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
     T* scratch = thread_scratch<T>(width, steps, channels);
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
+      constexpr int CC = decltype(cc)::value;
       for (Index c = c0; c < c1; ++c) {
-        double* out = part + c * P;
         const Index g0 = c * groups / chunks, g1 = (c + 1) * groups / chunks;
-        if (decltype(cc)::value == 5 || channels == 5)
-          k.template backward_groups<5>(out, dx, dy, stash, x, w, stocks, steps, 5, g0, g1, scratch);
-        else k.template backward_groups<decltype(cc)::value>(out, dx, dy, stash, x, w, stocks, steps, channels, g0, g1, scratch);
+        k.template backward_groups<CC>(part + c * P, dx, dy, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0,
+                                       g1, scratch);
       }
     });
   });

@@ -166,11 +166,11 @@ static STOCKMIXER_LANE_INLINE double row_dot(const double* x, const double* y, I
 }
 
 // Register tiles. dot_tile: acc[i][j] = Σ_k a[i·lda + k] · b[j·ldb + k] over K (a multiple of 8)
-// values, lane by lane (add_lanes finishes the sum). axpy_tile: acc[i][j] = Σ_k s(i, k) · b[k·ldb + 8j],
-// a scalar times a vector of eight stocks.
+// values, lane by lane (add_lanes finishes the sum). axpy_tile: acc[i][j] = Σ_k s(i, k) · b[k·ldb + V·j],
+// a scalar times a vector of V stocks.
 template <int BI, int BJ>
-static STOCKMIXER_LANE_INLINE void dot_tile(Doubles (&acc)[BI][BJ], const double* a, Index lda, const double* b, Index ldb,
-                                     Index K) {
+static STOCKMIXER_LANE_INLINE void dot_tile(Doubles (&acc)[BI][BJ], const double* a, Index lda, const double* b,
+                                            Index ldb, Index K) {
   for (int i = 0; i < BI; ++i)
     for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles{};
   for (Index k = 0; k < K; k += V) {
@@ -182,8 +182,8 @@ static STOCKMIXER_LANE_INLINE void dot_tile(Doubles (&acc)[BI][BJ], const double
   }
 }
 template <int BI, int BJ>
-static STOCKMIXER_LANE_INLINE void axpy_tile(Doubles (&acc)[BI][BJ], const double* s, Index si, Index sk, const double* b,
-                                      Index ldb, Index K) {
+static STOCKMIXER_LANE_INLINE void axpy_tile(Doubles (&acc)[BI][BJ], const double* s, Index si, Index sk,
+                                             const double* b, Index ldb, Index K) {
   for (int i = 0; i < BI; ++i)
     for (int j = 0; j < BJ; ++j) acc[i][j] = Doubles{};
   for (Index k = 0; k < K; ++k) {
@@ -216,8 +216,8 @@ static STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles& v, Index count) 
 // x̂ and xn for rows [f0, f1) of y, with mean and rstd. ln_w and ln_b are widened to Np (pads zero),
 // so xn's pads are zero; x̂'s are set back to zero after centring.
 template <class T>
-static void normalise_rows(const Saved& s, const T* y, const double* ln_w, const double* ln_b,
-                                            Index N, Index f0, Index f1) {
+static void normalise_rows(const Saved& s, const T* y, const double* ln_w, const double* ln_b, Index N, Index f0,
+                           Index f1) {
   const Index Np = padded(N);
   for (Index f = f0; f < f1; ++f) {
     double* xh = s.xhat + f * Np;
@@ -239,8 +239,8 @@ static void normalise_rows(const Saved& s, const T* y, const double* ln_w, const
 
 // h and a for rows [f, f + BF) and columns [m, m + BM).
 template <int BF, int BM, class T>
-static STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f,
-                                        Index m) {
+static STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1, const T* b1, Index Np, Index M,
+                                               Index f, Index m) {
   Doubles acc[BF][BM];
   dot_tile(acc, s.xn + f * Np, Np, w1 + m * Np, Np, Np);
   for (int i = 0; i < BF; ++i)
@@ -251,7 +251,8 @@ static STOCKMIXER_LANE_INLINE void dense1_tile(const Saved& s, const double* w1,
     }
 }
 template <int BF, class T>
-static STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1, const T* b1, Index Np, Index M, Index f) {
+static STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1, const T* b1, Index Np, Index M,
+                                                Index f) {
   Index m = 0;
   for (; m + 4 <= M; m += 4) dense1_tile<BF, 4>(s, w1, b1, Np, M, f, m);
   for (; m < M; ++m) dense1_tile<BF, 1>(s, w1, b1, Np, M, f, m);
@@ -259,8 +260,7 @@ static STOCKMIXER_LANE_INLINE void dense1_block(const Saved& s, const double* w1
 
 // h = xn · W1ᵀ + b1 and a = hardswish(h) for rows [f0, f1), in tiles of 4 rows x 4 columns.
 template <class T>
-static void dense1_rows(Saved s, const double* w1, const T* b1, Index N, Index M, Index f0,
-                                         Index f1) {
+static void dense1_rows(Saved s, const double* w1, const T* b1, Index N, Index M, Index f0, Index f1) {
   const Index Np = padded(N);
   Index f = f0;
   for (; f + 4 <= f1; f += 4) dense1_block<4>(s, w1, b1, Np, M, f);
@@ -271,9 +271,8 @@ static void dense1_rows(Saved s, const double* w1, const T* b1, Index N, Index M
 // Σ_f (w[f] / rstd_f) · x̂[f, n] + Σ_f w[f] · mean_f, with cw[f] = w[f] / rstd_f and base holding the
 // constant terms.
 template <class T>
-static void output_stocks(T* out, const Saved s, const double* cw, const T* w2, const T* b2,
-                                           double base, double sum_w2, Index N, Index F, Index M, Index b0,
-                                           Index b1) {
+static void output_stocks(T* out, const Saved s, const double* cw, const T* w2, const T* b2, double base, double sum_w2,
+                          Index N, Index F, Index M, Index b0, Index b1) {
   const Index Np = padded(N);
   for (Index v = b0 * kPad / V; v < b1 * kPad / V; ++v) {
     const Index n0 = v * V, count = std::min<Index>(V, N - n0);
@@ -291,8 +290,8 @@ static void output_stocks(T* out, const Saved s, const double* cw, const T* w2, 
 
 // dW1[m, n] += Σ_f dh[f, m] · xn[f, n] for rows [m, m + BM) and BJ vectors of stocks from n0.
 template <int BM, int BJ, class T>
-static STOCKMIXER_LANE_INLINE void dw1_tile(T* dw1, const Saved& s, const double* dh, Index N, Index F, Index M, Index m,
-                                     Index n0) {
+static STOCKMIXER_LANE_INLINE void dw1_tile(T* dw1, const Saved& s, const double* dh, Index N, Index F, Index M,
+                                            Index m, Index n0) {
   const Index Np = padded(N);
   Doubles acc[BM][BJ];
   axpy_tile(acc, dh + m, 1, M, s.xn + n0, Np, F);
@@ -307,8 +306,8 @@ static STOCKMIXER_LANE_INLINE void dw1_tile(T* dw1, const Saved& s, const double
 // Σ_f dxn · x̂ and Σ_f dxn into dgamma and dbeta, and stores g = dxn · ln_w into G (when not null).
 template <int BF, int BJ>
 static STOCKMIXER_LANE_INLINE void dxn_tile(Doubles (&dgamma)[BJ], Doubles (&dbeta)[BJ], double* G, const Saved& s,
-                                     const double* w1, const double* ln_w, const double* dh, Index Np, Index M,
-                                     Index f, Index n0) {
+                                            const double* w1, const double* ln_w, const double* dh, Index Np, Index M,
+                                            Index f, Index n0) {
   Doubles acc[BF][BJ];
   axpy_tile(acc, dh + f * M, M, 1, w1 + n0, Np, M);
   for (int i = 0; i < BF; ++i)
@@ -322,8 +321,8 @@ static STOCKMIXER_LANE_INLINE void dxn_tile(Doubles (&dgamma)[BJ], Doubles (&dbe
 // Everything the backward does for BJ vectors of stocks from n0.
 template <int BJ, class T>
 static STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeights<T*>& grad, const Saved& s,
-                                           const double* w1, const double* ln_w, const double* dh, Index N, Index F,
-                                           Index M, Index n0) {
+                                                  const double* w1, const double* ln_w, const double* dh, Index N,
+                                                  Index F, Index M, Index n0) {
   const Index Np = padded(N);
   Index m = 0;
   for (; m + 4 <= M; m += 4) dw1_tile<4, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
@@ -343,9 +342,8 @@ static STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeig
 // For stocks [8·b0, 8·b1) (blocks of kPad): dW1, and dxn -> dln_w, dln_b and g (into G, when not null), in tiles of
 // 4 x 4 vectors.
 template <class T>
-static void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const Saved s,
-                                             const double* w1, const double* ln_w, const double* dh, Index N,
-                                             Index F, Index M, Index b0, Index b1) {
+static void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const Saved s, const double* w1,
+                            const double* ln_w, const double* dh, Index N, Index F, Index M, Index b0, Index b1) {
   const Index v1 = b1 * kPad / V;
   Index v = b0 * kPad / V;
   for (; v + 4 <= v1; v += 4) backward_block<4>(G, grad, s, w1, ln_w, dh, N, F, M, v * V);
@@ -354,8 +352,8 @@ static void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const S
 
 // dy for rows [f0, f1), after the row means of g and g·x̂; d is dout widened to Np.
 template <class T>
-static void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const double* G, Index N,
-                                     Index f0, Index f1) {
+static void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const double* G, Index N, Index f0,
+                    Index f1) {
   const Index Np = padded(N);
   for (Index f = f0; f < f1; ++f) {
     const double* g = G + f * Np;
