@@ -184,11 +184,12 @@ static STOCKMIXER_LANE_INLINE void sum4(Doubles (&out)[K], Index D, Add&& add) {
   })
 
 
-// y[r, o] = b[o] + Σ_i w[o, i] · x[r, i]   (in = out = C)
+// y[r, o] = (b[o] + Σ_i w[o, i] · x[r, i]) + res[r, o]   (in = out = C; res, a residual, may be null)
 template <int CC, class T>
-static void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_rows, Index c_run) {
+static void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_rows, Index c_run,
+                           const T* res = nullptr) {
   const Index C = channels<CC>(c_run);
-  const Lanes<T>* X = rows(x);
+  const Lanes<T>*X = rows(x), *R = rows(res);
   Lanes<T>* Y = rows(y);
   for (Index r = 0; r < n_rows; ++r)
     for (Index o0 = 0; o0 < C; o0 += kBlock<CC>) {
@@ -199,7 +200,7 @@ static void linear_forward(T* y, const T* x, const T* w, const T* b, Index n_row
         const Lanes<T> xi = X[r * C + i];
         for (Index o = 0; o < no; ++o) acc[o] += w[(o0 + o) * C + i] * xi;
       }
-      for (Index o = 0; o < no; ++o) Y[r * C + o0 + o] = acc[o];
+      for (Index o = 0; o < no; ++o) Y[r * C + o0 + o] = res ? acc[o] + R[r * C + o0 + o] : acc[o];
     }
 }
 
@@ -247,11 +248,11 @@ static void linear_backward(T* dx, const T* init, const T* scale, T* dw, T* db, 
   }
 }
 
-// y[i, c] = b[i] + Σ_{j <= i} w[i, j] · x[j, c]
+// y[i, c] = (b[i] + Σ_{j <= i} w[i, j] · x[j, c]) + res[i, c]   (res, a residual, may be null)
 template <int CC, class T>
-static void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Index c_run) {
+static void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Index c_run, const T* res = nullptr) {
   const Index C = channels<CC>(c_run);
-  const Lanes<T>* X = rows(x);
+  const Lanes<T>*X = rows(x), *R = rows(res);
   Lanes<T>* Y = rows(y);
   for (Index i = 0; i < L; ++i)
     for (Index c0 = 0; c0 < C; c0 += kBlock<CC>) {
@@ -262,7 +263,7 @@ static void triu_forward(T* y, const T* x, const T* w, const T* b, Index L, Inde
         const T wij = w[i * L + j];
         for (Index c = 0; c < nc; ++c) acc[c] += wij * X[j * C + c0 + c];
       }
-      for (Index c = 0; c < nc; ++c) Y[i * C + c0 + c] = acc[c];
+      for (Index c = 0; c < nc; ++c) Y[i * C + c0 + c] = res ? acc[c] + R[i * C + c0 + c] : acc[c];
     }
 }
 
@@ -636,16 +637,15 @@ struct Group {
 };
 
 template <int CC, class T>
-static void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C, bool grad) {
-  const Index D = L * C, n = D * W;
+static void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C,
+                          bool grad) {
+  const Index D = L * C;
   layernorm_forward(a.a1, a.xhat1, a.rstd1, u, w.ln1_w, w.ln1_b, D, 1e-5);
-  triu_forward<CC>(a.out, a.a1, w.triu_w, w.triu_b, L, C);  // a.out holds TriU(a1) + u until the end
-  for (Index i = 0; i < n; ++i) a.out[i] += u[i];
+  triu_forward<CC>(a.out, a.a1, w.triu_w, w.triu_b, L, C, u);  // a.out holds TriU(a1) + u, LN_2's input
   layernorm_forward(a.x2, a.xhat2, a.rstd2, a.out, w.ln2_w, w.ln2_b, D, 1e-5);
   linear_forward<CC>(a.h, a.x2, w.fc1_w, w.fc1_b, L, C);
   gelu_forward(a.g, a.h, D, grad);  // with grad, a.h holds GELU's derivative from here on
-  linear_forward<CC>(a.out, a.g, w.fc2_w, w.fc2_b, L, C);
-  for (Index i = 0; i < n; ++i) a.out[i] += a.x2[i];
+  linear_forward<CC>(a.out, a.g, w.fc2_w, w.fc2_b, L, C, a.x2);  // + x2, the residual
 }
 
 // du (may be null) += d(out)/d(u)^T dout; lane accumulators `acc` += the parameter gradients.
