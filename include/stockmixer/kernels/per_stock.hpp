@@ -418,7 +418,7 @@ static void layernorm_backward(T* dx, const T* init, T* dgamma, T* dbeta, const 
 }
 
 // GELU on lanes. float: Eigen's algorithms (gelu.hpp's packet path) written on lane vectors so they
-// run at the clone's full width: erf is Eigen's generic_fast_erf_float (a 13/8 rational on [-4, 4]),
+// run at the version's full width: erf is Eigen's generic_fast_erf_float (a 13/8 rational on [-4, 4]),
 // exp is Eigen's pexp_float (Cephes) with its argument clamped at -87 so that 2^m stays a normal
 // float (below, exp(-x²/2) < 1e-37 is negligible beside Φ(x)). double: std::erf and std::exp per lane.
 static STOCKMIXER_LANE_INLINE void clamp(Lanes<float>& y, const Lanes<float>& x, float lo, float hi) {
