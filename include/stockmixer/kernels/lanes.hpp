@@ -17,27 +17,26 @@
 
 namespace stockmixer::detail::lanes {
 
-constexpr int kWidth = 16;  // values per row where nothing else is asked: one AVX-512 register of floats
-
-// N values of T as one vector (N · sizeof(T) bytes).
+// N values of T as one vector (N · sizeof(T) bytes). N has no default: it must come from the
+// version being compiled (run_versioned's width), never be assumed.
 template <class T, int N>
 struct LaneType {
   typedef T type __attribute__((vector_size(N * sizeof(T)), aligned(sizeof(T)), may_alias));
 };
-template <class T, int N = kWidth>
+template <class T, int N>
 using Lanes = typename LaneType<T, N>::type;
 
 // The memory at p as consecutive rows of N values.
-template <int N = kWidth, class T>
+template <int N, class T>
 const Lanes<T, N>* rows(const T* p) {
   return reinterpret_cast<const Lanes<T, N>*>(p);
 }
-template <int N = kWidth, class T>
+template <int N, class T>
 Lanes<T, N>* rows(T* p) {
   return reinterpret_cast<Lanes<T, N>*>(p);
 }
 
-// Helpers that take or give a vector are always inlined into the multiversioned workers, and pass
+// Helpers that take or give a vector are always inlined into the versioned workers, and pass
 // vectors by reference: a vector returned by value draws GCC's -Wpsabi note in the baseline build.
 #define STOCKMIXER_LANE_INLINE inline __attribute__((always_inline))
 
