@@ -107,23 +107,10 @@ STOCKMIXER_AVX2 void run_avx2(F& f) {
 #endif
 }  // namespace detail
 
-// The width run_versioned passes for isa: 16 (AVX-512), 8 (AVX2) or kBuildWidth.
-inline int versioned_width(Isa isa) {
-#if defined(STOCKMIXER_X86_VERSIONS)
-  switch (isa) {
-    case Isa::avx512: return 16;
-    case Isa::avx2: return 8;
-    case Isa::baseline: break;
-  }
-#else
-  (void)isa;
-#endif
-  return kBuildWidth;
-}
-
-// Calls f(std::integral_constant<int, W>{}) in the version for isa (see the top of this file),
-// W = versioned_width(isa). Kernels read isa = kernel_isa() on the calling thread, before their
-// parallel loops, and pass it in: a bad STOCKMIXER_MAX_ISA then throws where it can be caught.
+// Calls f(std::integral_constant<int, W>{}) in the version for isa (see the top of this file), W the
+// floats in one register of that version. Kernels read isa = kernel_isa() on the calling thread,
+// before their parallel loops, and pass it in: a bad STOCKMIXER_MAX_ISA then throws where it can be
+// caught.
 template <class F>
 void run_versioned(Isa isa, F&& f) {
 #if defined(STOCKMIXER_X86_VERSIONS)
@@ -136,6 +123,14 @@ void run_versioned(Isa isa, F&& f) {
   (void)isa;
 #endif
   detail::run_build(f);
+}
+
+// The width run_versioned passes for isa: 16 (AVX-512), 8 (AVX2) or kBuildWidth (asked of
+// run_versioned itself, so the two cannot disagree).
+inline int versioned_width(Isa isa) {
+  int width = 0;
+  run_versioned(isa, [&](auto w) { width = decltype(w)::value; });
+  return width;
 }
 
 // Row-major dense matrix views over contiguous memory: the only way kernels see Eigen.
