@@ -835,14 +835,14 @@ void run_kernel(Isa isa, Index channels, F&& f) {
   }
 }
 
-// The group scratch of the calling thread for groups of `width` stocks (lanes.hpp's aligned_scratch:
-// every 64-byte row on its own cache line).
+// The group scratch of the calling thread for the kernel run_kernel picks (lanes.hpp's
+// aligned_scratch: every 64-byte row on its own cache line).
 struct ScratchTag;
 template <class T>
-T* thread_scratch(int width, Index steps, Index channels) {
-  const Index size = width == 16 ? Kernel<16>::Group<T>::scratch_size(steps, channels)
-                     : width == 8 ? Kernel<8>::Group<T>::scratch_size(steps, channels)
-                                  : Kernel<4>::Group<T>::scratch_size(steps, channels);
+T* thread_scratch(Isa isa, Index steps, Index channels) {
+  Index size = 0;
+  run_kernel<T>(isa, channels,
+                [&](auto k, auto) { size = decltype(k)::template Group<T>::scratch_size(steps, channels); });
   return aligned_scratch<ScratchTag, T>(size);
 }
 
@@ -864,7 +864,7 @@ void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Ind
   const int width = group_width<T>(isa, channels);
   const Index groups = (stocks + width - 1) / width;
   parallel_for(groups, 4, [&](Index g0, Index g1) {
-    T* scratch = thread_scratch<T>(width, steps, channels);
+    T* scratch = thread_scratch<T>(isa, steps, channels);
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       constexpr int CC = decltype(cc)::value;  // passed as the count too: a constant the compiler can unroll
       k.template forward_groups<CC>(y, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0, g1, scratch);
@@ -889,7 +889,7 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   if (static_cast<Index>(partials.size()) < chunks * P) partials.resize(static_cast<std::size_t>(chunks * P));
   double* part = partials.data();
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    T* scratch = thread_scratch<T>(width, steps, channels);
+    T* scratch = thread_scratch<T>(isa, steps, channels);
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       constexpr int CC = decltype(cc)::value;
       for (Index c = c0; c < c1; ++c) {
