@@ -400,21 +400,21 @@ static void layernorm_backward(T* dx, const T* init, T* dgamma, T* dbeta, const 
       a[2 + h] += g * STOCKMIXER_HALF(T, xhat + j * W, h);
     }
   });
-  Doubles mean_g[2], mean_gx[2], rs[2];
-  for (int h = 0; h < 2; ++h) {
-    mean_g[h] = sums[h] / static_cast<double>(D);
-    mean_gx[h] = sums[2 + h] / static_cast<double>(D);
-    rs[h] = STOCKMIXER_HALF(T, rstd, h);
-  }
-  for (Index j = 0; j < D; ++j)
-    for (int h = 0; h < 2; ++h) {
-      const Doubles g = STOCKMIXER_HALF(T, dy + j * W, h) * static_cast<double>(gamma[j]);
-      const Doubles d = rs[h] * (g - mean_g[h] - STOCKMIXER_HALF(T, xhat + j * W, h) * mean_gx[h]);
-      Half<T> r;
-      for (int k = 0; k < H; ++k) r[k] = static_cast<T>(d[k]);
-      const Half<T> base = init ? *reinterpret_cast<const Half<T>*>(init + j * W + H * h) : Half<T>{};
-      *reinterpret_cast<Half<T>*>(dx + j * W + H * h) = base + r;
+  // The means in double, rounded once to T; the pass over the rows in T, whole rows: each dx value is
+  // a few roundings of T from its terms (no cancellation is summed over here, unlike the means).
+  T mg[W], mgx[W];
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < H; ++k) {
+      mg[H * h + k] = static_cast<T>(sums[h][k] / static_cast<double>(D));
+      mgx[H * h + k] = static_cast<T>(sums[2 + h][k] / static_cast<double>(D));
     }
+  const Lanes<T> mean_g = *rows(mg), mean_gx = *rows(mgx), rs = *rows(rstd);
+  const Lanes<T>* I = rows(init);
+  Lanes<T>* dX = rows(dx);
+  for (Index j = 0; j < D; ++j) {
+    const Lanes<T> d = rs * ((dY[j] * gamma[j] - mean_g) - Xh[j] * mean_gx);
+    dX[j] = init ? I[j] + d : d;
+  }
 }
 
 // GELU on lanes. float: Eigen's algorithms (gelu.hpp's packet path) written on lane vectors so they
