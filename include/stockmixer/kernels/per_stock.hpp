@@ -22,8 +22,8 @@
 // lanes in double at the end of a chunk of groups, and the chunks' sums are added in chunk order.
 //
 // Numerics follow the op-by-op kernels: LayerNorm statistics and its backward's row sums in double,
-// GELU with the same algorithms as gelu.hpp's packets (Eigen's float erf and exp) on the lane vectors. The op-by-op path is the reference this kernel is
-// tested against (tests/test_model.cpp: equal within 1e-12 in double; finite differences).
+// GELU with the same algorithms as gelu.hpp's packets (Eigen's float erf and exp) on the lane vectors
+// (the derivative shares erf's square, and exp rounds its exponent by a shift). The op-by-op path is the reference this kernel is tested against (tests/test_model.cpp: equal within 1e-12 in double; finite differences).
 // Threads: groups of 16 stocks for y and dx; parameter gradients by fixed chunks of groups (at most
 // kMaxChunks, boundaries set by N alone), so results do not depend on the thread count.
 // Derivation: docs/math/per_stock.md · tests: tests/test_model.cpp · benchmark: benchmarks/bench_kernels.cpp
@@ -418,19 +418,22 @@ static void layernorm_backward(T* dx, const T* init, T* dgamma, T* dbeta, const 
 }
 
 // GELU on lanes. float: Eigen's algorithms (gelu.hpp's packet path) written on lane vectors so they
-// run at the version's full width: erf is Eigen's generic_fast_erf_float (a 13/8 rational on [-4, 4]),
-// exp is Eigen's pexp_float (Cephes) with its argument clamped at -87 so that 2^m stays a normal
-// float (below, exp(-x²/2) < 1e-37 is negligible beside Φ(x)). double: std::erf and std::exp per lane.
+// run at the version's full width, sharing what they can: erf is Eigen's generic_fast_erf_float (a
+// 13/8 rational on [-4, 4]), the density's exp is Eigen's pexp_float (Cephes). double: std::erf and
+// std::exp per lane.
 static STOCKMIXER_LANE_INLINE void clamp(Lanes<float>& y, const Lanes<float>& x, float lo, float hi) {
   const Lanes<float> l = Lanes<float>{} + lo, h = Lanes<float>{} + hi;
   y = x < h ? x : h;
   y = y > l ? y : l;
 }
 
-static STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& a) {
+// erf(u), given u and uu = u · u. Eigen squares u clamped to [-4, 4]: that square is min(uu, 16), the
+// same bits, and uu is shared with the density below.
+static STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<float>& u, const Lanes<float>& uu) {
   Lanes<float> x;
-  clamp(x, a, -4.f, 4.f);
-  const Lanes<float> x2 = x * x;
+  clamp(x, u, -4.f, 4.f);
+  const Lanes<float> sixteen = Lanes<float>{} + 16.f;
+  const Lanes<float> x2 = uu < sixteen ? uu : sixteen;
   Lanes<float> p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
   p = x2 * p + -2.10102402082508e-06f;
   p = x2 * p + -5.69250639462346e-05f;
@@ -445,42 +448,49 @@ static STOCKMIXER_LANE_INLINE void erf_lanes(Lanes<float>& out, const Lanes<floa
   out = p / q;
 }
 
-static STOCKMIXER_LANE_INLINE void exp_lanes(Lanes<float>& out, const Lanes<float>& a) {
+// The standard normal density at x = √2 · u, φ = exp(-uu) / √(2π), uu = u · u: Cephes' exp (Eigen's
+// pexp_float: exp(-uu) = 2^m · e^r, m = round(-uu · log2 e), r = -uu - m · ln 2 in two steps, a 6th-
+// degree polynomial for e^r) with 1/√(2π) folded into the polynomial's coefficients, and m rounded by
+// adding 1.5 · 2²³ + 127: the sum's low bits are then m + 127, 2^m's exponent field, one shift away
+// (where floor(x + 1/2) and the exponent took seven conversions and compares). uu is capped at 87 so
+// that 2^m stays a normal float: beyond, φ < 1e-38 is negligible beside Φ(x) in GELU's derivative.
+static STOCKMIXER_LANE_INLINE void density_lanes(Lanes<float>& out, const Lanes<float>& uu) {
   typedef std::int32_t Int __attribute__((vector_size(W * sizeof(std::int32_t))));
-  Lanes<float> x;
-  clamp(x, a, -87.f, 88.723f);
-  const Lanes<float> fx = x * 1.44269504088896341f + 0.5f;
-  const Lanes<float> t = __builtin_convertvector(__builtin_convertvector(fx, Int), Lanes<float>);
-  const Lanes<float> m = t > fx ? t - 1.f : t;  // floor(fx)
-  Lanes<float> r = m * -0.693359375f + x;
+  constexpr float kShift = 12583039.f;  // 1.5 · 2^23 + 127
+  constexpr double c = detail::kInvSqrt2Pi;
+  const Lanes<float> cap = Lanes<float>{} + 87.f;
+  const Lanes<float> a = uu < cap ? uu : cap;
+  const Lanes<float> shifted = a * -1.44269504088896341f + kShift;  // rounds: ulp(2^23 · 1.5) = 1
+  const Lanes<float> m = shifted - kShift;
+  Lanes<float> r = m * -0.693359375f - a;
   r = m * 2.12194440e-4f + r;
   const Lanes<float> r2 = r * r, r3 = r2 * r;
-  Lanes<float> y = 1.9875691500E-4f * r + 1.3981999507E-3f;
-  Lanes<float> y1 = 4.1665795894E-2f * r + 1.6666665459E-1f;
-  const Lanes<float> y2 = r + 1.f;
-  y = y * r + 8.3334519073E-3f;
-  y1 = y1 * r + 5.0000001201E-1f;
+  Lanes<float> y = static_cast<float>(c * 1.9875691500E-4) * r + static_cast<float>(c * 1.3981999507E-3);
+  Lanes<float> y1 = static_cast<float>(c * 4.1665795894E-2) * r + static_cast<float>(c * 1.6666665459E-1);
+  const Lanes<float> y2 = static_cast<float>(c) * r + static_cast<float>(c);
+  y = y * r + static_cast<float>(c * 8.3334519073E-3);
+  y1 = y1 * r + static_cast<float>(c * 5.0000001201E-1);
   y = y * r3 + y1;
   y = y * r2 + y2;
-  const Int bits = (__builtin_convertvector(m, Int) + 127) << 23;  // 2^m, m in [-126, 128]
-  out = y * reinterpret_cast<const Lanes<float>&>(bits);
+  const Int bits = (Int)shifted << 23;  // (m + 127) << 23: 2^m (a vector cast keeps the bits)
+  out = y * (Lanes<float>)bits;
 }
 
 // y = x · Φ(x), Φ(x) = (1 + erf(x / √2)) / 2. With `grad` (training), x is then overwritten by the
-// derivative Φ(x) + x · φ(x), φ(x) = exp(-x² / 2) / √(2π): all the backward needs of x, and erf is
-// computed once for both.
+// derivative Φ(x) + x · φ(x): all the backward needs of x, and erf is computed once for both.
 template <class T>
 static void gelu_forward(T* y, T* x, Index n_rows, bool grad) {
   Lanes<T>*X = rows(x), *Y = rows(y);
   for (Index j = 0; j < n_rows; ++j) {
     if constexpr (std::is_same_v<T, float>) {
-      Lanes<float> e, g;
-      erf_lanes(e, X[j] * static_cast<float>(detail::kSqrtHalf));
-      const Lanes<float> cdf = 0.5f * (1.f + e);
+      const Lanes<float> u = X[j] * static_cast<float>(detail::kSqrtHalf), uu = u * u;
+      Lanes<float> e, pdf;
+      erf_lanes(e, u, uu);
+      const Lanes<float> cdf = e * 0.5f + 0.5f;  // (1 + e) / 2, the same bits: halving is exact
       Y[j] = X[j] * cdf;
       if (!grad) continue;
-      exp_lanes(g, -0.5f * (X[j] * X[j]));
-      X[j] = cdf + X[j] * (g * static_cast<float>(detail::kInvSqrt2Pi));
+      density_lanes(pdf, uu);
+      X[j] = X[j] * pdf + cdf;
     } else {
       for (int k = 0; k < W; ++k) {
         const T xk = X[j][k];
