@@ -418,6 +418,57 @@ static void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const
     }
   }
 }
+
+// dense2's gradients for stocks [n0, n1) (dW2[n, m] += d[n] · u[m], db2[n] += d[n] · Σ_f w_[f]) and the
+// chunk's partial sums into part: v [M] (Σ_n d[n] · W2[n, m]), Σ_n d[n], Σ_n b2[n] · d[n]. Columns m
+// in vectors of V, up to four at once so that their sums over n overlap; the last columns (fewer than
+// V) lane by lane, together. Every sum runs over n in order.
+template <class T>
+static void dense2_stocks(double* part, T* dw2, T* db2, const T* w2, const T* b2, const double* d, const double* u,
+                          double sum_w2, Index M, Index n0, Index n1) {
+  constexpr int kVectors = 4;
+  Index m0 = 0;
+  for (; m0 + V <= M; m0 += kVectors * V) {
+    const int nv = static_cast<int>(std::min<Index>(kVectors, (M - m0) / V));
+    Doubles acc[kVectors] = {}, um[kVectors];
+    for (int j = 0; j < nv; ++j) widen(um[j], u + m0 + j * V);
+    for (Index n = n0; n < n1; ++n)
+      for (int j = 0; j < nv; ++j) {
+        const Index at_nm = n * M + m0 + j * V;
+        Doubles x;
+        widen(x, w2 + at_nm);
+        acc[j] += d[n] * x;
+        const Doubles g = d[n] * um[j];
+        Lanes<T, V> gt;
+        for (int l = 0; l < V; ++l) gt[l] = static_cast<T>(g[l]);
+        *rows<V>(dw2 + at_nm) += gt;
+      }
+    for (int j = 0; j < nv; ++j)
+      for (int l = 0; l < V; ++l) part[m0 + j * V + l] = acc[j][l];
+    if (nv < kVectors) {
+      m0 += nv * V;
+      break;
+    }
+  }
+  if (m0 < M) {  // the last M - m0 < V columns
+    double acc[V] = {};
+    const Index rest = M - m0;
+    for (Index n = n0; n < n1; ++n)
+      for (Index j = 0; j < rest; ++j) {
+        acc[j] += d[n] * static_cast<double>(w2[n * M + m0 + j]);
+        dw2[n * M + m0 + j] += static_cast<T>(d[n] * u[m0 + j]);
+      }
+    for (Index j = 0; j < rest; ++j) part[m0 + j] = acc[j];
+  }
+  double sum_d = 0.0, sum_b2d = 0.0;
+  for (Index n = n0; n < n1; ++n) {
+    sum_d += d[n];
+    sum_b2d += static_cast<double>(b2[n]) * d[n];
+    db2[n] += static_cast<T>(d[n] * sum_w2);
+  }
+  part[M] = sum_d;
+  part[M + 1] = sum_b2d;
+}
 };  // struct Kernel
 
 // f(Kernel<V>{}) compiled for the instruction set kernel_isa() picks, V the doubles of one of its
@@ -427,24 +478,7 @@ void versioned(Isa isa, F&& f) {
   run_versioned(isa, [&](auto width) { f(Kernel<decltype(width)::value / 2>{}); });
 }
 
-// dense2's gradients for stocks [n0, n1) (dW2[n, m] += d[n] · u[m], db2[n] += d[n] · Σ_f w_[f]) and the
-// chunk's partial sums into part: v [M] (Σ_n d[n] · W2[n, m]), Σ_n d[n], Σ_n b2[n] · d[n].
-constexpr Index kChunks = 8;
-template <class T>
-void dense2_chunk(double* part, const StockHeadWeights<T*>& grad, const StockHeadWeights<const T*>& w,
-                  const double* d, const double* u, double sum_w2, Index M, Index n0, Index n1) {
-  double* v = part;
-  std::fill(part, part + M + 2, 0.0);
-  for (Index n = n0; n < n1; ++n) {
-    part[M] += d[n];
-    part[M + 1] += static_cast<double>(w.dense2_b[n]) * d[n];
-    for (Index m = 0; m < M; ++m) {
-      v[m] += d[n] * static_cast<double>(w.dense2_w[n * M + m]);
-      grad.dense2_w[n * M + m] += static_cast<T>(d[n] * u[m]);
-    }
-    grad.dense2_b[n] += static_cast<T>(d[n] * sum_w2);
-  }
-}
+constexpr Index kChunks = 8;  // the dense2 pass's chunks of stocks (kernel: Kernel::dense2_stocks)
 
 // Scratch of the calling thread (it holds nothing between calls): lanes.hpp's aligned_scratch, so
 // padded rows of Np doubles are vectors that never straddle two cache lines.
@@ -510,9 +544,10 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   double sum_w2 = 0.0;
   for (Index f = 0; f < F; ++f) sum_w2 += static_cast<double>(w.fc2_w[f]);
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    versioned(isa, [&](auto) {  // plain loops, vectorised by the compiler for each instruction set
+    versioned(isa, [&](auto k) {
       for (Index c = c0; c < c1; ++c)
-        dense2_chunk(part + c * (M + 2), grad, w, d, s.u, sum_w2, M, c * chunk, std::min(N, (c + 1) * chunk));
+        k.dense2_stocks(part + c * (M + 2), grad.dense2_w, grad.dense2_b, w.dense2_w, w.dense2_b, d, s.u, sum_w2, M,
+                        c * chunk, std::min(N, (c + 1) * chunk));
     });
   });
   double sum_d = 0.0, sum_b2d = 0.0;
