@@ -83,7 +83,7 @@ namespace detail::per_stock {
 
 using namespace detail::lanes;
 constexpr Index kMaxChunks = 32;      // parameter-gradient chunks (their partial sums are kept)
-constexpr Index kGroupsPerChunk = 8;  // groups a chunk aims at
+constexpr Index kGroupsPerChunk = 16;  // groups a chunk aims at
 
 // Calls f(pointer, size) for each parameter tensor of one Mixer2dTriU, in a fixed order.
 template <class P, class F>
