@@ -400,11 +400,11 @@ static void layernorm_output(T* y, const T* xhat, const T* gamma, const T* beta,
   for (Index j = 0; j < D; ++j) Y[j] = Xh[j] * gamma[j] + beta[j];
 }
 
-// dx = init + rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma (init null: zero; init = dx:
-// accumulate);  dgamma += dy · xhat;  dbeta += dy
+// dx = init + add + rstd · (g - mean(g) - xhat · mean(g · xhat)), g = dy · gamma (init, add null: zero;
+// init = dx: accumulate);  dgamma += dy · xhat;  dbeta += dy
 template <class T>
-static void layernorm_backward(T* dx, const T* init, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* rstd,
-                               const T* gamma, Index D) {
+static void layernorm_backward(T* dx, const T* init, const T* add, T* dgamma, T* dbeta, const T* dy, const T* xhat,
+                               const T* rstd, const T* gamma, Index D) {
   const Lanes<T>*dY = rows(dy), *Xh = rows(xhat);
   Lanes<T>*dG = rows(dgamma), *dB = rows(dbeta);
   if (!dx) {
@@ -436,11 +436,12 @@ static void layernorm_backward(T* dx, const T* init, T* dgamma, T* dbeta, const 
     }
   }
   const Lanes<T> mean_g = *rows(mg), mean_gx = *rows(mgx), rs = *rows(rstd);
-  const Lanes<T>* I = rows(init);
+  const Lanes<T>*I = rows(init), *A = rows(add);
   Lanes<T>* dX = rows(dx);
   for (Index j = 0; j < D; ++j) {
     const Lanes<T> d = rs * ((dY[j] * gamma[j] - mean_g) - Xh[j] * mean_gx);
-    dX[j] = init ? I[j] + d : d;
+    if (init) dX[j] = add ? (I[j] + A[j]) + d : I[j] + d;
+    else dX[j] = add ? A[j] + d : d;
   }
 }
 
@@ -600,7 +601,7 @@ static void conv_backward(T* dx, T* dw, T* db, const T* dv, const T* x, const T*
 template <class T>
 struct Group {
   Index T_, S, C, F;
-  T *x, *v, *y, *dy, *dh, *dx, *dv, *tmp[4], *acc;
+  T *x, *v, *y, *dy, *dh, *dv, *tmp[4], *acc;
   // channel_fc's gradient lanes, [C + 1][lanes] (weight, then bias), in double: they sum dy over the
   // stocks, where the stock LayerNorm's share cancels (its backward sums to zero), so float lanes would
   // add rounding of the size of the result. dy · h of two floats is exact in double.
@@ -624,7 +625,7 @@ struct Group {
   static constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
   static Index scratch_size(Index steps, Index channels) {
     const Index S = steps / 2, F = 2 * steps + S, tc = steps * channels * W, sc = S * channels * W;
-    return (channels + 1) * W * kPerDouble + acts_size(steps, channels) + 3 * (tc + sc) + tc + sc + 2 * F * W +
+    return (channels + 1) * W * kPerDouble + acts_size(steps, channels) + 3 * (tc + sc) + sc + 2 * F * W +
            F * channels * W + 4 * tc + parameter_count(steps, channels) * W;
   }
 
@@ -643,7 +644,7 @@ struct Group {
     x = take(p, tc), v = take(p, sc);
     norm_out[0] = take(p, tc), norm_out[1] = take(p, tc), norm_out[2] = take(p, sc), norm_out[3] = take(p, sc);
     use_acts(take(p, acts_size(T_, C)));
-    dx = take(p, tc), dv = take(p, sc), y = take(p, F * W), dy = take(p, F * W), dh = take(p, F * C * W);
+    dv = take(p, sc), y = take(p, F * W), dy = take(p, F * W), dh = take(p, F * C * W);
     for (T*& t : tmp) t = take(p, tc);
     acc = take(p, acc_size * W);
     T* a = acc;
@@ -685,11 +686,13 @@ static void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<cons
   linear_forward<CC>(a.out, a.g, w.fc2_w, w.fc2_b, L, C, a.x2);  // + x2, the residual
 }
 
-// du (may be null) += d(out)/d(u)^T dout; lane accumulators `acc` += the parameter gradients.
+// du (may be null) = d(out)/d(u)^T dout, added to du's values when `accumulate`; lane accumulators
+// `acc` += the parameter gradients.
 template <int CC, class T>
-static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mixer2dWeights<const T*>& w,
-                           const Mixer2dWeights<T*>& acc, Index L, Index C, T* const* tmp) {
-  const Index D = L * C, n = D * W;
+static void mixer_backward(T* du, bool accumulate, const MixerActs<T>& a, const T* dout,
+                           const Mixer2dWeights<const T*>& w, const Mixer2dWeights<T*>& acc, Index L, Index C,
+                           T* const* tmp) {
+  const Index D = L * C;
   layernorm_output(a.x2, a.xhat2, w.ln2_w, w.ln2_b, D);  // not kept by the forward
   layernorm_output(a.a1, a.xhat1, w.ln1_w, w.ln1_b, D);
   T *dhid = tmp[1], *dx2 = tmp[2], *ds = tmp[0], *da1 = tmp[1];
@@ -697,11 +700,11 @@ static void mixer_backward(T* du, const MixerActs<T>& a, const T* dout, const Mi
   // dhid = (fc2ᵀ · dout) · GELU'(h) (a.h holds the derivative); dx2 = dout (the residual) + fc1ᵀ · dhid
   linear_backward<CC>(dhid, none, a.h, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
   linear_backward<CC>(dx2, dout, none, acc.fc1_w, acc.fc1_b, dhid, a.x2, w.fc1_w, L, C);
-  layernorm_backward(ds, none, acc.ln2_w, acc.ln2_b, dx2, a.xhat2, a.rstd2, w.ln2_w, D);
+  layernorm_backward(ds, none, none, acc.ln2_w, acc.ln2_b, dx2, a.xhat2, a.rstd2, w.ln2_w, D);
   triu_backward<CC>(da1, none, acc.triu_w, acc.triu_b, ds, a.a1, w.triu_w, L, C);
-  if (du)
-    for (Index i = 0; i < n; ++i) du[i] += ds[i];  // the residual around LN_1 and TriU
-  layernorm_backward(du, du, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1, w.ln1_w, D);
+  // du (+)= ds, the residual around LN_1 and TriU, + LN_1's backward, in LN_1's dx pass
+  layernorm_backward(du, accumulate ? du : none, du ? ds : none, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1,
+                     w.ln1_w, D);
 }
 
 // Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero).
@@ -758,19 +761,17 @@ static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index 
       fc_acc[2 * C + hh] += d;
       for (Index c = 0; c < C; ++c) fc_acc[2 * c + hh] += d * STOCKMIXER_HALF(T, h + c * W, hh);
     }
+    if (f < T_ && !dx) continue;  // dh's first T rows (x's share) are dx's only
     for (Index c = 0; c < C; ++c) rows(g.dh)[f * C + c] = w.fc_w[c] * rows(g.dy)[f];
   }
-  const T* dh_x = g.dh;                     // [T, C]: the concatenation's copy of x
   const T* dh_mix = g.dh + tc * W;          // [T, C]
   const T* dh_scale = g.dh + 2 * tc * W;    // [S, C]
   const Mixer2dWeights<T*>& am = g.acc_w.mix;
   const Mixer2dWeights<T*>& as = g.acc_w.scale_mix;
-  std::fill(g.dv, g.dv + S * C * W, T(0));
-  mixer_backward<CC>(g.dv, g.scale_mix, dh_scale, w.scale_mix, as, S, C, g.tmp);
-  T* gx = dx ? g.dx : nullptr;
-  if (gx) std::copy(dh_x, dh_x + tc * W, gx);
+  mixer_backward<CC>(g.dv, false, g.scale_mix, dh_scale, w.scale_mix, as, S, C, g.tmp);
+  T* gx = dx ? g.dh : nullptr;  // dx of the group's stocks accumulates in place over dh's x share
   conv_backward<CC>(gx, g.acc_w.conv_w, g.acc_w.conv_b, g.dv, g.x, w.conv_w, S, C);
-  mixer_backward<CC>(gx, g.mix, dh_mix, w.mix, am, T_, C, g.tmp);
+  mixer_backward<CC>(gx, true, g.mix, dh_mix, w.mix, am, T_, C, g.tmp);
   if (!gx) return;
   Index r0 = 0;
   if (count == W)
