@@ -147,6 +147,36 @@ inline double population_std(const std::vector<double>& x) {
   return x.empty() ? kNaN : std::sqrt(s / static_cast<double>(x.size()));
 }
 
+// The k valid stocks (mask >= 0.5) of largest value, largest first, into top, when no two of the
+// k + 1 largest valid values are equal: then np.argsort puts them last in that order whatever its
+// tie rule. Returns false (top unspecified) where a tie could matter.
+inline bool top_by_value(std::vector<Index>& top, const double* value, const double* mask, Index n, std::size_t k) {
+  top.clear();
+  bool tie = false;  // a value equal to the smallest kept one when the k + 1 kept are full
+  for (Index i = 0; i < n; ++i) {
+    if (!(mask[i] >= 0.5)) continue;
+    const double v = value[i];
+    if (top.size() == k + 1) {
+      const double smallest = value[top.back()];
+      if (v < smallest) continue;
+      if (v == smallest) {
+        tie = true;
+        continue;
+      }
+      top.pop_back();
+    }
+    std::size_t at = top.size();
+    top.push_back(i);
+    for (; at > 0 && value[top[at - 1]] < v; --at) top[at] = top[at - 1];
+    top[at] = i;
+  }
+  for (std::size_t j = 1; j < top.size(); ++j)
+    if (value[top[j]] == value[top[j - 1]]) tie = true;
+  if (tie) return false;
+  if (top.size() > k) top.pop_back();
+  return true;
+}
+
 inline bool constant(const double* x, Index n) {
   for (Index k = 1; k < n; ++k)
     if (x[k] != x[0]) return false;
@@ -254,14 +284,16 @@ inline double pearson(const double* x, const double* y, Index n) {
 }
 
 inline void average_ranks(double* ranks, const double* x, Index n) {
-  std::vector<Index> order(static_cast<std::size_t>(n));
-  std::iota(order.begin(), order.end(), Index(0));
-  std::stable_sort(order.begin(), order.end(), [x](Index a, Index b) { return x[a] < x[b]; });
+  // (value, index) pairs sorted directly: equal values get one rank, so their order does not matter
+  std::vector<std::pair<double, Index>> sorted(static_cast<std::size_t>(n));
+  for (Index k = 0; k < n; ++k) sorted[static_cast<std::size_t>(k)] = {x[k], k};
+  std::sort(sorted.begin(), sorted.end());
+  auto at = [&sorted](Index k) -> const std::pair<double, Index>& { return sorted[static_cast<std::size_t>(k)]; };
   for (Index start = 0; start < n;) {
     Index end = start + 1;  // [start, end): one group of equal values
-    while (end < n && x[order[end]] == x[order[start]]) ++end;
+    while (end < n && at(end).first == at(start).first) ++end;
     const double rank = 0.5 * static_cast<double>(start + 1 + end);  // mean of start+1 .. end
-    for (Index k = start; k < end; ++k) ranks[order[k]] = rank;
+    for (Index k = start; k < end; ++k) ranks[at(k).second] = rank;
     start = end;
   }
 }
@@ -331,22 +363,39 @@ Performance evaluate(TensorMap<const T> prediction, TensorMap<const T> ground_tr
     auto valid = [&m](Index n) { return m[static_cast<std::size_t>(n)] >= 0.5; };
     ic.push_back(pearson(pm.data(), gm.data(), N));
 
-    numpy_argsort(order_p.data(), p.data(), N);
-    numpy_argsort(order_g.data(), g.data(), N);
-    top.clear();
-    for (Index j = N - 1; j >= 0 && top.size() < 10; --j)
-      if (valid(order_p[static_cast<std::size_t>(j)])) top.push_back(order_p[static_cast<std::size_t>(j)]);
+    // The predicted top 10 (valid stocks, best first) as they come from the end of np.argsort(P).
+    // np.argsort's order among equal values is its own (numpy_argsort reproduces it); where no tie
+    // touches the top 10 the values alone decide it, in one pass (detail::top_by_value).
+    if (!detail::top_by_value(top, p.data(), m.data(), N, 10)) {
+      top.clear();
+      numpy_argsort(order_p.data(), p.data(), N);
+      for (Index j = N - 1; j >= 0 && top.size() < 10; --j)
+        if (valid(order_p[static_cast<std::size_t>(j)])) top.push_back(order_p[static_cast<std::size_t>(j)]);
+    }
 
-    // Reciprocal rank of the predicted top-1 among the valid stocks in realised order.
+    // Reciprocal rank of the predicted top-1 among the valid stocks in realised order (np.argsort(G)
+    // from the end): one plus the valid stocks of higher G, counted directly unless another valid
+    // stock's G equals the top-1's, where np.argsort's tie order decides.
     if (top.empty()) {
       ++all_miss_days;
     } else {
-      Index pos = 0;
-      for (Index j = N - 1; j >= 0; --j) {
-        const Index n = order_g[static_cast<std::size_t>(j)];
-        if (!valid(n)) continue;
-        ++pos;
-        if (n == top[0]) break;
+      const double g_top = g[static_cast<std::size_t>(top[0])];
+      Index higher = 0, equal = 0;
+      for (Index n = 0; n < N; ++n)
+        if (valid(n) && n != top[0]) {
+          higher += g[static_cast<std::size_t>(n)] > g_top;
+          equal += g[static_cast<std::size_t>(n)] == g_top;
+        }
+      Index pos = higher + 1;
+      if (equal > 0) {
+        numpy_argsort(order_g.data(), g.data(), N);
+        pos = 0;
+        for (Index j = N - 1; j >= 0; --j) {
+          const Index n = order_g[static_cast<std::size_t>(j)];
+          if (!valid(n)) continue;
+          ++pos;
+          if (n == top[0]) break;
+        }
       }
       mrr_sum += 1.0 / static_cast<double>(pos);
     }
