@@ -51,6 +51,19 @@ inline void parallel_for(Index n, Index grain, Body&& body) {
   }
 }
 
+// Calls body(begin, end) for `chunks` consecutive ranges of [0, n) whose sizes differ by at most one
+// (boundaries c·n / chunks; fewer chunks when n is smaller). Like parallel_for, the ranges depend
+// only on n and chunks; with an even number of chunks two threads get equal shares, where fixed-size
+// ranges leave the last one short.
+template <class Body>
+inline void parallel_for_even(Index n, Index chunks, Body&& body) {
+  if (n <= 0) return;
+  chunks = std::clamp<Index>(chunks, 1, n);
+  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+    for (Index c = c0; c < c1; ++c) body(c * n / chunks, (c + 1) * n / chunks);
+  });
+}
+
 // Deterministic parallel sum: splits [0, n) into at most kMaxChunks fixed ranges of at least `grain`
 // items, calls body(begin, end) -> double for each, and adds the partial sums in range order. The
 // ranges depend only on n and grain, so the total is bit-identical for any thread count. No heap.

@@ -478,7 +478,10 @@ void versioned(Isa isa, F&& f) {
   run_versioned(isa, [&](auto width) { f(Kernel<decltype(width)::value / 2>{}); });
 }
 
-constexpr Index kChunks = 8;  // the dense2 pass's chunks of stocks (kernel: Kernel::dense2_stocks)
+// The dense2 pass's chunks of stocks (kernel: Kernel::dense2_stocks): about kChunkStocks each, at most
+// kChunks, sizes as equal as floor division makes them (two threads get equal shares).
+constexpr Index kChunks = 8;
+constexpr Index kChunkStocks = 256;
 
 // Scratch of the calling thread (it holds nothing between calls): lanes.hpp's aligned_scratch, so
 // padded rows of Np doubles are vectors that never straddle two cache lines.
@@ -521,7 +524,7 @@ void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w,
     for (Index f = 0; f < F; ++f) u += s.a[f * M + m] * static_cast<double>(w.fc2_w[f]);
     s.u[m] = u;
   }
-  parallel_for(blocks, 32, [&](Index b0, Index b1) {
+  parallel_for_even(blocks, 8, [&](Index b0, Index b1) {
     versioned(isa, [&](auto k) { k.output_stocks(out, s, cw, w.dense2_w, w.dense2_b, base, sum_w2, N, F, M, b0, b1); });
   });
 }
@@ -534,7 +537,7 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   const Saved s(const_cast<double*>(stash), N, F, M);  // read only
   const Isa isa = kernel_isa();
   // Scratch: dout widened to Np, g [F, Np], then v, dh and the dense2 pass's partial sums.
-  const Index chunk = std::max<Index>(256, (N + kChunks - 1) / kChunks), chunks = (N + chunk - 1) / chunk;
+  const Index chunks = std::clamp<Index>(N / kChunkStocks, 1, kChunks);
   double* d = scratch(Np + F * Np + M + F * M + chunks * (M + 2));
   double *G = d + Np, *v = G + F * Np, *dh = v + M, *part = dh + F * M;
   widen_rows(d, dout, N, 0, 1);
@@ -547,7 +550,7 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
     versioned(isa, [&](auto k) {
       for (Index c = c0; c < c1; ++c)
         k.dense2_stocks(part + c * (M + 2), grad.dense2_w, grad.dense2_b, w.dense2_w, w.dense2_b, d, s.u, sum_w2, M,
-                        c * chunk, std::min(N, (c + 1) * chunk));
+                        c * N / chunks, (c + 1) * N / chunks);
     });
   });
   double sum_d = 0.0, sum_b2d = 0.0;
@@ -579,7 +582,7 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
   }
   // dense1's weight, the LayerNorm's parameters and g: O(N·M·F), by blocks of stocks.
   double* g = dy ? G : nullptr;
-  parallel_for(blocks, 8, [&](Index b0, Index b1) {
+  parallel_for_even(blocks, 8, [&](Index b0, Index b1) {
     versioned(isa, [&](auto k) { k.backward_stocks(g, grad, s, s.w1, s.ln_w, dh, N, F, M, b0, b1); });
   });
   if (!dy) return;
