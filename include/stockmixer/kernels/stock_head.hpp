@@ -507,11 +507,11 @@ void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w,
   parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(s.w1, w.dense1_w, N, m0, m1); });
   widen_rows(s.ln_w, w.ln_w, N, 0, 1);
   widen_rows(ln_b, w.ln_b, N, 0, 1);
-  parallel_for(F, 4, [&](Index f0, Index f1) {
-    versioned(isa, [&](auto k) { k.normalise_rows(s, y, s.ln_w, ln_b, N, f0, f1); });
-  });
-  parallel_for(F, 4, [&](Index f0, Index f1) {
-    versioned(isa, [&](auto k) { k.dense1_rows(s, s.w1, w.dense1_b, N, M, f0, f1); });
+  parallel_for(F, 4, [&](Index f0, Index f1) {  // each range normalises its rows, then multiplies them
+    versioned(isa, [&](auto k) {
+      k.normalise_rows(s, y, s.ln_w, ln_b, N, f0, f1);
+      k.dense1_rows(s, s.w1, w.dense1_b, N, M, f0, f1);
+    });
   });
   double sum_w2 = 0.0, base = static_cast<double>(w.fc_b[0]) + static_cast<double>(w.fc2_b[0]);
   for (Index f = 0; f < F; ++f) {
