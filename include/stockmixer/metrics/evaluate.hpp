@@ -147,14 +147,15 @@ inline double population_std(const std::vector<double>& x) {
   return x.empty() ? kNaN : std::sqrt(s / static_cast<double>(x.size()));
 }
 
-// The k valid stocks (mask >= 0.5) of largest value, largest first, into top, when no two of the
-// k + 1 largest valid values are equal: then np.argsort puts them last in that order whatever its
-// tie rule. Returns false (top unspecified) where a tie could matter.
-inline bool top_by_value(std::vector<Index>& top, const double* value, const double* mask, Index n, std::size_t k) {
+// The k stocks i with valid(i) of largest value, largest first, into top, when no two of the k + 1
+// largest valid values are equal: then np.argsort puts them last in that order whatever its tie
+// rule. Returns false (top unspecified) where a tie could matter.
+template <class Valid>
+bool top_by_value(std::vector<Index>& top, const double* value, Index n, std::size_t k, Valid&& valid) {
   top.clear();
   bool tie = false;  // a value equal to the smallest kept one when the k + 1 kept are full
   for (Index i = 0; i < n; ++i) {
-    if (!(mask[i] >= 0.5)) continue;
+    if (!valid(i)) continue;
     const double v = value[i];
     if (top.size() == k + 1) {
       const double smallest = value[top.back()];
@@ -366,7 +367,7 @@ Performance evaluate(TensorMap<const T> prediction, TensorMap<const T> ground_tr
     // The predicted top 10 (valid stocks, best first) as they come from the end of np.argsort(P).
     // np.argsort's order among equal values is its own (numpy_argsort reproduces it); where no tie
     // touches the top 10 the values alone decide it, in one pass (detail::top_by_value).
-    if (!detail::top_by_value(top, p.data(), m.data(), N, 10)) {
+    if (!detail::top_by_value(top, p.data(), N, 10, valid)) {
       top.clear();
       numpy_argsort(order_p.data(), p.data(), N);
       for (Index j = N - 1; j >= 0 && top.size() < 10; --j)
