@@ -51,16 +51,17 @@ inline void parallel_for(Index n, Index grain, Body&& body) {
   }
 }
 
-// Calls body(begin, end) for `chunks` consecutive ranges of [0, n) whose sizes differ by at most one
-// (boundaries c·n / chunks; fewer chunks when n is smaller). Like parallel_for, the ranges depend
-// only on n and chunks; with an even number of chunks two threads get equal shares, where fixed-size
-// ranges leave the last one short.
+// Calls body(c, begin, end) for the `chunks` consecutive ranges c of [0, n) whose sizes differ by at
+// most one (boundaries c·n / chunks). Like parallel_for, the ranges depend only on n and chunks; with an
+// even number of chunks two threads get equal shares, where fixed-size ranges leave the last one short.
+// chunks is clamped to [1, max(n, 1)]; every chunk is called (with an empty range when n is 0), so a
+// caller keeping one partial result per chunk (its c) sees each one written.
 template <class Body>
 inline void parallel_for_even(Index n, Index chunks, Body&& body) {
-  if (n <= 0) return;
-  chunks = std::clamp<Index>(chunks, 1, n);
+  n = std::max<Index>(n, 0);
+  chunks = std::clamp<Index>(chunks, 1, std::max<Index>(n, 1));
   parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    for (Index c = c0; c < c1; ++c) body(c * n / chunks, (c + 1) * n / chunks);
+    for (Index c = c0; c < c1; ++c) body(c, c * n / chunks, (c + 1) * n / chunks);
   });
 }
 

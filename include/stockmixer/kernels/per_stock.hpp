@@ -23,7 +23,9 @@
 //
 // Numerics follow the op-by-op kernels: LayerNorm statistics and its backward's row sums in double,
 // GELU with the same algorithms as gelu.hpp's packets (Eigen's float erf and exp) on the lane vectors
-// (the derivative shares erf's square, and exp rounds its exponent by a shift). The op-by-op path is the reference this kernel is tested against (tests/test_model.cpp: equal within 1e-12 in double; finite differences).
+// (the derivative shares erf's square, and exp rounds its exponent by a shift). The op-by-op path is
+// the reference this kernel is tested against (tests/test_model.cpp: equal within 1e-12 in double;
+// finite differences).
 // Threads: groups of 16 stocks for y and dx; parameter gradients by fixed chunks of groups (at most
 // kMaxChunks, boundaries set by N alone), so results do not depend on the thread count.
 // Derivation: docs/math/per_stock.md · tests: tests/test_model.cpp · benchmark: benchmarks/bench_kernels.cpp
@@ -926,15 +928,12 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   static thread_local std::vector<double> partials;  // [chunk][P]
   if (static_cast<Index>(partials.size()) < chunks * P) partials.resize(static_cast<std::size_t>(chunks * P));
   double* part = partials.data();
-  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+  parallel_for_even(groups, chunks, [&](Index c, Index g0, Index g1) {
     T* scratch = thread_scratch<T>(isa, steps, channels);
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       constexpr int CC = decltype(cc)::value;
-      for (Index c = c0; c < c1; ++c) {
-        const Index g0 = c * groups / chunks, g1 = (c + 1) * groups / chunks;
-        k.template backward_groups<CC>(part + c * P, dx, dy, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0,
-                                       g1, scratch);
-      }
+      k.template backward_groups<CC>(part + c * P, dx, dy, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0, g1,
+                                     scratch);
     });
   });
   PerStockWeights<T*> out = grad;
