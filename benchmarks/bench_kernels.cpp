@@ -133,6 +133,16 @@ RankInputs rank_inputs(Index n, std::uint32_t seed) {
   }
   return in;
 }
+// Training calls the rank loss on a new day every step. Its sorted form branches on the data (the
+// sorts' comparisons, the Fenwick sweeps), and on one input repeated the branch predictor learns
+// those branches: std::sort then looked three times faster than on fresh inputs. So every
+// rank-loss benchmark cycles through kRankInputSets inputs.
+constexpr Index kRankInputSets = 16;
+std::vector<RankInputs> rank_input_sets(Index n) {
+  std::vector<RankInputs> sets;
+  for (Index k = 0; k < kRankInputSets; ++k) sets.push_back(rank_inputs(n, static_cast<std::uint32_t>(1 + k)));
+  return sets;
+}
 
 void set_threads(benchmark::State& state) { stockmixer::set_num_threads(static_cast<int>(state.range(0))); }
 
@@ -597,9 +607,11 @@ void bm_dropout_bwd(benchmark::State& state) {
 //   FLOP naive = 6·N²   the same arithmetic through three materialised N x N matrices
 void bm_rank_loss_fwd(benchmark::State& state, Index n) {
   set_threads(state);
-  const auto in = rank_inputs(n, 1);
+  const auto sets = rank_input_sets(n);
   Tensor<float> rr({n});
+  Index k = 0;
   for (auto _ : state) {
+    const auto& in = sets[static_cast<std::size_t>(k++ % kRankInputSets)];
     auto out = stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
                                              in.mask.data(), n, kAlpha);
     benchmark::DoNotOptimize(out);
@@ -607,13 +619,26 @@ void bm_rank_loss_fwd(benchmark::State& state, Index n) {
   }
   report_flops(state, 6 * d(n) * d(n));
 }
+// Each input's rr from its forward, made before timing.
+std::vector<Tensor<float>> rank_rr(const std::vector<RankInputs>& sets, Index n) {
+  std::vector<Tensor<float>> rr;
+  for (const auto& in : sets) {
+    rr.emplace_back(stockmixer::Shape{n});
+    stockmixer::rank_loss_forward(rr.back().data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), n,
+                                  kAlpha);
+  }
+  return rr;
+}
 void bm_rank_loss_bwd(benchmark::State& state, Index n) {
   set_threads(state);
-  const auto in = rank_inputs(n, 1);
-  Tensor<float> rr({n}), dpred({n});
-  stockmixer::rank_loss_forward(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), n, kAlpha);
+  const auto sets = rank_input_sets(n);
+  const auto rr = rank_rr(sets, n);
+  Tensor<float> dpred({n});
+  Index k = 0;
   for (auto _ : state) {
-    stockmixer::rank_loss_backward(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(), n,
+    const auto u = static_cast<std::size_t>(k++ % kRankInputSets);
+    const auto& in = sets[u];
+    stockmixer::rank_loss_backward(dpred.data(), 1.0f, rr[u].data(), in.base.data(), in.gt.data(), in.mask.data(), n,
                                    kAlpha);
     benchmark::DoNotOptimize(dpred.data());
     benchmark::ClobberMemory();
@@ -640,10 +665,12 @@ void bm_rank_loss_fwd_naive(benchmark::State& state) {
 // Compare its time with rank_loss_{fwd,bwd}/N_<n> (O(N²)) at the same N.
 void bm_rank_loss_sorted_fwd(benchmark::State& state, Index n) {
   set_threads(state);
-  const auto in = rank_inputs(n, 1);
+  const auto sets = rank_input_sets(n);
   Tensor<float> rr({n});
   stockmixer::RankLossWorkspace ws(n);
+  Index k = 0;
   for (auto _ : state) {
+    const auto& in = sets[static_cast<std::size_t>(k++ % kRankInputSets)];
     auto out = stockmixer::rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(),
                                                     in.mask.data(), n, kAlpha, ws);
     benchmark::DoNotOptimize(out);
@@ -653,14 +680,16 @@ void bm_rank_loss_sorted_fwd(benchmark::State& state, Index n) {
 }
 void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
   set_threads(state);
-  const auto in = rank_inputs(n, 1);
-  Tensor<float> rr({n}), dpred({n});
+  const auto sets = rank_input_sets(n);
+  const auto rr = rank_rr(sets, n);
+  Tensor<float> dpred({n});
   stockmixer::RankLossWorkspace ws(n);
-  stockmixer::rank_loss_forward_sorted(rr.data(), in.pred.data(), in.base.data(), in.gt.data(), in.mask.data(), n,
-                                       kAlpha, ws);
+  Index k = 0;
   for (auto _ : state) {
-    stockmixer::rank_loss_backward_sorted(dpred.data(), 1.0f, rr.data(), in.base.data(), in.gt.data(), in.mask.data(),
-                                          n, kAlpha, ws);
+    const auto u = static_cast<std::size_t>(k++ % kRankInputSets);
+    const auto& in = sets[u];
+    stockmixer::rank_loss_backward_sorted(dpred.data(), 1.0f, rr[u].data(), in.base.data(), in.gt.data(),
+                                          in.mask.data(), n, kAlpha, ws);
     benchmark::DoNotOptimize(dpred.data());
     benchmark::ClobberMemory();
   }
@@ -693,7 +722,9 @@ double forward_macs(double n, double t, double c, double m) {
 }
 
 // The step is Trainer::train_step (the one the tool and the tests run) on a synthetic market of N
-// stocks in the real data's format; inference is StockMixer::predict on one of its windows.
+// stocks in the real data's format, on kWindows different training days in turn (as training does:
+// the rank loss's branches depend on the day, see kRankInputSets); inference is StockMixer::predict on
+// one of its windows.
 struct ModelBench {
   explicit ModelBench(Index n) : market(synthetic(n)), trainer(market, config()) {
     stockmixer::data::get_batch(market, 0, kT, batch);
@@ -710,7 +741,9 @@ struct ModelBench {
     c.test_index = 42;
     return c;
   }
-  void step() { trainer.train_step(5); }
+  static constexpr Index kWindows = 16;  // offsets 0..15: windows end before day 36 (validation)
+  void step() { trainer.train_step(next++ % kWindows); }
+  Index next = 0;
   const Tensor<float>& predict() { return trainer.model().predict(batch.x.map()); }
   stockmixer::data::Market<float> market;
   stockmixer::train::Trainer<float> trainer;

@@ -505,36 +505,54 @@ int bench(const Args& a) {
   set_num_threads(static_cast<int>(a.integer("threads")));
   StockMixer<T> model(c, 1);
   const Index n = c.stocks;
+  // Several random batches, used in turn, as training meets a new day every step: the rank loss
+  // branches on its inputs, and on one batch repeated the branch predictor learns those branches
+  // (its sorts then look up to three times faster than they are). Eight batches, or fewer so that
+  // their inputs take at most 16 MiB (a step's own memory is what the peak should show).
+  struct Batch {
+    Tensor<T> x, gt, base, mask, pred;
+  };
+  const double batch_bytes = static_cast<double>(n) * static_cast<double>(c.lookback * c.features + 4) * sizeof(T);
+  const auto batches = static_cast<Index>(std::clamp(std::floor(16.0 * 1024 * 1024 / batch_bytes), 1.0, 8.0));
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> u(-1, 1);
-  Tensor<T> x({n, c.lookback, c.features}), gt({n, 1}), base({n, 1}), mask({n, 1}), pred({n, 1}), rr({n, 1}),
-      dpred({n, 1});
-  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<T>(0.5 + 0.1 * u(rng));
-  for (Index i = 0; i < n; ++i) {
-    gt(i, 0) = static_cast<T>(0.02 * u(rng));
-    base(i, 0) = static_cast<T>(1 + 0.1 * u(rng));
-    mask(i, 0) = u(rng) > -0.8 ? T(1) : T(0);
-    pred(i, 0) = static_cast<T>(base(i, 0) * (1 + 0.02 * u(rng)));
+  std::vector<Batch> data;
+  for (Index k = 0; k < batches; ++k) {
+    Batch b{Tensor<T>({n, c.lookback, c.features}), Tensor<T>({n, 1}), Tensor<T>({n, 1}), Tensor<T>({n, 1}),
+            Tensor<T>({n, 1})};
+    for (Index i = 0; i < b.x.size(); ++i) b.x.data()[i] = static_cast<T>(0.5 + 0.1 * u(rng));
+    for (Index i = 0; i < n; ++i) {
+      b.gt(i, 0) = static_cast<T>(0.02 * u(rng));
+      b.base(i, 0) = static_cast<T>(1 + 0.1 * u(rng));
+      b.mask(i, 0) = u(rng) > -0.8 ? T(1) : T(0);
+      b.pred(i, 0) = static_cast<T>(b.base(i, 0) * (1 + 0.02 * u(rng)));
+    }
+    data.push_back(std::move(b));
   }
+  Index next = 0;  // the batch the next call uses
+  auto batch = [&]() -> Batch& { return data[static_cast<std::size_t>(next++ % batches)]; };
+  Tensor<T> rr({n, 1}), dpred({n, 1});
   Adam<T> adam(train::adam_params(model));
   autograd::Tape<T> tape;
   const T alpha = T(0.1);
   auto step = [&] {
+    Batch& b = batch();  // the tape wraps its tensors (read only)
     tape.reset();
     adam.zero_grad();
-    auto* p = model.forward(tape, tape.wrap(x.map()));
-    const auto out = get_loss(tape, p, tape.wrap(gt.map()), tape.wrap(base.map()), tape.wrap(mask.map()), alpha);
+    auto* p = model.forward(tape, tape.wrap(b.x.map()));
+    const auto out = get_loss(tape, p, tape.wrap(b.gt.map()), tape.wrap(b.base.map()), tape.wrap(b.mask.map()), alpha);
     tape.backward(out.loss);
     adam.step();
   };
-  model.predict(x.map());  // warm up: sizes every buffer
+  model.predict(data[0].x.map());  // warm up: sizes every buffer
   step();
-  const double inference = median_ms(iters, [&] { model.predict(x.map()); });
+  const double inference = median_ms(iters, [&] { model.predict(batch().x.map()); });
   const double train_step = median_ms(iters, step);
   RankLossWorkspace ws(n);
   const double loss = median_ms(iters, [&] {
-    rank_loss_forward_sorted(rr.data(), pred.data(), base.data(), gt.data(), mask.data(), n, alpha, ws);
-    rank_loss_backward_sorted(dpred.data(), T(1), rr.data(), base.data(), gt.data(), mask.data(), n, alpha, ws);
+    const Batch& b = batch();
+    rank_loss_forward_sorted(rr.data(), b.pred.data(), b.base.data(), b.gt.data(), b.mask.data(), n, alpha, ws);
+    rank_loss_backward_sorted(dpred.data(), T(1), rr.data(), b.base.data(), b.gt.data(), b.mask.data(), n, alpha, ws);
   });
   const json report = {{"stocks", n},
                        {"lookback", c.lookback},
@@ -542,6 +560,7 @@ int bench(const Args& a) {
                        {"market", c.market},
                        {"threads", num_threads()},
                        {"iters", iters},
+                       {"batches", batches},
                        {"precision", a.str("precision")},
                        {"parameters", model.num_parameters()},
                        {"inference_ms", inference},
