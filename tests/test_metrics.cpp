@@ -187,6 +187,35 @@ TEST_CASE("average_ranks, pearson and spearman on known answers", "[metrics]") {
   CHECK(std::isnan(metrics::pearson(a.data(), b.data(), 1)));  // one point: undefined
 }
 
+TEST_CASE("average_ranks equals its definition on sizes both sorts handle", "[metrics]") {
+  // rank_i = 1 + #{j : x_j < x_i} + (#{j : x_j == x_i} - 1) / 2, counted pair by pair. Values on a
+  // coarse grid (many ties), with -0 beside +0 and infinities; sizes below and above the radix
+  // sort's threshold (sort.hpp).
+  std::uint64_t state = 12345;
+  auto next = [&state] {  // a fixed LCG: the same values everywhere
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<int>((state >> 33) % 41) - 20;
+  };
+  for (const Index n : {Index(7), stockmixer::detail::kRadixMin - 1, stockmixer::detail::kRadixMin, Index(1026)}) {
+    std::vector<double> x(static_cast<std::size_t>(n));
+    for (auto& v : x) v = 0.125 * next();
+    x[0] = -0.0;
+    x[static_cast<std::size_t>(n / 2)] = std::numeric_limits<double>::infinity();
+    x[static_cast<std::size_t>(n - 1)] = -std::numeric_limits<double>::infinity();
+    std::vector<double> r(static_cast<std::size_t>(n));
+    metrics::average_ranks(r.data(), x.data(), n);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      double below = 0, equal = 0;
+      for (const double v : x) {
+        below += v < x[i] ? 1 : 0;
+        equal += v == x[i] ? 1 : 0;
+      }
+      INFO("n = " << n << ", i = " << i << ", x = " << x[i]);
+      CHECK(r[i] == 1 + below + (equal - 1) / 2);
+    }
+  }
+}
+
 // ---- hand-computed 3 stocks x 2 days ------------------------------------------------------------
 // P = [[0.3, 0.1], [0.1, 0.2], [0.2, 0.3]], G = [[0.1, 0.2], [-0.2, 0.1], [0.3, 0.0]] (rows: stocks).
 

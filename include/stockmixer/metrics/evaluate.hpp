@@ -53,6 +53,7 @@
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/sort.hpp"
 #include "stockmixer/tensor.hpp"
 
 #include <nlohmann/json.hpp>
@@ -97,6 +98,7 @@ void numpy_argsort_heapsort(Index* order, const double* values, Index n);
 // constant.
 double pearson(const double* x, const double* y, Index n);
 // 1-based ranks; equal values share the mean of the ranks they occupy (pandas' method="average").
+// x must hold no NaN (evaluate rejects one before ranking).
 void average_ranks(double* ranks, const double* x, Index n);
 // Spearman correlation: pearson of the average ranks.
 double spearman(const double* x, const double* y, Index n);
@@ -285,16 +287,16 @@ inline double pearson(const double* x, const double* y, Index n) {
 }
 
 inline void average_ranks(double* ranks, const double* x, Index n) {
-  // (value, index) pairs sorted directly: equal values get one rank, so their order does not matter
-  std::vector<std::pair<double, Index>> sorted(static_cast<std::size_t>(n));
+  // (value, index) keys sorted (sort.hpp): equal values get one rank, so their order does not matter
+  std::vector<SortKey> sorted(static_cast<std::size_t>(n)), tmp(static_cast<std::size_t>(n));
   for (Index k = 0; k < n; ++k) sorted[static_cast<std::size_t>(k)] = {x[k], k};
-  std::sort(sorted.begin(), sorted.end());
-  auto at = [&sorted](Index k) -> const std::pair<double, Index>& { return sorted[static_cast<std::size_t>(k)]; };
+  stockmixer::detail::sort_keys(sorted.data(), tmp.data(), n);
+  auto at = [&sorted](Index k) -> const SortKey& { return sorted[static_cast<std::size_t>(k)]; };
   for (Index start = 0; start < n;) {
     Index end = start + 1;  // [start, end): one group of equal values
-    while (end < n && at(end).first == at(start).first) ++end;
+    while (end < n && at(end).value == at(start).value) ++end;
     const double rank = 0.5 * static_cast<double>(start + 1 + end);  // mean of start+1 .. end
-    for (Index k = start; k < end; ++k) ranks[at(k).second] = rank;
+    for (Index k = start; k < end; ++k) ranks[at(k).index] = rank;
     start = end;
   }
 }
