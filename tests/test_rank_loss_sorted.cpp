@@ -497,10 +497,14 @@ TEST_CASE("the radix sort gives the (value, index) order of a comparison sort", 
           return a.value < b.value || (a.value == b.value && a.index < b.index);
         });
         detail::radix_sort_keys(keys.data(), tmp.data(), m);
-        Index differ = 0;
-        for (std::size_t k = 0; k < keys.size(); ++k) differ += keys[k].index != want[k].index;
-        INFO(differ << " of " << m << " positions differ from std::sort's order");
+        Index differ = 0, changed = 0;
+        for (std::size_t k = 0; k < keys.size(); ++k) {
+          differ += keys[k].index != want[k].index;
+          changed += std::memcmp(&keys[k].value, &want[k].value, sizeof(double)) != 0;  // -0 stays -0
+        }
+        INFO(differ << " of " << m << " positions differ from std::sort's order, " << changed << " values changed");
         REQUIRE(differ == 0);
+        REQUIRE(changed == 0);
       }
     }
   }

@@ -27,35 +27,55 @@ namespace detail {
 // sort on the value's bits, 8 bits a pass. Each pass is stable, so equal values keep index order: the
 // result is the unique (value, index) order a comparison sort gives, in O(m) a pass. A pass whose
 // byte is the same in every key is skipped (a float widened to double leaves 29 low bits zero: five
-// passes, not eight). tmp: m keys of scratch.
+// passes, not eight). tmp: m keys of scratch. The keys are permuted, never changed.
+//
+// Each value is replaced in place by its order-preserving unsigned image for the passes (computed
+// once, without branches: a branch on the sign mispredicts on returns of either sign) and restored at
+// the end. -0 takes +0's image, since the two are equal and must keep index order between them; a flag
+// in the index's top bit remembers which were -0.
 inline void radix_sort_keys(SortKey* keys, SortKey* tmp, Index m) {
-  // The order-preserving unsigned image of a double: negatives have every bit flipped, the rest the
-  // sign bit set. -0 is first made +0, which compares equal to it.
-  const auto bits = [](double v) {
-    if (v == 0.0) v = 0.0;
-    std::uint64_t u;
-    std::memcpy(&u, &v, sizeof u);
-    return (u >> 63) ? ~u : (u | (std::uint64_t(1) << 63));
-  };
+  constexpr std::uint64_t kSign = std::uint64_t(1) << 63;
+  constexpr Index kNegativeZero = Index(1) << 62;  // indices are far below 2^62
   Index count[8][256] = {};
   for (Index k = 0; k < m; ++k) {
-    const std::uint64_t u = bits(keys[k].value);
+    std::uint64_t u;
+    std::memcpy(&u, &keys[k].value, sizeof u);
+    if (u == kSign) keys[k].index |= kNegativeZero;
+    const double v = keys[k].value + 0.0;  // -0 + 0 = +0; every other value unchanged
+    std::memcpy(&u, &v, sizeof u);
+    u ^= (std::uint64_t(0) - (u >> 63)) | kSign;  // negatives: every bit flipped; the rest: sign bit set
+    std::memcpy(&keys[k].value, &u, sizeof u);
     for (int b = 0; b < 8; ++b) ++count[b][(u >> (8 * b)) & 255];
   }
+  const auto image = [](const SortKey& key) {
+    std::uint64_t u;
+    std::memcpy(&u, &key.value, sizeof u);
+    return u;
+  };
   SortKey *src = keys, *dst = tmp;
   for (int b = 0; b < 8; ++b) {
     Index* c = count[b];
-    if (m == 0 || c[(bits(src[0].value) >> (8 * b)) & 255] == m) continue;  // one bucket: nothing moves
+    if (m == 0 || c[(image(src[0]) >> (8 * b)) & 255] == m) continue;  // one bucket: nothing moves
     Index offset = 0;
     for (int d = 0; d < 256; ++d) {
       const Index n = c[d];
       c[d] = offset;
       offset += n;
     }
-    for (Index k = 0; k < m; ++k) dst[c[(bits(src[k].value) >> (8 * b)) & 255]++] = src[k];
+    for (Index k = 0; k < m; ++k) dst[c[(image(src[k]) >> (8 * b)) & 255]++] = src[k];
     std::swap(src, dst);
   }
-  if (src != keys) std::copy(src, src + m, keys);
+  for (Index k = 0; k < m; ++k) {  // the values back, into keys
+    std::uint64_t u = image(src[k]);
+    u ^= ((u >> 63) - 1) | kSign;  // the inverse: sign bit set -> cleared; clear -> every bit flipped
+    Index index = src[k].index;
+    if (index & kNegativeZero) {
+      u = kSign;
+      index &= ~kNegativeZero;
+    }
+    std::memcpy(&keys[k].value, &u, sizeof u);
+    keys[k].index = index;
+  }
 }
 
 // Sorts keys[0, m) (in increasing index order, no NaN) by (value, index): a total order, so the
