@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 
@@ -167,4 +168,30 @@ TEST_CASE("training: 1 and 2 threads give the same weights bit for bit after thr
     }
     return out;
   });
+}
+
+TEST_CASE("metrics: 1 and 2 threads agree bit for bit", "[threads][metrics]") {
+  // evaluate runs its days on the threads and adds their results in day order. Returns on a coarse
+  // grid (ties in the top 10 and at the top-1's return), a tenth of the stocks masked.
+  const Index days = 100;
+  auto pred = random_vector<double>(N * days, 23, -0.05, 0.05), gt = random_vector<double>(N * days, 24, -0.05, 0.05),
+       mask = random_vector<double>(N * days, 25, 0, 1);
+  for (auto& g : gt) g = std::round(g * 1000) / 1000;
+  for (std::size_t k = 0; k < pred.size(); k += 7) pred[k] = std::round(pred[k] * 100) / 100;
+  for (auto& m : mask) m = m < 0.1 ? 0.0 : 1.0;
+  const TensorMap<const double> P(pred.data(), {N, days}), G(gt.data(), {N, days}), Mk(mask.data(), {N, days});
+  set_num_threads(1);
+  const metrics::Performance one = metrics::evaluate(P, G, Mk);
+  set_num_threads(2);
+  const metrics::Performance two = metrics::evaluate(P, G, Mk);
+  set_num_threads(1);
+  for (const auto field : {&metrics::Performance::mse, &metrics::Performance::IC, &metrics::Performance::RIC,
+                           &metrics::Performance::prec_10, &metrics::Performance::sharpe5,
+                           &metrics::Performance::mrr_top, &metrics::Performance::bt_long,
+                           &metrics::Performance::bt_long5, &metrics::Performance::bt_long10,
+                           &metrics::Performance::rank_ic, &metrics::Performance::rank_icir,
+                           &metrics::Performance::ic_valid, &metrics::Performance::ic_valid_ir})
+    REQUIRE(std::memcmp(&(one.*field), &(two.*field), sizeof(double)) == 0);
+  REQUIRE(one.skipped_days == two.skipped_days);
+  REQUIRE(one.days == two.days);
 }

@@ -53,6 +53,7 @@
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/parallel.hpp"
 #include "stockmixer/sort.hpp"
 #include "stockmixer/tensor.hpp"
 
@@ -196,6 +197,114 @@ void check_finite(const TensorMap<const T>& t, const char* name) {
                   (std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf")) + " at stock " + std::to_string(k / days) +
                   ", day " + std::to_string(k % days));
   }
+}
+
+// One day of evaluate: its column i of the [N, days] inputs and every per-day quantity.
+struct DayResult {
+  double ic = 0;              // Pearson(P·M, G·M)
+  bool all_miss = false;      // no valid stock: no top-1
+  double mrr = 0;             // 1 / the top-1's place in realised order (when !all_miss)
+  double bt_long = 0;         // the top-1's return (0 when all miss)
+  double mean5 = 0, mean10 = 0, prec10 = 0;  // the top 5's and 10's mean return / 5, / 10; share >= 0
+  bool skipped = false;       // fewer than 2 valid stocks, or constant P or G over them
+  double rank_ic = 0, pearson = 0;  // Spearman and Pearson over the valid stocks (when !skipped)
+};
+
+// Buffers one thread reuses from day to day.
+struct DayScratch {
+  std::vector<double> p, g, m;     // [N] one day's columns
+  std::vector<double> pm, gm;      // [N] P·M, G·M
+  std::vector<double> pv, gv;      // [valid] the valid stocks' P and G
+  std::vector<Index> order_p, order_g;  // [N] np.argsort of P and of G
+  std::vector<Index> top;          // the predicted top 10, best first
+  explicit DayScratch(Index N)
+      : p(static_cast<std::size_t>(N)), g(p.size()), m(p.size()), pm(p.size()), gm(p.size()),
+        order_p(p.size()), order_g(p.size()) {}
+};
+
+template <class T>
+DayResult evaluate_day(TensorMap<const T> prediction, TensorMap<const T> ground_truth, TensorMap<const T> mask,
+                       Index i, DayScratch& sc) {
+  const Index N = prediction.dim(0);
+  DayResult day;
+  std::vector<double>&p = sc.p, &g = sc.g, &m = sc.m, &pm = sc.pm, &gm = sc.gm, &pv = sc.pv, &gv = sc.gv;
+  std::vector<Index>&order_p = sc.order_p, &order_g = sc.order_g, &top = sc.top;
+  for (Index n = 0; n < N; ++n) {
+    const auto s = static_cast<std::size_t>(n);
+    p[s] = static_cast<double>(prediction(n, i));
+    g[s] = static_cast<double>(ground_truth(n, i));
+    m[s] = static_cast<double>(mask(n, i));
+    pm[s] = p[s] * m[s];
+    gm[s] = g[s] * m[s];
+  }
+  auto valid = [&m](Index n) { return m[static_cast<std::size_t>(n)] >= 0.5; };
+  day.ic = pearson(pm.data(), gm.data(), N);
+
+  // The predicted top 10 (valid stocks, best first) as they come from the end of np.argsort(P).
+  // np.argsort's order among equal values is its own (numpy_argsort reproduces it); where no tie
+  // touches the top 10 the values alone decide it, in one pass (detail::top_by_value).
+  if (!detail::top_by_value(top, p.data(), N, 10, valid)) {
+    top.clear();
+    numpy_argsort(order_p.data(), p.data(), N);
+    for (Index j = N - 1; j >= 0 && top.size() < 10; --j)
+      if (valid(order_p[static_cast<std::size_t>(j)])) top.push_back(order_p[static_cast<std::size_t>(j)]);
+  }
+
+  // Reciprocal rank of the predicted top-1 among the valid stocks in realised order (np.argsort(G)
+  // from the end): one plus the valid stocks of higher G, counted directly unless another valid
+  // stock's G equals the top-1's, where np.argsort's tie order decides.
+  if (top.empty()) {
+    day.all_miss = true;
+  } else {
+    const double g_top = g[static_cast<std::size_t>(top[0])];
+    Index higher = 0, equal = 0;
+    for (Index n = 0; n < N; ++n)
+      if (valid(n) && n != top[0]) {
+        higher += g[static_cast<std::size_t>(n)] > g_top;
+        equal += g[static_cast<std::size_t>(n)] == g_top;
+      }
+    Index pos = higher + 1;
+    if (equal > 0) {
+      numpy_argsort(order_g.data(), g.data(), N);
+      pos = 0;
+      for (Index j = N - 1; j >= 0; --j) {
+        const Index n = order_g[static_cast<std::size_t>(j)];
+        if (!valid(n)) continue;
+        ++pos;
+        if (n == top[0]) break;
+      }
+    }
+    day.mrr = 1.0 / static_cast<double>(pos);
+  }
+
+  auto ret = [&g](Index n) { return g[static_cast<std::size_t>(n)]; };
+  day.bt_long = top.empty() ? 0.0 : ret(top[0]);
+  double sum5 = 0, sum10 = 0, positive = 0;
+  for (std::size_t k = 0; k < top.size(); ++k) {
+    if (k < 5) sum5 += ret(top[k]);
+    sum10 += ret(top[k]);
+    positive += ret(top[k]) >= 0 ? 1.0 : 0.0;
+  }
+  day.mean5 = sum5 / 5;
+  day.mean10 = sum10 / 10;
+  day.prec10 = positive / 10;
+
+  // Extras over the valid stocks.
+  pv.clear();
+  gv.clear();
+  for (Index n = 0; n < N; ++n)
+    if (valid(n)) {
+      pv.push_back(p[static_cast<std::size_t>(n)]);
+      gv.push_back(g[static_cast<std::size_t>(n)]);
+    }
+  const auto nv = static_cast<Index>(pv.size());
+  if (nv < 2 || detail::constant(pv.data(), nv) || detail::constant(gv.data(), nv)) {
+    day.skipped = true;
+  } else {
+    day.rank_ic = spearman(pv.data(), gv.data(), nv);
+    day.pearson = pearson(pv.data(), gv.data(), nv);
+  }
+  return day;
 }
 
 }  // namespace detail
@@ -344,92 +453,31 @@ Performance evaluate(TensorMap<const T> prediction, TensorMap<const T> ground_tr
   }
   perf.mse = squares / mask_sum;
 
-  const auto n_size = static_cast<std::size_t>(N);
-  std::vector<double> p(n_size), g(n_size), m(n_size);         // [N] one day's columns
-  std::vector<double> pm(n_size), gm(n_size);                  // [N] P·M, G·M
-  std::vector<double> pv, gv;                                  // [valid] the valid stocks' P and G
-  std::vector<Index> order_p(n_size), order_g(n_size);        // [N] np.argsort of P and of G
-  std::vector<Index> top;                                      // the predicted top 10, best first
+  // Each day on its own (any thread: every day's results depend on that day alone), then the days'
+  // results added in day order, so the fields are the same on any thread count.
+  std::vector<detail::DayResult> days(static_cast<std::size_t>(D));
+  parallel_for(D, 16, [&](Index i0, Index i1) {
+    detail::DayScratch scratch(N);
+    for (Index i = i0; i < i1; ++i)
+      days[static_cast<std::size_t>(i)] = detail::evaluate_day(prediction, ground_truth, mask, i, scratch);
+  });
   std::vector<double> ic, r5, prec10, rank_days, pearson_days;  // [D] or [kept days]
   double mrr_sum = 0;
   Index all_miss_days = 0;
-
-  for (Index i = 0; i < D; ++i) {
-    for (Index n = 0; n < N; ++n) {
-      const auto s = static_cast<std::size_t>(n);
-      p[s] = static_cast<double>(prediction(n, i));
-      g[s] = static_cast<double>(ground_truth(n, i));
-      m[s] = static_cast<double>(mask(n, i));
-      pm[s] = p[s] * m[s];
-      gm[s] = g[s] * m[s];
-    }
-    auto valid = [&m](Index n) { return m[static_cast<std::size_t>(n)] >= 0.5; };
-    ic.push_back(pearson(pm.data(), gm.data(), N));
-
-    // The predicted top 10 (valid stocks, best first) as they come from the end of np.argsort(P).
-    // np.argsort's order among equal values is its own (numpy_argsort reproduces it); where no tie
-    // touches the top 10 the values alone decide it, in one pass (detail::top_by_value).
-    if (!detail::top_by_value(top, p.data(), N, 10, valid)) {
-      top.clear();
-      numpy_argsort(order_p.data(), p.data(), N);
-      for (Index j = N - 1; j >= 0 && top.size() < 10; --j)
-        if (valid(order_p[static_cast<std::size_t>(j)])) top.push_back(order_p[static_cast<std::size_t>(j)]);
-    }
-
-    // Reciprocal rank of the predicted top-1 among the valid stocks in realised order (np.argsort(G)
-    // from the end): one plus the valid stocks of higher G, counted directly unless another valid
-    // stock's G equals the top-1's, where np.argsort's tie order decides.
-    if (top.empty()) {
-      ++all_miss_days;
-    } else {
-      const double g_top = g[static_cast<std::size_t>(top[0])];
-      Index higher = 0, equal = 0;
-      for (Index n = 0; n < N; ++n)
-        if (valid(n) && n != top[0]) {
-          higher += g[static_cast<std::size_t>(n)] > g_top;
-          equal += g[static_cast<std::size_t>(n)] == g_top;
-        }
-      Index pos = higher + 1;
-      if (equal > 0) {
-        numpy_argsort(order_g.data(), g.data(), N);
-        pos = 0;
-        for (Index j = N - 1; j >= 0; --j) {
-          const Index n = order_g[static_cast<std::size_t>(j)];
-          if (!valid(n)) continue;
-          ++pos;
-          if (n == top[0]) break;
-        }
-      }
-      mrr_sum += 1.0 / static_cast<double>(pos);
-    }
-
-    auto ret = [&g](Index n) { return g[static_cast<std::size_t>(n)]; };
-    perf.bt_long += top.empty() ? 0.0 : ret(top[0]);
-    double sum5 = 0, sum10 = 0, positive = 0;
-    for (std::size_t k = 0; k < top.size(); ++k) {
-      if (k < 5) sum5 += ret(top[k]);
-      sum10 += ret(top[k]);
-      positive += ret(top[k]) >= 0 ? 1.0 : 0.0;
-    }
-    perf.bt_long5 += sum5 / 5;
-    perf.bt_long10 += sum10 / 10;
-    r5.push_back(sum5 / 5);
-    prec10.push_back(positive / 10);
-
-    // Extras over the valid stocks.
-    pv.clear();
-    gv.clear();
-    for (Index n = 0; n < N; ++n)
-      if (valid(n)) {
-        pv.push_back(p[static_cast<std::size_t>(n)]);
-        gv.push_back(g[static_cast<std::size_t>(n)]);
-      }
-    const auto nv = static_cast<Index>(pv.size());
-    if (nv < 2 || detail::constant(pv.data(), nv) || detail::constant(gv.data(), nv)) {
+  for (const detail::DayResult& day : days) {
+    ic.push_back(day.ic);
+    if (day.all_miss) ++all_miss_days;
+    else mrr_sum += day.mrr;
+    perf.bt_long += day.bt_long;
+    perf.bt_long5 += day.mean5;
+    perf.bt_long10 += day.mean10;
+    r5.push_back(day.mean5);
+    prec10.push_back(day.prec10);
+    if (day.skipped) {
       ++perf.skipped_days;
     } else {
-      rank_days.push_back(spearman(pv.data(), gv.data(), nv));
-      pearson_days.push_back(pearson(pv.data(), gv.data(), nv));
+      rank_days.push_back(day.rank_ic);
+      pearson_days.push_back(day.pearson);
     }
   }
 
