@@ -7,7 +7,8 @@
 
 PyTorch is Debian's python3-torch running the original model and get_loss (tests/make_model_fixtures.py,
 copied verbatim from the article) with torch.optim.Adam; stockmixer is `stockmixer bench` (random
-data of the same shape). Every measurement runs in a fresh process (its peak RSS is that shape's
+data of the same shape, eight batches in turn: its sorted rank loss branches on the data, and one batch
+repeated would let the branch predictor learn it; PyTorch's dense O(N²) loss does not branch on it). Every measurement runs in a fresh process (its peak RSS is that shape's
 alone) on --threads threads. Iterations: up to 200 per figure after two warm-ups, fewer when one
 iteration is slow (about --budget seconds per figure, at least 3), so N = 20000 stays affordable in
 PyTorch (about 10 s a step). PyTorch's loss builds three N x N matrices: shapes whose float32 N x N
