@@ -236,8 +236,22 @@ void get_batch(const Market<T>& m, Index offset, Index lookback, Batch<T>& out) 
   const Index window = lookback + steps;  // days the mask covers
   // Each stock's window lies D days from the last one's: lines no prefetcher predicts, so a batch of
   // a random day is bound by memory latency; two threads halve it (stocks in two even ranges).
+  // Each range also asks for the lines of the stock kAhead places on (its window, mask, base, gt)
+  // while it copies this one: 96 -> 81 µs a batch on one thread (a harness on a market of NASDAQ's
+  // size, random days).
+  constexpr Index kAhead = 4;
+  const auto bytes = static_cast<Index>(sizeof(T));
   parallel_for_even(n, 2, [&](Index, Index i0, Index i1) {
     for (Index i = i0; i < i1; ++i) {
+      if (i + kAhead < i1) {
+        const char* e = reinterpret_cast<const char*>(&m.eod(i + kAhead, offset, 0));
+        for (Index b = 0; b < lookback * c * bytes; b += 64) __builtin_prefetch(e + b);
+        __builtin_prefetch(e + lookback * c * bytes - 1);
+        __builtin_prefetch(&m.mask(i + kAhead, offset));
+        __builtin_prefetch(&m.mask(i + kAhead, offset + window - 1));
+        __builtin_prefetch(&m.price(i + kAhead, offset + lookback - 1));
+        __builtin_prefetch(&m.gt(i + kAhead, offset + lookback + steps - 1));
+      }
       const T* src = &m.eod(i, offset, 0);  // [T, C], contiguous
       std::copy(src, src + lookback * c, &out.x(i, 0, 0));
       const T* mk = &m.mask(i, offset);
