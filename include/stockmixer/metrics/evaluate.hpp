@@ -48,8 +48,11 @@
 //   - The original has no input checks; we throw stockmixer::Error on rank ≠ 2, differing shapes, an
 //     empty tensor, and a NaN or ±Inf in prediction, ground_truth or mask (naming tensor, stock, day).
 //   - to_json writes NaN and ±Inf as null (JSON has no NaN).
+// Threads: the days run on the threads (each day's quantities depend on that day alone) and are
+// added in day order afterwards, so every field is the same on any thread count.
 //
-// Tests: tests/test_metrics.cpp (fixtures: tests/make_metrics_fixtures.py, which runs the original).
+// Tests: tests/test_metrics.cpp (fixtures: tests/make_metrics_fixtures.py, which runs the original),
+// tests/test_threads.cpp (1 and 2 threads).
 #pragma once
 
 #include "stockmixer/common.hpp"
