@@ -711,9 +711,12 @@ void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
 // 2 FLOPs per multiply-add; a training step does each product three times (forward, dx, dW). LayerNorm,
 // the activations, the loss and Adam are left out (a few FLOPs per value, memory-bound), so the rate is
 // a lower bound. NASDAQ: 4.45 M multiply-adds forward, 8.9 MFLOP inference, 26.7 MFLOP a step.
-// peak_share is that rate over one core's AVX-512 FMA peak on the reference machine, 216 GFLOP/s: a
-// fraction, which Google Benchmark prints with a "/s" because it is computed as a rate.
-constexpr double kPeakFlops = 216e9;
+// peak_share is that rate over one core's FMA peak on the reference machine, 117 GFLOP/s in float: a
+// fraction, which Google Benchmark prints with a "/s" because it is computed as a rate. The peak was
+// measured with twelve independent chains of vfmadd231ps (3.61-3.65 G 512-bit FMAs a second, and the
+// same FLOPs with 256-bit ones: Zen 4 runs a 512-bit FMA on both of its 256-bit FMA pipes); the speed
+// issue's 216 GFLOP/s was not reproduced (docs/performance.md).
+constexpr double kPeakFlops = 117e9;
 
 double forward_macs(double n, double t, double c, double m) {
   const double s = t / 2, f = 2 * t + s;
