@@ -109,6 +109,11 @@ class Adam {
   };
   std::vector<Span> spans_;          // every parameter, cut where the concatenation crosses a chunk
   std::vector<Index> chunk_start_;   // the spans of chunk c: [chunk_start_[c], chunk_start_[c + 1])
+
+  // Calls f(span) for every span, the chunks on the threads (the same chunk on the same thread in
+  // step() and zero_grad()).
+  template <class F>
+  void for_each_span(F&& f) const;
 };
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -272,19 +277,25 @@ Adam<T>::Adam(std::vector<AdamParam<T>> params, AdamOptions options)
 }
 
 template <class T>
+template <class F>
+void Adam<T>::for_each_span(F&& f) const {
+  const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
+  parallel_for(chunks, 1, [&](Index c0, Index c1) {
+    for (Index k = chunk_start_[static_cast<std::size_t>(c0)]; k < chunk_start_[static_cast<std::size_t>(c1)]; ++k)
+      f(spans_[static_cast<std::size_t>(k)]);
+  });
+}
+
+template <class T>
 void Adam<T>::step() {
   const Isa isa = kernel_isa();  // before anything changes: a bad STOCKMIXER_MAX_ISA throws here
   ++steps_;
   const detail::AdamScalars<T> a = detail::adam_scalars<T>(steps_, options_);  // the same for every tensor
-  const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
-  parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    for (Index k = chunk_start_[static_cast<std::size_t>(c0)]; k < chunk_start_[static_cast<std::size_t>(c1)]; ++k) {
-      const Span& s = spans_[static_cast<std::size_t>(k)];
-      const auto& p = params_[static_cast<std::size_t>(s.param)];
-      T* m = exp_avg_[static_cast<std::size_t>(s.param)].data();
-      T* v = exp_avg_sq_[static_cast<std::size_t>(s.param)].data();
-      detail::adam_range(isa, p.value + s.begin, m + s.begin, v + s.begin, p.grad + s.begin, s.end - s.begin, a);
-    }
+  for_each_span([&](const Span& s) {
+    const auto& p = params_[static_cast<std::size_t>(s.param)];
+    T* m = exp_avg_[static_cast<std::size_t>(s.param)].data();
+    T* v = exp_avg_sq_[static_cast<std::size_t>(s.param)].data();
+    detail::adam_range(isa, p.value + s.begin, m + s.begin, v + s.begin, p.grad + s.begin, s.end - s.begin, a);
   });
 }
 
@@ -292,13 +303,9 @@ template <class T>
 void Adam<T>::zero_grad() {
   // By step()'s chunks, so that each thread clears the gradients it reads in step() (and its cache
   // holds): one thread clearing all of them after two threads updated took 10.8 µs instead of 2.4.
-  const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
-  parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    for (Index k = chunk_start_[static_cast<std::size_t>(c0)]; k < chunk_start_[static_cast<std::size_t>(c1)]; ++k) {
-      const Span& s = spans_[static_cast<std::size_t>(k)];
-      T* g = params_[static_cast<std::size_t>(s.param)].grad;
-      std::fill(g + s.begin, g + s.end, T(0));
-    }
+  for_each_span([&](const Span& s) {
+    T* g = params_[static_cast<std::size_t>(s.param)].grad;
+    std::fill(g + s.begin, g + s.end, T(0));
   });
 }
 
