@@ -508,35 +508,36 @@ int bench(const Args& a) {
   // Several random batches, used in turn, as training meets a new day every step: the rank loss
   // branches on its inputs, and on one batch repeated the branch predictor learns those branches
   // (its sorts then look up to three times faster than they are). Eight batches, or fewer so that
-  // their inputs take at most 16 MiB (a step's own memory is what the peak should show).
-  struct Batch {
-    Tensor<T> x, gt, base, mask, pred;
-  };
+  // their inputs take at most 16 MiB (a step's own memory is what the peak should show). Each batch
+  // has a prediction too, for timing the loss alone.
   const double batch_bytes = static_cast<double>(n) * static_cast<double>(c.lookback * c.features + 4) * sizeof(T);
   const auto batches = static_cast<Index>(std::clamp(std::floor(16.0 * 1024 * 1024 / batch_bytes), 1.0, 8.0));
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> u(-1, 1);
-  std::vector<Batch> data;
-  for (Index k = 0; k < batches; ++k) {
-    Batch b{Tensor<T>({n, c.lookback, c.features}), Tensor<T>({n, 1}), Tensor<T>({n, 1}), Tensor<T>({n, 1}),
-            Tensor<T>({n, 1})};
+  std::vector<data::Batch<T>> inputs(static_cast<std::size_t>(batches));
+  std::vector<Tensor<T>> preds(inputs.size(), Tensor<T>({n, 1}));
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    data::Batch<T>& b = inputs[k];
+    b.x.resize({n, c.lookback, c.features});
+    b.gt.resize({n, 1});
+    b.base.resize({n, 1});
+    b.mask.resize({n, 1});
     for (Index i = 0; i < b.x.size(); ++i) b.x.data()[i] = static_cast<T>(0.5 + 0.1 * u(rng));
     for (Index i = 0; i < n; ++i) {
       b.gt(i, 0) = static_cast<T>(0.02 * u(rng));
       b.base(i, 0) = static_cast<T>(1 + 0.1 * u(rng));
       b.mask(i, 0) = u(rng) > -0.8 ? T(1) : T(0);
-      b.pred(i, 0) = static_cast<T>(b.base(i, 0) * (1 + 0.02 * u(rng)));
+      preds[k](i, 0) = static_cast<T>(b.base(i, 0) * (1 + 0.02 * u(rng)));
     }
-    data.push_back(std::move(b));
   }
   Index next = 0;  // the batch the next call uses
-  auto batch = [&]() -> Batch& { return data[static_cast<std::size_t>(next++ % batches)]; };
+  auto take = [&] { return static_cast<std::size_t>(next++ % batches); };
   Tensor<T> rr({n, 1}), dpred({n, 1});
   Adam<T> adam(train::adam_params(model));
   autograd::Tape<T> tape;
   const T alpha = T(0.1);
   auto step = [&] {
-    Batch& b = batch();  // the tape wraps its tensors (read only)
+    data::Batch<T>& b = inputs[take()];  // the tape wraps its tensors (read only)
     tape.reset();
     adam.zero_grad();
     auto* p = model.forward(tape, tape.wrap(b.x.map()));
@@ -544,14 +545,15 @@ int bench(const Args& a) {
     tape.backward(out.loss);
     adam.step();
   };
-  model.predict(data[0].x.map());  // warm up: sizes every buffer
+  model.predict(inputs[0].x.map());  // warm up: sizes every buffer
   step();
-  const double inference = median_ms(iters, [&] { model.predict(batch().x.map()); });
+  const double inference = median_ms(iters, [&] { model.predict(inputs[take()].x.map()); });
   const double train_step = median_ms(iters, step);
   RankLossWorkspace ws(n);
   const double loss = median_ms(iters, [&] {
-    const Batch& b = batch();
-    rank_loss_forward_sorted(rr.data(), b.pred.data(), b.base.data(), b.gt.data(), b.mask.data(), n, alpha, ws);
+    const std::size_t k = take();
+    const data::Batch<T>& b = inputs[k];
+    rank_loss_forward_sorted(rr.data(), preds[k].data(), b.base.data(), b.gt.data(), b.mask.data(), n, alpha, ws);
     rank_loss_backward_sorted(dpred.data(), T(1), rr.data(), b.base.data(), b.gt.data(), b.mask.data(), n, alpha, ws);
   });
   const json report = {{"stocks", n},
