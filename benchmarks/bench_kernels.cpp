@@ -711,11 +711,9 @@ void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
 // 2 FLOPs per multiply-add; a training step does each product three times (forward, dx, dW). LayerNorm,
 // the activations, the loss and Adam are left out (a few FLOPs per value, memory-bound), so the rate is
 // a lower bound. NASDAQ: 4.45 M multiply-adds forward, 8.9 MFLOP inference, 26.7 MFLOP a step.
-// peak_share is that rate over one core's FMA peak on the reference machine, 117 GFLOP/s in float: a
-// fraction, which Google Benchmark prints with a "/s" because it is computed as a rate. The peak was
-// measured with twelve independent chains of vfmadd231ps (3.61-3.65 G 512-bit FMAs a second, and the
-// same FLOPs with 256-bit ones: Zen 4 runs a 512-bit FMA on both of its 256-bit FMA pipes); the speed
-// issue's 216 GFLOP/s was not reproduced (docs/performance.md).
+// peak_share is that rate over kPeakFlops, one core's float FMA peak on the project's AVX-512 machine
+// (twelve independent chains of 512-bit FMAs; docs/performance.md): a fraction, which Google Benchmark
+// prints with a "/s" because it is computed as a rate.
 constexpr double kPeakFlops = 117e9;
 
 double forward_macs(double n, double t, double c, double m) {
@@ -766,12 +764,16 @@ struct PerStockBench {
   explicit PerStockBench(Index n)
       : model(stockmixer::StockMixerConfig{n, kT, kC, 20}), x(uniform<float>({n, kT, kC}, -1, 1, 3)),
         y({2 * kT + kT / 2, n}), dy(uniform<float>({2 * kT + kT / 2, n}, -1, 1, 4)), n_(n) {}
-  void forward() { stockmixer::per_stock_forward(y.data(), x.data(), model.per_stock_params().value, n_, kT, kC); }
+  void forward() {
+    stockmixer::per_stock_forward(y.data(), x.data(), model.conv, model.mixer, model.channel_fc, n_, kT, kC, static_cast<float*>(nullptr),
+                                  workspace);
+  }
   void backward() {
-    const auto& p = model.per_stock_params();
-    stockmixer::per_stock_backward<float>(nullptr, p.grad, dy.data(), x.data(), p.value, n_, kT, kC);
+    stockmixer::per_stock_backward<float>(nullptr, dy.data(), x.data(), model.conv, model.mixer, model.channel_fc, n_,
+                                          kT, kC, static_cast<float*>(nullptr), workspace);
   }
   stockmixer::StockMixer<float> model;
+  stockmixer::PerStockWorkspace<float> workspace;
   Tensor<float> x, y, dy;
   Index n_;
 };
@@ -782,18 +784,22 @@ struct StockHeadBench {
   static constexpr Index kF = 2 * kT + kT / 2, kM = 20;
   explicit StockHeadBench(Index n)
       : model(stockmixer::StockMixerConfig{n, kT, kC, kM}), y(uniform<float>({kF, n}, -1, 1, 3)), out({n}),
-        dout(uniform<float>({n}, -1, 1, 4)), dy({kF, n}),
-        stash({stockmixer::stock_head_stash_size(n, kF, kM)}), n_(n) {}
+        dout(uniform<float>({n}, -1, 1, 4)), dy({kF, n}), n_(n) {
+    stash = stash_memory.get(stockmixer::stock_head_stash_size(n, kF, kM));  // 64-byte aligned, as the tape's
+  }
   void forward() {
-    stockmixer::stock_head_forward(out.data(), y.data(), model.stock_head_params().value, n_, kF, kM, stash.data());
+    stockmixer::stock_head_forward(out.data(), y.data(), model.stock_mixer, model.time_fc, model.time_fc_, n_, kF, kM,
+                                   stash, workspace);
   }
   void backward() {
-    const auto& p = model.stock_head_params();
-    stockmixer::stock_head_backward(dy.data(), p.grad, dout.data(), p.value, n_, kF, kM, stash.data());
+    stockmixer::stock_head_backward(dy.data(), dout.data(), model.stock_mixer, model.time_fc, model.time_fc_, n_, kF,
+                                    kM, stash, workspace);
   }
   stockmixer::StockMixer<float> model;
+  stockmixer::StockHeadWorkspace workspace;
   Tensor<float> y, out, dout, dy;
-  Tensor<double> stash;  // 64-byte aligned, as the tape's
+  stockmixer::Scratch<double> stash_memory;
+  double* stash = nullptr;
   Index n_;
 };
 

@@ -6,7 +6,7 @@
 // Without the two arrays it scores a synthetic universe of the weights' shape (the last day of the
 // built-in synthetic market), so it runs on any checkpoint `stockmixer train` writes.
 #include <stockmixer/data/market.hpp>
-#include <stockmixer/io/checkpoint.hpp>
+#include <stockmixer/model.hpp>
 #include <stockmixer/io/npy.hpp>
 
 #include <algorithm>
@@ -22,7 +22,7 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "usage: score_universe WEIGHTS.safetensors [FEATURES.npy BASE.npy]\n");
     return 2;
   }
-  StockMixer<float> model = io::load_checkpoint<float>(argv[1]);
+  StockMixer<float> model = load_checkpoint<float>(argv[1]);
   const StockMixerConfig& c = model.config();
 
   Tensor<float> x, base;  // [N, T, C] features, [N] base prices (today's close)

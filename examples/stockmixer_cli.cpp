@@ -216,7 +216,7 @@ void write_json(const Args& a, const fs::path& path, const json& j) {
 
 template <class T>
 int predict(const Args& a) {
-  StockMixer<T> model = io::load_checkpoint<T>(a.str("weights"));
+  StockMixer<T> model = load_checkpoint<T>(a.str("weights"));
   const Tensor<T> x = read_input<T>(a.str("input"), model.config());
   io::write_npy<T>(a.str("out"), model.predict(x.map()).map());
   return 0;
@@ -226,7 +226,7 @@ int predict(const Args& a) {
 
 template <class T>
 int gradients(const Args& a) {
-  StockMixer<T> model = io::load_checkpoint<T>(a.str("weights"));
+  StockMixer<T> model = load_checkpoint<T>(a.str("weights"));
   const Index n = model.config().stocks;
   const Tensor<T> x = read_input<T>(a.str("input"), model.config());
   const Tensor<T> gt = read_column<T>(a.str("gt"), n), base = read_column<T>(a.str("base"), n),
@@ -234,9 +234,11 @@ int gradients(const Args& a) {
   for (Index i = 0; i < n; ++i)
     if (base(i, 0) == T(0)) throw Error(a.str("base") + ": base price of stock " + std::to_string(i) + " is 0");
   autograd::Tape<T> tape;
+  RankLossWorkspace workspace;
   auto wrap = [&](const Tensor<T>& t) { return tape.wrap(TensorMap<T>(const_cast<T*>(t.data()), t.shape())); };
   auto* pred = model.forward(tape, wrap(x));
-  const auto out = get_loss(tape, pred, wrap(gt), wrap(base), wrap(mask), static_cast<T>(a.number("alpha")));
+  const auto out =
+      get_loss(tape, pred, wrap(gt), wrap(base), wrap(mask), static_cast<T>(a.number("alpha")), workspace);
   model.zero_grad();
   tape.backward(out.loss);
   const T reg = out.reg, rank = out.rank;
@@ -246,7 +248,7 @@ int gradients(const Args& a) {
       {"loss", TensorMap<const T>(out.loss->value)},
       {"reg_loss", TensorMap<const T>(&reg, Shape{1})},
       {"rank_loss", TensorMap<const T>(&rank, Shape{1})}};
-  for (const auto& p : model.parameters()) tensors.emplace_back(p.name, TensorMap<const T>(p.grad, p.shape));
+  for (const auto& p : model.parameters()) tensors.emplace_back(p.name(), TensorMap<const T>(p.grad(), p.shape()));
   io::save_safetensors<T>(a.str("out"), tensors,
                           {{"content", "stockmixer gradients: outputs of get_loss and d(loss)/d(parameter)"},
                            {"alpha", a.str("alpha")}});
@@ -343,7 +345,8 @@ json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const f
     a.fail(out.string() + " already holds a run (metrics.jsonl); pass --overwrite or choose another --out");
   train::Trainer<T> trainer(market, c);
   // Replay inputs, checked before the output folder is touched.
-  if (!a.str("init-weights").empty()) io::load_weights(trainer.model(), io::SafetensorsReader(a.str("init-weights")));
+  if (!a.str("init-weights").empty())
+    io::load_parameters(trainer.model().parameters(), io::SafetensorsReader(a.str("init-weights")));
   std::vector<std::vector<Index>> order;
   if (!a.str("order").empty())
     order = read_order(a, a.str("order"), c.epochs, trainer);
@@ -360,7 +363,7 @@ json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const f
     metrics << log.to_json().dump() << "\n" << std::flush;
     if (log.best) {
       best = log;
-      io::save_checkpoint(
+      save_checkpoint(
           (out / "best.safetensors").string(), trainer.model(),
           {{"stockmixer.train", c.to_json().dump()}, {"stockmixer.data", d.description.dump()},
            {"stockmixer.epoch", std::to_string(log.epoch)}});
@@ -533,18 +536,9 @@ int bench(const Args& a) {
   Index next = 0;  // the batch the next call uses
   auto take = [&] { return static_cast<std::size_t>(next++ % batches); };
   Tensor<T> rr({n, 1}), dpred({n, 1});
-  Adam<T> adam(train::adam_params(model));
-  autograd::Tape<T> tape;
   const T alpha = T(0.1);
-  auto step = [&] {
-    data::Batch<T>& b = inputs[take()];  // the tape wraps its tensors (read only)
-    tape.reset();
-    adam.zero_grad();
-    auto* p = model.forward(tape, tape.wrap(b.x.map()));
-    const auto out = get_loss(tape, p, tape.wrap(b.gt.map()), tape.wrap(b.base.map()), tape.wrap(b.mask.map()), alpha);
-    tape.backward(out.loss);
-    adam.step();
-  };
+  train::TrainStep<T> one_step(model, AdamOptions{}, alpha);
+  auto step = [&] { one_step(inputs[take()]); };
   model.predict(inputs[0].x.map());  // warm up: sizes every buffer
   step();
   const double inference = median_ms(iters, [&] { model.predict(inputs[take()].x.map()); });

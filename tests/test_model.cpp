@@ -9,7 +9,7 @@
 #include <stockmixer/loss.hpp>
 #include <stockmixer/model.hpp>
 #include <stockmixer/optim/adam.hpp>
-#include <stockmixer/train/trainer.hpp>
+#include <stockmixer/xtensor.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -57,9 +57,9 @@ class ModelFixture : public testing::Fixture {
   template <class T>
   void load_params(StockMixer<T>& model) const {
     for (const auto& p : model.parameters()) {
-      const auto v = input<T>("params/" + p.name);
+      const auto v = input<T>("params/" + p.name());
       REQUIRE(static_cast<Index>(v.size()) == p.size());
-      std::copy(v.begin(), v.end(), p.value);
+      std::copy(v.begin(), v.end(), p.value());
     }
   }
 };
@@ -103,17 +103,16 @@ std::vector<T> values(const Node<T>* n) {
 // Checks d<dy, f(x..., params)>/d(everything) of a block by finite differences in double. `run`
 // maps (tape, block, input nodes) to the output node.
 template <class Block, class Run>
-void gradcheck_block(Block& block, const std::vector<Shape>& input_shapes, Run run) {
-  std::vector<nn::ParamView<double>> params;
-  block.parameters("", params);
+void gradcheck_block(Block& block, const ParameterStore<double>& params, const std::vector<Shape>& input_shapes,
+                     Run run) {
   Buffers in;
   std::uint64_t seed = 100;
   for (std::size_t k = 0; k < input_shapes.size(); ++k)
     in["x" + std::to_string(k)] = random_vector<double>(static_cast<std::size_t>(input_shapes[k].size()), seed++, -2, 2);
-  for (const auto& p : params) in[p.name] = random_vector<double>(static_cast<std::size_t>(p.size()), seed++, -1, 1);
+  for (const auto& p : params) in[p.name()] = random_vector<double>(static_cast<std::size_t>(p.size()), seed++, -1, 1);
 
   auto set_params = [&](const Buffers& b) {
-    for (const auto& p : params) std::copy(b.at(p.name).begin(), b.at(p.name).end(), p.value);
+    for (const auto& p : params) std::copy(b.at(p.name()).begin(), b.at(p.name()).end(), p.value());
   };
   auto fwd = [&](const Buffers& b) {
     set_params(b);
@@ -126,7 +125,10 @@ void gradcheck_block(Block& block, const std::vector<Shape>& input_shapes, Run r
   };
   auto bwd = [&](const Buffers& b, const std::vector<double>& dy, Buffers& g) {
     set_params(b);
-    nn::zero_grad(params);
+    // The parameter gradients start from garbage, subtracted afterwards: a backward that overwrites
+    // instead of accumulating fails.
+    const std::vector<double> garbage = random_vector<double>(static_cast<std::size_t>(params.size()), 999, -3, 3);
+    std::copy(garbage.begin(), garbage.end(), const_cast<double*>(params.grads()));
     Tape<double> tape;
     std::vector<Node<double>*> xs;
     for (std::size_t k = 0; k < input_shapes.size(); ++k) {
@@ -137,7 +139,8 @@ void gradcheck_block(Block& block, const std::vector<Shape>& input_shapes, Run r
     Node<double>* y = run(tape, block, xs);
     tape.backward(y, TensorMap<const double>(dy.data(), y->shape()));
     for (const auto& p : params)
-      for (Index i = 0; i < p.size(); ++i) g.at(p.name)[static_cast<std::size_t>(i)] += p.grad[i];
+      for (Index i = 0; i < p.size(); ++i)
+        g.at(p.name())[static_cast<std::size_t>(i)] += p.grad()[i] - garbage[static_cast<std::size_t>(p.offset() + i)];
   };
   const auto r = testing::gradcheck(in, fwd, bwd);
   INFO(r.report);
@@ -146,6 +149,20 @@ void gradcheck_block(Block& block, const std::vector<Shape>& input_shapes, Run r
 }
 
 auto one_input = [](auto& tape, auto& block, const auto& xs) { return block.forward(tape, xs[0]); };
+
+// A module's own parameter store (a model has one already).
+template <class Module>
+ParameterStore<double> store_of(Module& module) {
+  ParameterStore<double> store;
+  module.declare(store, "");
+  store.allocate();
+  return store;
+}
+template <class Module>
+void gradcheck_module(Module& module, const std::vector<Shape>& input_shapes) {
+  const ParameterStore<double> store = store_of(module);
+  gradcheck_block(module, store, input_shapes, one_input);
+}
 
 }  // namespace
 
@@ -156,43 +173,48 @@ TEST_CASE("StockMixer at NASDAQ's shape has PyTorch's 45,077 parameters, names a
   StockMixer<float> model(fx.config(), 1);
   REQUIRE(model.num_parameters() == 45077);
   REQUIRE(fx.meta().at("num_parameters") == 45077);
-  const auto params = model.parameters();
+  const auto& params = model.parameters();
   const auto& sd = fx.meta().at("state_dict");
-  REQUIRE(params.size() == sd.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
+  REQUIRE(static_cast<std::size_t>(params.count()) == sd.size());
+  for (Index i = 0; i < params.count(); ++i) {
     INFO("parameter " << i);
-    REQUIRE(params[i].name == sd[i][0].get<std::string>());
-    const auto dims = sd[i][1].get<std::vector<Index>>();
-    REQUIRE(params[i].shape == Shape(dims.begin(), dims.end()));
+    REQUIRE(params[i].name() == sd[static_cast<std::size_t>(i)][0].get<std::string>());
+    const auto dims = sd[static_cast<std::size_t>(i)][1].get<std::vector<Index>>();
+    REQUIRE(params[i].shape() == Shape(dims.begin(), dims.end()));
   }
 }
 
 TEST_CASE("initialisation follows PyTorch's defaults", "[model]") {
   StockMixer<double> model(StockMixerConfig{}, 7);
   for (const auto& p : model.parameters()) {
-    INFO(p.name);
-    const bool ln = p.name.find("LN_") != std::string::npos || p.name.find("layer_norm") != std::string::npos;
-    const bool is_weight = p.name.size() > 6 && p.name.compare(p.name.size() - 6, 6, "weight") == 0;
+    const std::string& name = p.name();
+    INFO(name);
+    const bool ln = name.find("LN_") != std::string::npos || name.find("layer_norm") != std::string::npos;
+    const bool is_weight = name.size() > 6 && name.compare(name.size() - 6, 6, "weight") == 0;
     if (ln) {
-      REQUIRE(std::all_of(p.value, p.value + p.size(), [&](double v) { return v == (is_weight ? 1.0 : 0.0); }));
+      REQUIRE(std::all_of(p.value(), p.value() + p.size(), [&](double v) { return v == (is_weight ? 1.0 : 0.0); }));
       continue;
     }
     // fan_in: Linear's in (the last dim of its weight; the same for its bias), Conv1d's Ci·K.
     Index fan_in = 0;
-    if (p.name.rfind("conv.", 0) == 0) fan_in = 5 * 2;
-    else if (p.name.find("triU.") != std::string::npos)
-      fan_in = std::stol(p.name.substr(p.name.find("triU.") + 5)) + 1;
+    if (name.rfind("conv.", 0) == 0) fan_in = 5 * 2;
+    else if (name.find("triU.") != std::string::npos)
+      fan_in = std::stol(name.substr(name.find("triU.") + 5)) + 1;
     else {
-      for (const auto& q : model.parameters())
-        if (q.name == p.name.substr(0, p.name.rfind('.')) + ".weight") fan_in = q.shape[q.shape.rank() - 1];
+      const Shape w = model.parameters().at(name.substr(0, name.rfind('.')) + ".weight").shape();
+      fan_in = w[w.rank() - 1];
     }
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-    REQUIRE(std::all_of(p.value, p.value + p.size(), [&](double v) { return std::abs(v) <= bound; }));
+    REQUIRE(std::all_of(p.value(), p.value() + p.size(), [&](double v) { return std::abs(v) <= bound; }));
   }
+  // TriU's upper triangle is no parameter: zero.
+  const Parameter<double>& w = model.mixer.mix_layer.timeMixer.weight;
+  for (Index i = 0; i < 16; ++i)
+    for (Index j = i + 1; j < 16; ++j) REQUIRE(w.value()[i * 16 + j] == 0.0);
   // One seed, one model; another seed, other values.
   StockMixer<double> same(StockMixerConfig{}, 7), other(StockMixerConfig{}, 8);
-  REQUIRE(same.time_fc.weight.value()(0, 3) == model.time_fc.weight.value()(0, 3));
-  REQUIRE(other.time_fc.weight.value()(0, 3) != model.time_fc.weight.value()(0, 3));
+  REQUIRE(same.time_fc.weight.value()[3] == model.time_fc.weight.value()[3]);
+  REQUIRE(other.time_fc.weight.value()[3] != model.time_fc.weight.value()[3]);
 }
 
 TEST_CASE("bad configurations and inputs are rejected with clear errors", "[model]") {
@@ -213,55 +235,57 @@ TEST_CASE("bad configurations and inputs are rejected with clear errors", "[mode
 TEST_CASE("every block's backward matches finite differences", "[model][gradcheck]") {
   SECTION("MixerBlock") {
     nn::MixerBlock<double> b(4, 3);
-    gradcheck_block(b, {Shape{2, 3, 4}}, one_input);
+    gradcheck_module(b, {Shape{2, 3, 4}});
   }
   SECTION("Mixer2dTriU") {
     nn::Mixer2dTriU<double> b(5, 3);
-    gradcheck_block(b, {Shape{3, 5, 3}}, one_input);
+    gradcheck_module(b, {Shape{3, 5, 3}});
   }
   SECTION("Mixer2d") {
     nn::Mixer2d<double> b(4, 3);
-    gradcheck_block(b, {Shape{3, 4, 3}}, one_input);
+    gradcheck_module(b, {Shape{3, 4, 3}});
   }
   SECTION("TimeMixerBlock") {
     nn::TimeMixerBlock<double> b(5);
-    gradcheck_block(b, {Shape{3, 5, 2}}, one_input);
+    gradcheck_module(b, {Shape{3, 5, 2}});
   }
   SECTION("MultiScaleTimeMixer, 3 scales") {
     nn::MultiScaleTimeMixer<double> b(8, 3, 3);
-    gradcheck_block(b, {Shape{2, 8, 3}}, one_input);
+    gradcheck_module(b, {Shape{2, 8, 3}});
   }
   SECTION("MultTime2dMixer") {
     nn::MultTime2dMixer<double> b(6, 2, 3);
-    gradcheck_block(b, {Shape{3, 6, 2}, Shape{3, 3, 2}},
+    const ParameterStore<double> store = store_of(b);
+    gradcheck_block(b, store, {Shape{3, 6, 2}, Shape{3, 3, 2}},
                     [](auto& tape, auto& block, const auto& xs) { return block.forward(tape, xs[0], xs[1]); });
   }
   SECTION("NoGraphMixer") {
     nn::NoGraphMixer<double> b(7, 3);
-    gradcheck_block(b, {Shape{7, 5}}, one_input);
+    gradcheck_module(b, {Shape{7, 5}});
   }
   SECTION("StockMixer") {
     StockMixer<double> b(StockMixerConfig{6, 4, 2, 3});
-    gradcheck_block(b, {Shape{6, 4, 2}}, one_input);
+    gradcheck_block(b, b.parameters(), {Shape{6, 4, 2}}, one_input);
   }
   SECTION("StockMixer, op by op (the fused kernel's reference)") {
     StockMixer<double> b(StockMixerConfig{6, 4, 2, 3});
     b.fused = false;
-    gradcheck_block(b, {Shape{6, 4, 2}}, one_input);
+    gradcheck_block(b, b.parameters(), {Shape{6, 4, 2}}, one_input);
   }
   SECTION("StockMixer at C = 5 (the fused kernel's unrolled channel path), 19 stocks (a partial group)") {
     StockMixer<double> b(StockMixerConfig{19, 4, 5, 3});
-    gradcheck_block(b, {Shape{19, 4, 5}}, one_input);
+    gradcheck_block(b, b.parameters(), {Shape{19, 4, 5}}, one_input);
   }
   SECTION("StockMixer with the loss") {
     StockMixer<double> b(StockMixerConfig{6, 4, 2, 3});
     const auto gt = random_vector<double>(6, 1, -0.05, 0.05), base = random_vector<double>(6, 2, 0.5, 1.5);
     const std::vector<double> mask{1, 1, 0, 1, 1, 1};
-    gradcheck_block(b, {Shape{6, 4, 2}}, [&](auto& tape, auto& block, const auto& xs) {
+    RankLossWorkspace ws;
+    gradcheck_block(b, b.parameters(), {Shape{6, 4, 2}}, [&](auto& tape, auto& block, const auto& xs) {
       auto wrap = [&](const std::vector<double>& v) {
         return tape.wrap(TensorMap<double>(const_cast<double*>(v.data()), Shape{6, 1}));
       };
-      return get_loss(tape, block.forward(tape, xs[0]), wrap(gt), wrap(base), wrap(mask), 0.5).loss;
+      return get_loss(tape, block.forward(tape, xs[0]), wrap(gt), wrap(base), wrap(mask), 0.5, ws).loss;
     });
   }
 }
@@ -281,7 +305,8 @@ Named forward_backward(StockMixer<T>& model, const std::vector<T>& x, const std:
   Node<T>* pred = model.forward(tape, tape.wrap(TensorMap<T>(xv.data(), xs), TensorMap<T>(dx.data(), xs)));
   tape.backward(pred, TensorMap<const T>(dy.data(), pred->shape()));
   Named out{{"prediction", std::vector<double>(pred->data(), pred->data() + pred->size())}};
-  for (const auto& p : model.parameters()) out.push_back({"grad " + p.name, std::vector<double>(p.grad, p.grad + p.size())});
+  for (const auto& p : model.parameters())
+    out.push_back({"grad " + p.name(), std::vector<double>(p.grad(), p.grad() + p.size())});
   out.push_back({"dx", std::vector<double>(dx.begin(), dx.end())});
   return out;
 }
@@ -308,11 +333,11 @@ TEST_CASE("the fused per-stock kernel equals the op-by-op model", "[model][fused
       StockMixer<double> fused(cfg, 3), reference(cfg, 3);
       reference.fused = false;
       std::uint64_t seed = 20;
-      auto pf = fused.parameters(), pr = reference.parameters();
-      for (std::size_t i = 0; i < pf.size(); ++i) {
+      const auto &pf = fused.parameters(), &pr = reference.parameters();
+      for (Index i = 0; i < pf.count(); ++i) {
         const auto v = random_vector<double>(static_cast<std::size_t>(pf[i].size()), seed++, -1, 1);
-        std::copy(v.begin(), v.end(), pf[i].value);
-        std::copy(v.begin(), v.end(), pr[i].value);
+        std::copy(v.begin(), v.end(), pf[i].value());
+        std::copy(v.begin(), v.end(), pr[i].value());
       }
       const auto want = forward_backward(reference, x, dy);
       const auto [err, where] = worst_error(forward_backward(fused, x, dy), want);
@@ -378,20 +403,20 @@ TEMPLATE_TEST_CASE("the fused backward gives the same bits from the forward's st
   using T = TestType;
   const Index n = 37, t = 16, c = 5, f = 2 * t + t / 2;
   StockMixer<T> model(StockMixerConfig{n, t, c, 7}, 5);
-  const auto& p = model.per_stock_params();
+  PerStockWorkspace<T> ws;
   const auto x = random_vector<T>(static_cast<std::size_t>(n * t * c), 1, -2, 2);
   const auto dy = random_vector<T>(static_cast<std::size_t>(n * f), 2, -1, 1);
   std::vector<T> y(static_cast<std::size_t>(n * f)), y_stash(y.size());
   std::vector<T> stash(static_cast<std::size_t>(per_stock_stash_size<T>(n, t, c)));
-  per_stock_forward(y.data(), x.data(), p.value, n, t, c);
-  per_stock_forward(y_stash.data(), x.data(), p.value, n, t, c, stash.data());
+  per_stock_forward(y.data(), x.data(), model.conv, model.mixer, model.channel_fc, n, t, c, static_cast<T*>(nullptr), ws);
+  per_stock_forward(y_stash.data(), x.data(), model.conv, model.mixer, model.channel_fc, n, t, c, stash.data(), ws);
   REQUIRE(y == y_stash);
   auto grads = [&](T* s) {
     model.zero_grad();
     std::vector<T> dx(x.size(), T(0));
-    per_stock_backward(dx.data(), p.grad, dy.data(), x.data(), p.value, n, t, c, s);
+    per_stock_backward(dx.data(), dy.data(), x.data(), model.conv, model.mixer, model.channel_fc, n, t, c, s, ws);
     std::vector<T> out = dx;
-    for (const auto& q : model.parameters()) out.insert(out.end(), q.grad, q.grad + q.size());
+    for (const auto& q : model.parameters()) out.insert(out.end(), q.grad(), q.grad() + q.size());
     return out;
   };
   REQUIRE(grads(stash.data()) == grads(nullptr));
@@ -416,10 +441,11 @@ TEMPLATE_TEST_CASE("StockMixer equals the original PyTorch model: outputs, loss 
       fx.load_params(model);
       const auto x = fx.input<T>("x"), gt = fx.input<T>("gt"), base = fx.input<T>("base"), mask = fx.input<T>("mask");
       Tape<T> tape;
+      RankLossWorkspace ws;
       auto wrap = [&](const std::vector<T>& v, Shape s) { return tape.wrap(TensorMap<T>(const_cast<T*>(v.data()), s)); };
       Node<T>* pred = model.forward(tape, wrap(x, {n, cfg.lookback, cfg.features}));
       const auto out = get_loss(tape, pred, wrap(gt, {n, 1}), wrap(base, {n, 1}), wrap(mask, {n, 1}),
-                                static_cast<T>(fx.meta().at("alpha").get<double>()));
+                                static_cast<T>(fx.meta().at("alpha").get<double>()), ws);
       model.zero_grad();
       tape.backward(out.loss);
       const std::string p = std::string(name) + " ";
@@ -429,8 +455,8 @@ TEMPLATE_TEST_CASE("StockMixer equals the original PyTorch model: outputs, loss 
       compare(p + "reg_loss", std::vector<T>{out.reg}, fx.expected("reg_loss"));
       compare(p + "rank_loss", std::vector<T>{out.rank}, fx.expected("rank_loss"));
       for (const auto& param : model.parameters())
-        compare(p + "grad " + param.name, std::vector<T>(param.grad, param.grad + param.size()),
-                fx.expected("grads/" + param.name));
+        compare(p + "grad " + param.name(), std::vector<T>(param.grad(), param.grad() + param.size()),
+                fx.expected("grads/" + param.name()));
 
       // Inference without a tape gives the same prediction, bit for bit.
       const Tensor<T>& served = model.predict(TensorMap<const T>(x.data(), Shape{n, cfg.lookback, cfg.features}));
@@ -443,7 +469,9 @@ TEST_CASE("predict takes xtensor expressions", "[model][xtensor]") {
   StockMixer<float> model(StockMixerConfig{9, 8, 3, 4}, 3);
   xt::xarray<double> x = xt::zeros<double>({9, 8, 3});
   for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = std::sin(0.3 * static_cast<double>(i));
-  const std::vector<float> from_expr(model.predict(x * 2.0).data(), model.predict(x * 2.0).data() + 9);
+  Tensor<float> buffer;
+  const float* from = model.predict(as_tensor_map(x * 2.0, buffer)).data();
+  const std::vector<float> from_expr(from, from + 9);
   Tensor<float> direct({9, 8, 3});
   for (Index i = 0; i < direct.size(); ++i) direct.data()[i] = static_cast<float>(2.0 * x.data()[i]);
   const Tensor<float>& y = model.predict(direct.map());
@@ -465,7 +493,7 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
       fx.load_params(model);
       AdamOptions opt;
       opt.lr = fx.meta().at("lr").get<double>();
-      Adam<T> adam(train::adam_params(model), opt);
+      Adam<T> adam(model.parameters(), opt);
       const std::vector<T> batches[2][4] = {
           {fx.input<T>("x"), fx.input<T>("gt"), fx.input<T>("base"), fx.input<T>("mask")},
           {fx.input<T>("x_1"), fx.input<T>("gt_1"), fx.input<T>("base_1"), fx.input<T>("mask_1")}};
@@ -473,6 +501,7 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
       const int steps = fx.meta().at("steps").get<int>();
       std::vector<T> losses;
       Tape<T> tape;
+      RankLossWorkspace ws;
       for (int step = 0; step < steps; ++step) {
         const auto& b = batches[step % 2];
         auto wrap = [&](const std::vector<T>& v, Shape s) {
@@ -481,7 +510,7 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
         tape.reset();
         adam.zero_grad();
         Node<T>* pred = model.forward(tape, wrap(b[0], {n, cfg.lookback, cfg.features}));
-        const auto out = get_loss(tape, pred, wrap(b[1], {n, 1}), wrap(b[2], {n, 1}), wrap(b[3], {n, 1}), alpha);
+        const auto out = get_loss(tape, pred, wrap(b[1], {n, 1}), wrap(b[2], {n, 1}), wrap(b[3], {n, 1}), alpha, ws);
         tape.backward(out.loss);
         adam.step();
         losses.push_back(out.loss->data()[0]);
@@ -494,8 +523,8 @@ TEMPLATE_TEST_CASE("ten Adam steps follow PyTorch's loss trajectory", "[model][t
       // float32 can promise, and it agrees to ~1e-6.
       if constexpr (std::is_same_v<T, float>) continue;
       for (const auto& p : model.parameters())
-        compare(std::string(name) + " after 10 steps " + p.name, std::vector<T>(p.value, p.value + p.size()),
-                fx.expected("final/" + p.name));
+        compare(std::string(name) + " after 10 steps " + p.name(), std::vector<T>(p.value(), p.value() + p.size()),
+                fx.expected("final/" + p.name()));
     }
   }
 }
@@ -508,15 +537,16 @@ TEMPLATE_TEST_CASE("MultiScaleTimeMixer equals the original where the original r
   const ModelFixture fx("multiscale");
   const Index n = fx.size("batch"), steps = fx.size("steps"), scales = fx.size("scales");
   nn::MultiScaleTimeMixer<T> block(steps, steps, scales);
-  std::vector<nn::ParamView<T>> params;
-  block.parameters("", params);
+  ParameterStore<T> params;
+  block.declare(params, "");
+  params.allocate();
   const auto& sd = fx.meta().at("state_dict");
-  REQUIRE(params.size() == sd.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    REQUIRE(params[i].name == sd[i][0].get<std::string>());
-    const auto v = fx.input<T>("params/" + params[i].name);
+  REQUIRE(static_cast<std::size_t>(params.count()) == sd.size());
+  for (Index i = 0; i < params.count(); ++i) {
+    REQUIRE(params[i].name() == sd[static_cast<std::size_t>(i)][0].get<std::string>());
+    const auto v = fx.input<T>("params/" + params[i].name());
     REQUIRE(static_cast<Index>(v.size()) == params[i].size());
-    std::copy(v.begin(), v.end(), params[i].value);
+    std::copy(v.begin(), v.end(), params[i].value());
   }
   const auto x = fx.input<T>("x"), dy = fx.input<T>("dy");
   std::vector<T> dx(x.size(), T(0));
@@ -527,5 +557,5 @@ TEMPLATE_TEST_CASE("MultiScaleTimeMixer equals the original where the original r
   compare("multiscale y", values(y), fx.expected("y"));
   compare("multiscale dx", dx, fx.expected("dx"));
   for (const auto& p : params)
-    compare("multiscale grad " + p.name, std::vector<T>(p.grad, p.grad + p.size()), fx.expected("grads/" + p.name));
+    compare("multiscale grad " + p.name(), std::vector<T>(p.grad(), p.grad() + p.size()), fx.expected("grads/" + p.name()));
 }

@@ -1,7 +1,7 @@
 // Adam and AdamW against PyTorch 1.13 (fixtures written by tests/make_optim_fixtures.py with Debian's
 // python3-torch), plus the properties the fixtures cannot show on their own: one step counter for all
 // tensors (a known answer of the bias correction over two tensors), zero_grad, option validation,
-// checkpoint restore, and 1 vs 2 threads.
+// checkpoint restore, and 1 vs 2 threads. Adam updates a ParameterStore, as it does a model's.
 //
 // Exactness: the replay of 10 steps requires BIT-IDENTICAL parameters after every step, and
 // bit-identical final moments, in float against PyTorch's float32 and in double against its float64.
@@ -73,29 +73,44 @@ void require_bit_identical(const std::string& what, const T* ours, const std::ve
   REQUIRE(differ == 0);
 }
 
-// The parameters of one fixture case and their gradient buffers, owned here.
+// Named tensors of the given sizes in one parameter store, as a model's are.
 template <class T>
-struct Model {
-  std::vector<std::string> names;
-  std::vector<std::vector<T>> values, grads, all_grads;  // all_grads[j]: [steps, size]
+struct Tensors {
+  ParameterStore<T> store;
+  explicit Tensors(const std::vector<std::pair<std::string, Index>>& sizes) {
+    for (const auto& [name, size] : sizes) store.add(name, Shape{size});
+    store.allocate();
+  }
+  T* value(const std::string& name) const { return store.at(name).value(); }
+  T* grad(const std::string& name) const { return store.at(name).grad(); }
+  std::vector<T> values(const std::string& name) const {
+    return std::vector<T>(value(name), value(name) + store.at(name).size());
+  }
+  void set(T* dst, const std::vector<T>& v) const { std::copy(v.begin(), v.end(), dst); }
+};
 
-  explicit Model(const OptimFixture& fx) : names(fx.param_names()) {
+// The parameters of one fixture case and every step's gradients.
+template <class T>
+struct Model : Tensors<T> {
+  std::vector<std::string> names;
+  std::vector<std::vector<T>> all_grads;  // all_grads[j]: [steps, size]
+
+  static std::vector<std::pair<std::string, Index>> sizes(const OptimFixture& fx) {
+    std::vector<std::pair<std::string, Index>> out;
+    for (const auto& n : fx.param_names()) out.push_back({n, static_cast<Index>(fx.input<T>(n).size())});
+    return out;
+  }
+  explicit Model(const OptimFixture& fx) : Tensors<T>(sizes(fx)), names(fx.param_names()) {
     for (const auto& n : names) {
-      values.push_back(fx.input<T>(n));
-      grads.emplace_back(values.back().size(), T(0));
+      this->set(this->value(n), fx.input<T>(n));
       all_grads.push_back(fx.input<T>(n + ".grads"));
     }
   }
-  std::vector<AdamParam<T>> params() {
-    std::vector<AdamParam<T>> p;
-    for (std::size_t j = 0; j < names.size(); ++j)
-      p.push_back({names[j], values[j].data(), grads[j].data(), static_cast<Index>(values[j].size())});
-    return p;
-  }
+  std::size_t size(std::size_t j) const { return static_cast<std::size_t>(this->store.at(names[j]).size()); }
   void load_grads(int step) {
     for (std::size_t j = 0; j < names.size(); ++j) {
-      const auto* g = all_grads[j].data() + static_cast<std::size_t>(step) * grads[j].size();
-      std::copy(g, g + grads[j].size(), grads[j].begin());
+      const auto* g = all_grads[j].data() + static_cast<std::size_t>(step) * size(j);
+      std::copy(g, g + size(j), this->grad(names[j]));
     }
   }
 };
@@ -107,12 +122,11 @@ std::vector<T> step_slice(const std::vector<T>& all, int step, std::size_t size)
   return std::vector<T>(p, p + size);
 }
 
-// Refills a gradient buffer in place: the optimiser holds a pointer into it, so it must not be
-// reassigned (a moved-in vector would leave that pointer dangling).
+// Refills n gradient values in place with random ones.
 template <class T>
-void refill(std::vector<T>& v, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  const std::vector<T> r = testing::random_vector<T>(v.size(), seed, lo, hi);
-  std::copy(r.begin(), r.end(), v.begin());
+void refill(T* g, Index n, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  const std::vector<T> r = testing::random_vector<T>(static_cast<std::size_t>(n), seed, lo, hi);
+  std::copy(r.begin(), r.end(), g);
 }
 
 }  // namespace
@@ -123,23 +137,23 @@ TEMPLATE_TEST_CASE("Adam and AdamW replay PyTorch's 10 steps bit for bit", "[opt
     DYNAMIC_SECTION(name) {
       const OptimFixture fx(name);
       Model<T> model(fx);
-      Adam<T> adam(model.params(), fx.options());
+      Adam<T> adam(model.store, fx.options());
       for (int k = 0; k < fx.steps(); ++k) {
         model.load_grads(k);
         adam.step();
         REQUIRE(adam.steps() == k + 1);
         for (std::size_t j = 0; j < model.names.size(); ++j) {
-          const auto torch = step_slice(fx.expected<T>(model.names[j] + ".values"), k, model.values[j].size());
+          const auto torch = step_slice(fx.expected<T>(model.names[j] + ".values"), k, model.size(j));
           require_bit_identical(fx.name() + "/" + model.names[j] + " step " + std::to_string(k + 1),
-                                model.values[j].data(), torch);
+                                model.value(model.names[j]), torch);
         }
       }
       for (std::size_t j = 0; j < model.names.size(); ++j) {
-        const auto i = static_cast<Index>(j);
-        REQUIRE(adam.exp_avg(i).size() == static_cast<Index>(model.values[j].size()));
-        require_bit_identical(fx.name() + "/" + model.names[j] + " exp_avg", adam.exp_avg(i).data(),
+        const Parameter<T>& p = model.store.at(model.names[j]);
+        REQUIRE(adam.exp_avg(p).size() == static_cast<Index>(model.size(j)));
+        require_bit_identical(fx.name() + "/" + model.names[j] + " exp_avg", adam.exp_avg(p).data(),
                               fx.expected<T>(model.names[j] + ".exp_avg"));
-        require_bit_identical(fx.name() + "/" + model.names[j] + " exp_avg_sq", adam.exp_avg_sq(i).data(),
+        require_bit_identical(fx.name() + "/" + model.names[j] + " exp_avg_sq", adam.exp_avg_sq(p).data(),
                               fx.expected<T>(model.names[j] + ".exp_avg_sq"));
       }
     }
@@ -154,28 +168,29 @@ TEMPLATE_TEST_CASE("a restored checkpoint continues PyTorch's trajectory bit for
       const OptimFixture fx(name);
       Model<T> model(fx);
       const int split = 4;
-      std::vector<std::vector<T>> saved_m, saved_v;
+      std::vector<std::vector<T>> saved_m, saved_v;  // per named tensor, as a checkpoint keeps them
       std::int64_t saved_steps = 0;
       {
-        Adam<T> first(model.params(), fx.options());
+        Adam<T> first(model.store, fx.options());
         for (int k = 0; k < split; ++k) {
           model.load_grads(k);
           first.step();
         }
-        for (Index i = 0; i < first.num_params(); ++i) {
-          const auto m = first.exp_avg(i), v = first.exp_avg_sq(i);
+        for (const auto& p : model.store) {
+          const auto m = first.exp_avg(p), v = first.exp_avg_sq(p);
           saved_m.emplace_back(m.data(), m.data() + m.size());
           saved_v.emplace_back(v.data(), v.data() + v.size());
         }
         saved_steps = first.steps();
       }
-      Adam<T> resumed(model.params(), fx.options());
-      for (Index i = 0; i < resumed.num_params(); ++i) {
-        REQUIRE(resumed.param(i).name == model.names[static_cast<std::size_t>(i)]);
+      Adam<T> resumed(model.store, fx.options());
+      for (Index i = 0; i < model.store.count(); ++i) {
+        const Parameter<T>& p = model.store[i];
+        REQUIRE(p.name() == model.names[static_cast<std::size_t>(i)]);
         std::copy(saved_m[static_cast<std::size_t>(i)].begin(), saved_m[static_cast<std::size_t>(i)].end(),
-                  resumed.exp_avg(i).data());
+                  resumed.exp_avg(p).data());
         std::copy(saved_v[static_cast<std::size_t>(i)].begin(), saved_v[static_cast<std::size_t>(i)].end(),
-                  resumed.exp_avg_sq(i).data());
+                  resumed.exp_avg_sq(p).data());
       }
       resumed.set_state(saved_steps);
       REQUIRE(resumed.steps() == split);
@@ -184,9 +199,8 @@ TEMPLATE_TEST_CASE("a restored checkpoint continues PyTorch's trajectory bit for
         resumed.step();
       }
       for (std::size_t j = 0; j < model.names.size(); ++j) {
-        const auto torch = step_slice(fx.expected<T>(model.names[j] + ".values"), fx.steps() - 1,
-                                      model.values[j].size());
-        require_bit_identical(fx.name() + "/" + model.names[j] + " resumed", model.values[j].data(), torch);
+        const auto torch = step_slice(fx.expected<T>(model.names[j] + ".values"), fx.steps() - 1, model.size(j));
+        require_bit_identical(fx.name() + "/" + model.names[j] + " resumed", model.value(model.names[j]), torch);
       }
     }
   }
@@ -199,19 +213,21 @@ TEST_CASE("one step counter for all tensors: bias correction known answer over t
   // the first step: m̂ = c/(1 + β1), √v̂ = |c|/√(1 + β2), a move of −lr·sign(c)·√1.999/1.9 ≈ −0.744·lr.
   AdamOptions opt;
   opt.lr = 0.01;
-  std::vector<double> a = {1.0, -2.0, 0.5}, b = {3.0, 4.0};
-  std::vector<double> ga(a.size()), gb(b.size());
+  Tensors<double> t({{"a", 3}, {"b", 2}});
+  const std::vector<double> a0 = {1.0, -2.0, 0.5}, b0 = {3.0, 4.0};
+  double *a = t.value("a"), *b = t.value("b");
+  t.set(a, a0);
+  t.set(b, b0);
   const double ca = 0.5, cb = -2.0;
-  const std::vector<double> a0 = a, b0 = b;
-  Adam<double> adam({{"a", a.data(), ga.data(), 3}, {"b", b.data(), gb.data(), 2}}, opt);
+  Adam<double> adam(t.store, opt);
   for (int k = 1; k <= 5; ++k) {
-    std::fill(ga.begin(), ga.end(), ca);
-    std::fill(gb.begin(), gb.end(), cb);
+    std::fill(t.grad("a"), t.grad("a") + 3, ca);
+    std::fill(t.grad("b"), t.grad("b") + 2, cb);
     adam.step();
     REQUIRE(adam.steps() == k);
-    for (std::size_t i = 0; i < a.size(); ++i)
+    for (std::size_t i = 0; i < a0.size(); ++i)
       REQUIRE(std::abs(a[i] - (a0[i] - k * opt.lr * ca / (std::abs(ca) + opt.eps))) <= 1e-13);
-    for (std::size_t i = 0; i < b.size(); ++i)
+    for (std::size_t i = 0; i < b0.size(); ++i)
       REQUIRE(std::abs(b[i] - (b0[i] - k * opt.lr * cb / (std::abs(cb) + opt.eps))) <= 1e-13);
   }
   // The per-tensor-counter answer is far away: the check above can fail.
@@ -231,13 +247,15 @@ TEST_CASE("Adam equals the textbook update in long double, over two tensors and 
       opt.eps = 1e-6;
       opt.weight_decay = 0.03;
       opt.decoupled_weight_decay = decoupled;
-      std::vector<double> p = testing::random_vector<double>(7, 1), q = testing::random_vector<double>(4, 2);
-      std::vector<double> gp(p.size()), gq(q.size());
-      std::vector<long double> P(p.begin(), p.end()), Q(q.begin(), q.end());
-      std::vector<long double> mp(p.size()), vp(p.size()), mq(q.size()), vq(q.size());
-      Adam<double> adam({{"p", p.data(), gp.data(), 7}, {"q", q.data(), gq.data(), 4}}, opt);
+      Tensors<double> tensors({{"p", 7}, {"q", 4}});
+      double *p = tensors.value("p"), *q = tensors.value("q"), *gp = tensors.grad("p"), *gq = tensors.grad("q");
+      tensors.set(p, testing::random_vector<double>(7, 1));
+      tensors.set(q, testing::random_vector<double>(4, 2));
+      std::vector<long double> P(p, p + 7), Q(q, q + 4);
+      std::vector<long double> mp(7), vp(7), mq(4), vq(4);
+      Adam<double> adam(tensors.store, opt);
       auto reference = [&](std::vector<long double>& x, std::vector<long double>& m, std::vector<long double>& v,
-                           const std::vector<double>& g, int t) {
+                           const double* g, int t) {
         const long double b1 = opt.beta1, b2 = opt.beta2, lr = opt.lr, wd = opt.weight_decay;
         for (std::size_t i = 0; i < x.size(); ++i) {
           long double gi = g[i];
@@ -251,45 +269,54 @@ TEST_CASE("Adam equals the textbook update in long double, over two tensors and 
         }
       };
       for (int t = 1; t <= 6; ++t) {
-        refill(gp, 100 + static_cast<std::uint64_t>(t));
-        refill(gq, 200 + static_cast<std::uint64_t>(t), -1e-3, 1e-3);
+        refill(gp, 7, 100 + static_cast<std::uint64_t>(t));
+        refill(gq, 4, 200 + static_cast<std::uint64_t>(t), -1e-3, 1e-3);
         adam.step();
         reference(P, mp, vp, gp, t);
         reference(Q, mq, vq, gq, t);
-        for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(std::abs(p[i] - static_cast<double>(P[i])) <= 1e-13);
-        for (std::size_t i = 0; i < q.size(); ++i) REQUIRE(std::abs(q[i] - static_cast<double>(Q[i])) <= 1e-13);
+        for (std::size_t i = 0; i < P.size(); ++i) REQUIRE(std::abs(p[i] - static_cast<double>(P[i])) <= 1e-13);
+        for (std::size_t i = 0; i < Q.size(); ++i) REQUIRE(std::abs(q[i] - static_cast<double>(Q[i])) <= 1e-13);
       }
     }
   }
 }
 
 TEST_CASE("AdamW with weight_decay 0 is Adam, bit for bit", "[optim]") {
-  std::vector<float> p1 = testing::random_vector<float>(50, 3), p2 = p1, g(50);
+  Tensors<float> one({{"w", 50}}), two({{"w", 50}});
+  const std::vector<float> w = testing::random_vector<float>(50, 3);
+  one.set(one.value("w"), w);
+  two.set(two.value("w"), w);
   AdamOptions plain;
   AdamOptions decoupled;
   decoupled.decoupled_weight_decay = true;
-  Adam<float> a({{"w", p1.data(), g.data(), 50}}, plain);
-  Adam<float> b({{"w", p2.data(), g.data(), 50}}, decoupled);
+  Adam<float> a(one.store, plain);
+  Adam<float> b(two.store, decoupled);
   for (int t = 1; t <= 3; ++t) {
-    refill(g, 10 + static_cast<std::uint64_t>(t));
+    refill(one.grad("w"), 50, 10 + static_cast<std::uint64_t>(t));
+    std::copy(one.grad("w"), one.grad("w") + 50, two.grad("w"));
     a.step();
     b.step();
   }
-  REQUIRE(std::memcmp(p1.data(), p2.data(), p1.size() * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(one.value("w"), two.value("w"), 50 * sizeof(float)) == 0);
 }
 
 TEST_CASE("zero_grad sets every gradient to 0 and nothing else", "[optim]") {
-  std::vector<float> w = {1, 2, 3}, gw = {4, 5, 6}, b = {7}, gb = {8};
-  Adam<float> adam({{"w", w.data(), gw.data(), 3}, {"b", b.data(), gb.data(), 1}});
+  Tensors<float> t({{"w", 3}, {"b", 1}});
+  t.set(t.value("w"), {1, 2, 3});
+  t.set(t.grad("w"), {4, 5, 6});
+  t.set(t.value("b"), {7});
+  t.set(t.grad("b"), {8});
+  Adam<float> adam(t.store);
   adam.step();
-  const std::vector<float> w1 = w, b1 = b;
-  const std::vector<float> m0(adam.exp_avg(0).data(), adam.exp_avg(0).data() + 3);
+  const std::vector<float> w1 = t.values("w"), b1 = t.values("b");
+  const Parameter<float>& w = t.store.at("w");
+  const std::vector<float> m0(adam.exp_avg(w).data(), adam.exp_avg(w).data() + 3);
   adam.zero_grad();
-  REQUIRE(gw == std::vector<float>{0, 0, 0});
-  REQUIRE(gb == std::vector<float>{0});
-  REQUIRE(w == w1);
-  REQUIRE(b == b1);
-  REQUIRE(std::vector<float>(adam.exp_avg(0).data(), adam.exp_avg(0).data() + 3) == m0);
+  REQUIRE(std::vector<float>(t.grad("w"), t.grad("w") + 3) == std::vector<float>{0, 0, 0});
+  REQUIRE(t.grad("b")[0] == 0.0f);
+  REQUIRE(t.values("w") == w1);
+  REQUIRE(t.values("b") == b1);
+  REQUIRE(std::vector<float>(adam.exp_avg(w).data(), adam.exp_avg(w).data() + 3) == m0);
   REQUIRE(adam.steps() == 1);
 }
 
@@ -300,8 +327,9 @@ TEST_CASE("invalid options and parameters raise stockmixer::Error naming them", 
     return o;
   };
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensors<float> t({{"w", 4}});
   std::vector<float> w(4), g(4);
-  const auto make = [&](const AdamOptions& o) { Adam<float> adam({{"w", w.data(), g.data(), 4}}, o); };
+  const auto make = [&](const AdamOptions& o) { Adam<float> adam(t.store, o); };
 
   REQUIRE_NOTHROW(make(with([](AdamOptions& o) { o.lr = 0; o.beta1 = 0; o.beta2 = 0; o.eps = 0; })));
   REQUIRE_THROWS_AS(make(with([](AdamOptions& o) { o.lr = -1e-3; })), Error);
@@ -323,12 +351,16 @@ TEST_CASE("invalid options and parameters raise stockmixer::Error naming them", 
                                   with([](AdamOptions& o) { o.eps = -1; })),
                       Catch::Contains("eps"));
 
-  // Parameters: null pointers, negative sizes, repeated names; set_state with a negative count.
-  REQUIRE_THROWS_WITH((Adam<float>({{"w", nullptr, g.data(), 4}})), Catch::Contains("'w'"));
-  REQUIRE_THROWS_WITH((Adam<float>({{"w", w.data(), g.data(), -1}})), Catch::Contains("negative size"));
-  REQUIRE_THROWS_WITH((Adam<float>({{"w", w.data(), g.data(), 2}, {"w", w.data() + 2, g.data() + 2, 2}})),
-                      Catch::Contains("repeats"));
-  Adam<float> ok({{"w", w.data(), g.data(), 4}});
+  // The store: a negative size, a repeated name, a store not yet allocated; set_state with a negative
+  // count.
+  ParameterStore<float> bad;
+  REQUIRE_THROWS_WITH(bad.add("w", Shape{-1}), Catch::Contains("negative dimension"));
+  bad.add("w", Shape{2});
+  REQUIRE_THROWS_WITH(bad.add("w", Shape{2}), Catch::Contains("two tensors are named 'w'"));
+  REQUIRE_THROWS_WITH(Adam<float>(bad), Catch::Contains("not allocated"));
+  bad.allocate();
+  REQUIRE_THROWS_WITH(bad.add("v", Shape{2}), Catch::Contains("after the store was allocated"));
+  Adam<float> ok(t.store);
   REQUIRE_THROWS_AS(ok.set_state(-1), Error);
 }
 
@@ -348,16 +380,19 @@ TEMPLATE_TEST_CASE("1 and 2 threads give bit-identical Adam steps", "[optim][thr
       opt.decoupled_weight_decay = f.decoupled;
       auto run = [&](int threads) {
         set_num_threads(threads);
-        std::vector<T> w = testing::random_vector<T>(n, 7), g(n), b = testing::random_vector<T>(5, 8), gb(5);
-        Adam<T> adam({{"w", w.data(), g.data(), n}, {"b", b.data(), gb.data(), 5}}, opt);
+        Tensors<T> tensors({{"w", n}, {"b", 5}});
+        tensors.set(tensors.value("w"), testing::random_vector<T>(n, 7));
+        tensors.set(tensors.value("b"), testing::random_vector<T>(5, 8));
+        Adam<T> adam(tensors.store, opt);
         for (int t = 1; t <= 3; ++t) {
-          refill(g, 20 + static_cast<std::uint64_t>(t));
-          refill(gb, 30 + static_cast<std::uint64_t>(t));
+          refill(tensors.grad("w"), n, 20 + static_cast<std::uint64_t>(t));
+          refill(tensors.grad("b"), 5, 30 + static_cast<std::uint64_t>(t));
           adam.step();
         }
-        std::vector<T> out = w;
-        out.insert(out.end(), adam.exp_avg(0).data(), adam.exp_avg(0).data() + n);
-        out.insert(out.end(), adam.exp_avg_sq(0).data(), adam.exp_avg_sq(0).data() + n);
+        std::vector<T> out = tensors.values("w");
+        const Parameter<T>& w = tensors.store.at("w");
+        out.insert(out.end(), adam.exp_avg(w).data(), adam.exp_avg(w).data() + n);
+        out.insert(out.end(), adam.exp_avg_sq(w).data(), adam.exp_avg_sq(w).data() + n);
         return out;
       };
       const std::vector<T> one = run(1), two = run(2);
@@ -421,30 +456,30 @@ TEMPLATE_TEST_CASE("Adam::step over tensors cut into chunks equals adam_update t
   AdamOptions opt;
   opt.lr = 2e-3;
   opt.weight_decay = 0.01;
-  std::vector<std::vector<T>> w, g, rw, rm, rv;
-  std::vector<AdamParam<T>> params;
+  std::vector<std::pair<std::string, Index>> named;
+  for (std::size_t i = 0; i < sizes.size(); ++i) named.push_back({"p" + std::to_string(i), sizes[i]});
+  Tensors<T> tensors(named);
+  std::vector<std::vector<T>> rw, rm, rv;
   for (std::size_t i = 0; i < sizes.size(); ++i) {
     const auto n = static_cast<std::size_t>(sizes[i]);
-    w.push_back(testing::random_vector<T>(n, 70 + i));
-    g.push_back(std::vector<T>(n));
-    rw.push_back(w.back());
+    tensors.set(tensors.value(named[i].first), testing::random_vector<T>(n, 70 + i));
+    rw.push_back(tensors.values(named[i].first));
     rm.push_back(std::vector<T>(n, T(0)));
     rv.push_back(std::vector<T>(n, T(0)));
   }
-  for (std::size_t i = 0; i < sizes.size(); ++i)
-    params.push_back({"p" + std::to_string(i), w[i].data(), g[i].data(), sizes[i]});
-  Adam<T> adam(params, opt);
+  Adam<T> adam(tensors.store, opt);
   for (std::int64_t step = 1; step <= 3; ++step) {
-    for (std::size_t i = 0; i < sizes.size(); ++i) {  // into the same storage: Adam holds its pointers
-      const auto fresh = testing::random_vector<T>(g[i].size(), 100 * i + static_cast<std::uint64_t>(step), -1e-2, 1e-2);
-      std::copy(fresh.begin(), fresh.end(), g[i].begin());
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const auto fresh = testing::random_vector<T>(static_cast<std::size_t>(sizes[i]), 100 * i + static_cast<std::uint64_t>(step), -1e-2, 1e-2);
+      tensors.set(tensors.grad(named[i].first), fresh);
     }
     adam.step();
     for (std::size_t i = 0; i < sizes.size(); ++i)
-      adam_update(rw[i].data(), rm[i].data(), rv[i].data(), g[i].data(), sizes[i], step, opt);
+      adam_update(rw[i].data(), rm[i].data(), rv[i].data(), tensors.grad(named[i].first), sizes[i], step, opt);
   }
   for (std::size_t i = 0; i < sizes.size(); ++i) {
-    require_bit_identical("chunked step: " + params[i].name, w[i].data(), rw[i]);
-    require_bit_identical("chunked step: " + params[i].name + " exp_avg", adam.exp_avg(static_cast<Index>(i)).data(), rm[i]);
+    const Parameter<T>& p = tensors.store.at(named[i].first);
+    require_bit_identical("chunked step: " + p.name(), p.value(), rw[i]);
+    require_bit_identical("chunked step: " + p.name() + " exp_avg", adam.exp_avg(p).data(), rm[i]);
   }
 }

@@ -163,8 +163,8 @@ TEST_CASE("training: 1 and 2 threads give the same weights bit for bit after thr
     Outputs out;
     for (Index offset : {0, 11, 23}) out.push_back({static_cast<float>(trainer.train_step(offset).loss)});
     for (const auto& p : trainer.model().parameters()) {
-      out.emplace_back(p.value, p.value + p.size());
-      out.emplace_back(p.grad, p.grad + p.size());  // the last step's gradients
+      out.emplace_back(p.value(), p.value() + p.size());
+      out.emplace_back(p.grad(), p.grad() + p.size());  // the last step's gradients
     }
     return out;
   });

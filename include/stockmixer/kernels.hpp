@@ -1,4 +1,4 @@
-// stockmixer/kernels.hpp — every kernel: plain template <class T> functions on contiguous row-major
+// stockmixer/kernels.hpp — every generic kernel (the model's fused blocks are in model/): plain template <class T> functions on contiguous row-major
 // memory, forward and backward. Arguments are outputs, then inputs, then sizes; backward accumulates
 // (+=) into gradients; forward saves only what backward cannot cheaply recompute.
 #pragma once
@@ -9,7 +9,5 @@
 #include "stockmixer/kernels/hardswish.hpp"
 #include "stockmixer/kernels/layernorm.hpp"
 #include "stockmixer/kernels/linear.hpp"
-#include "stockmixer/kernels/per_stock.hpp"
 #include "stockmixer/kernels/rank_loss.hpp"
-#include "stockmixer/kernels/stock_head.hpp"
 #include "stockmixer/kernels/triu.hpp"

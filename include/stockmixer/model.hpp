@@ -1,5 +1,5 @@
-// stockmixer/model.hpp — StockMixer(N, T, C, M) (SPEC §3), trainable on the tape and servable
-// without one.
+// stockmixer/model.hpp — StockMixer(N, T, C, M) (SPEC §3): its modules with PyTorch's names, one
+// parameter store, the fused path that trains and serves, the op-by-op reference, and checkpoints.
 //
 //   x [N, T, C] --conv(k=2)--> v [N, S, C]
 //   h = MultTime2dMixer(x, v)                              [N, F, C],  F = 2T + S
@@ -7,19 +7,29 @@
 //   z = NoGraphMixer(N, M)(y)                              [N, F]
 //   out = time_fc(y) + time_fc_(z)                         [N, 1]
 //
-// Parameters carry PyTorch's state_dict names, shapes and layouts (45,077 of them at N = 1026,
-// T = 16, C = 5, M = 20). S = T / 2; the original hard-codes 8, which is T / 2 for its T = 16 and
-// fails for any other T. Inference (`predict`) runs without a tape and, after its first call for a
-// given N, allocates nothing.
+// forward(tape, x) runs two fused blocks, each recorded on the tape as one op: model/per_stock.hpp
+// (conv, both mixers and channel_fc, x -> y as [F, N]) and model/stock_head.hpp (the stock mixer and
+// both heads, y -> out). They read the modules' parameters, which live in one ParameterStore in
+// state_dict order (45,077 values at N = 1026, T = 16, C = 5, M = 20), and take their scratch from
+// workspaces the model owns. With `fused = false`, or with dropout (which only the reference has),
+// the same math runs op by op through nn/ and autograd/: the reference the fused blocks are tested
+// against. S = T / 2; the original hard-codes 8, which is T / 2 for its T = 16 and fails for any other
+// T. Inference (`predict`) runs without a tape and, after its first call for a given N, allocates
+// nothing.
 #pragma once
 
 #include "stockmixer/autograd/ops.hpp"
+#include "stockmixer/io/checkpoint.hpp"
+#include "stockmixer/model/per_stock.hpp"
+#include "stockmixer/model/stock_head.hpp"
 #include "stockmixer/nn/mixers.hpp"
-#include "stockmixer/xtensor.hpp"
+#include "stockmixer/parameters.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
-#include <vector>
 
 namespace stockmixer {
 
@@ -32,19 +42,22 @@ struct StockMixerConfig {
   Index market = 20;     // M
   double dropout = 0.0;  // in the channel MixerBlocks (the original uses 0)
 
-  Index scale() const { return lookback / 2; }               // S
-  Index fused() const { return 2 * lookback + scale(); }     // F
+  Index scale() const { return lookback / 2; }            // S
+  Index fused() const { return 2 * lookback + scale(); }  // F
   void validate() const;
 };
 
 template <class T>
 class StockMixer {
  public:
+  using value_type = T;
   using Tape = autograd::Tape<T>;
   using Node = autograd::Node<T>;
 
   // PyTorch's default initialisation, drawn from `seed`.
   explicit StockMixer(const StockMixerConfig& config, std::uint64_t seed = 0);
+  StockMixer(StockMixer&&) = default;  // the store's allocation moves with it: every view stays valid
+  StockMixer& operator=(StockMixer&&) = default;
 
   const StockMixerConfig& config() const { return config_; }
 
@@ -52,41 +65,51 @@ class StockMixer {
   Node* forward(Tape& tape, Node* x);
 
   // Inference: x [N, T, C] -> prediction [N, 1], no tape. The result is valid until the next call.
-  // An xtensor row-major container of T is read in place; any other expression is first evaluated
-  // into a buffer the model keeps. After the first call for a shape, neither allocates.
+  // After the first call for a shape, it allocates nothing. (An xtensor array: as_tensor_map in
+  // stockmixer/xtensor.hpp.)
   const Tensor<T>& predict(TensorMap<const T> x);
-  template <class E>
-  const Tensor<T>& predict(const xt::xexpression<E>& x);
 
-  // Every parameter, named and ordered as PyTorch's state_dict.
-  std::vector<nn::ParamView<T>> parameters();
-  void parameters(const std::string& prefix, std::vector<nn::ParamView<T>>& out);
-  Index num_parameters();
-  void zero_grad() { nn::zero_grad(parameters()); }
+  // Every parameter: values, gradients and the state_dict name table.
+  ParameterStore<T>& parameters() { return store_; }
+  const ParameterStore<T>& parameters() const { return store_; }
+  Index num_parameters() const;  // values under a state_dict name (PyTorch's count)
+  void zero_grad() { store_.zero_grad(); }
 
-  nn::Conv1d<T> conv;
+  // The modules, in PyTorch's registration order.
   nn::MultTime2dMixer<T> mixer;
   nn::Linear<T> channel_fc, time_fc;
+  nn::Conv1d<T> conv;
   nn::NoGraphMixer<T> stock_mixer;
   nn::Linear<T> time_fc_;
 
-  // Runs the model as two fused kernels: conv, both mixers and channel_fc (kernels/per_stock.hpp),
-  // then the stock mixer and both heads (kernels/stock_head.hpp). false runs the same math op by op:
-  // the reference the fused kernels are tested against. Dropout > 0 runs the per-stock part op by op
-  // (that kernel has no dropout); the stock head stays fused.
+  // Runs the two fused blocks; false runs the op-by-op reference (so does dropout > 0).
   bool fused = true;
 
-  // The fused kernels' views of their modules' parameters: values and gradients.
-  const autograd::PerStockParams<T>& per_stock_params();
-  const autograd::StockHeadParams<T>& stock_head_params();
-
  private:
+  struct PerStockRecord;
+  struct StockHeadRecord;
+  Node* per_stock(Tape& tape, Node* x);   // x [N, T, C] -> y [F, N]
+  Node* stock_head(Tape& tape, Node* y);  // y [F, N] -> out [N, 1]
+  Node* reference(Tape& tape, Node* x);   // op by op
+
   StockMixerConfig config_;
-  autograd::PerStockParams<T> per_stock_{};
-  autograd::StockHeadParams<T> stock_head_{};
+  ParameterStore<T> store_;
+  PerStockWorkspace<T> per_stock_workspace_;
+  StockHeadWorkspace stock_head_workspace_;
   Tape inference_{autograd::Mode::kInference};
-  Tensor<T> output_, input_;
+  Tensor<T> output_;
 };
+
+// Checkpoints: the model's state_dict (io/checkpoint.hpp) with its dims in the metadata
+// ("stockmixer.config", JSON) beside the caller's own entries.
+template <class T>
+void save_checkpoint(const std::string& path, const StockMixer<T>& model,
+                     const std::map<std::string, std::string>& metadata = {});
+// The model dims a checkpoint's weights imply (N, T, C, M from their shapes; dropout from the metadata).
+StockMixerConfig checkpoint_config(const io::SafetensorsReader& file);
+// A model of the checkpoint's dims with its weights.
+template <class T>
+StockMixer<T> load_checkpoint(const std::string& path);
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -104,28 +127,24 @@ inline const StockMixerConfig& validated(const StockMixerConfig& c) {
   c.validate();
   return c;
 }
-
-// Points a fused kernel's weight and gradient pointers at a module parameter.
-template <class T>
-void bind(nn::Parameter<T>& p, const T*& value, T*& grad) {
-  value = p.value().data();
-  grad = p.grad().data();
-}
 }  // namespace detail
 
 template <class T>
 StockMixer<T>::StockMixer(const StockMixerConfig& config, std::uint64_t seed)
-    : conv(detail::validated(config).features, config.features, 2),
-      mixer(config.lookback, config.features, config.scale()),
+    : mixer(detail::validated(config).lookback, config.features, config.scale(), config.dropout),
       channel_fc(config.features, 1),
       time_fc(config.fused(), 1),
+      conv(config.features, config.features, 2),
       stock_mixer(config.stocks, config.market),
       time_fc_(config.fused(), 1),
       config_(config) {
-  if (config.dropout > 0.0) {
-    mixer.mix_layer.channelMixer = nn::MixerBlock<T>(config.features, config.features, config.dropout);
-    mixer.scale_mix_layer.channelMixer = nn::MixerBlock<T>(config.features, config.features, config.dropout);
-  }
+  mixer.declare(store_, "mixer.");
+  channel_fc.declare(store_, "channel_fc.");
+  time_fc.declare(store_, "time_fc.");
+  conv.declare(store_, "conv.");
+  stock_mixer.declare(store_, "stock_mixer.");
+  time_fc_.declare(store_, "time_fc_.");
+  store_.allocate();
   nn::Init init(seed);  // PyTorch's construction order
   mixer.init(init);
   channel_fc.init(init);
@@ -136,63 +155,81 @@ StockMixer<T>::StockMixer(const StockMixerConfig& config, std::uint64_t seed)
 }
 
 template <class T>
+Index StockMixer<T>::num_parameters() const {
+  Index n = 0;
+  for (const auto& p : store_) n += p.size();
+  return n;
+}
+
+// The fused blocks as ops on the tape: what each backward reads, typed.
+template <class T>
+struct StockMixer<T>::PerStockRecord {
+  StockMixer* model;
+  Node *x, *y;
+  T* stash;  // the forward's activations, or null: the backward recomputes them
+  void backward() const {
+    const StockMixerConfig& c = model->config_;
+    per_stock_backward(autograd::detail::grad_or_null(x), y->grad.data(), x->data(), model->conv, model->mixer,
+                       model->channel_fc, c.stocks, c.lookback, c.features, stash, model->per_stock_workspace_);
+  }
+};
+
+template <class T>
+struct StockMixer<T>::StockHeadRecord {
+  StockMixer* model;
+  Node *y, *out;
+  const double* stash;
+  void backward() const {
+    const StockMixerConfig& c = model->config_;
+    stock_head_backward(autograd::detail::grad_or_null(y), out->grad.data(), model->stock_mixer, model->time_fc,
+                        model->time_fc_, c.stocks, c.fused(), c.market, stash, model->stock_head_workspace_);
+  }
+};
+
+template <class T>
 typename StockMixer<T>::Node* StockMixer<T>::forward(Tape& tape, Node* x) {
   const Index n = config_.stocks, t = config_.lookback, c = config_.features;
   if (x->shape() != Shape{n, t, c})
     throw Error("stockmixer::StockMixer: input has shape " + x->shape().str() + ", the model expects [N, T, C] = " +
                 Shape{n, t, c}.str());
-  if (fused && config_.dropout == 0.0)  // both fused kernels, y passed transposed: [F, N]
-    return autograd::stock_head(tape, autograd::per_stock(tape, x, per_stock_params()), stock_head_params());
-  Node* v = conv.forward(tape, x);                                          // [N, S, C]
-  Node* h = mixer.forward(tape, x, v);                                      // [N, F, C]
+  if (!fused || config_.dropout > 0.0) return reference(tape, x);
+  return stock_head(tape, per_stock(tape, x));
+}
+
+template <class T>
+typename StockMixer<T>::Node* StockMixer<T>::per_stock(Tape& tape, Node* x) {
+  const Index n = config_.stocks, t = config_.lookback, c = config_.features;
+  Node* y = tape.node({config_.fused(), n}, true);
+  // Training keeps the forward's activations for the backward (2.4 KB a stock at T = 16, C = 5) while
+  // they fit in 8 MB, about the caches (N up to about 3 300); beyond, the backward recomputes them in
+  // cache, which measured faster than the round trip through memory (docs/math/per_stock.md).
+  const Index stash_size = per_stock_stash_size<T>(n, t, c);
+  T* stash = y->requires_grad() && stash_size * static_cast<Index>(sizeof(T)) <= (Index(8) << 20)
+                 ? tape.template save<T>(stash_size)
+                 : nullptr;
+  per_stock_forward(y->data(), x->data(), conv, mixer, channel_fc, n, t, c, stash, per_stock_workspace_);
+  if (y->requires_grad()) tape.record(PerStockRecord{this, x, y, stash});
+  return y;
+}
+
+template <class T>
+typename StockMixer<T>::Node* StockMixer<T>::stock_head(Tape& tape, Node* y) {
+  const Index n = config_.stocks, f = config_.fused(), m = config_.market;
+  Node* out = tape.node({n, 1}, true);
+  double* stash = tape.template save<double>(stock_head_stash_size(n, f, m));  // its activations, in double
+  stock_head_forward(out->data(), y->data(), stock_mixer, time_fc, time_fc_, n, f, m, stash, stock_head_workspace_);
+  if (out->requires_grad()) tape.record(StockHeadRecord{this, y, out, stash});
+  return out;
+}
+
+template <class T>
+typename StockMixer<T>::Node* StockMixer<T>::reference(Tape& tape, Node* x) {
+  const Index n = config_.stocks;
+  Node* v = conv.forward(tape, x);                                                    // [N, S, C]
+  Node* h = mixer.forward(tape, x, v);                                                // [N, F, C]
   Node* y = autograd::view(tape, channel_fc.forward(tape, h), {n, config_.fused()});  // [N, F]
-  if (fused) return autograd::stock_head(tape, autograd::transpose(tape, y), stock_head_params());  // [N, 1]
-  Node* z = stock_mixer.forward(tape, y);                                    // [N, F]
-  return autograd::add(tape, time_fc.forward(tape, y), time_fc_.forward(tape, z));  // [N, 1]
-}
-
-template <class T>
-const autograd::StockHeadParams<T>& StockMixer<T>::stock_head_params() {
-  auto& v = stock_head_.value;
-  auto& g = stock_head_.grad;
-  detail::bind(stock_mixer.layer_norm_stock.weight, v.ln_w, g.ln_w);
-  detail::bind(stock_mixer.layer_norm_stock.bias, v.ln_b, g.ln_b);
-  detail::bind(stock_mixer.dense1.weight, v.dense1_w, g.dense1_w);
-  detail::bind(stock_mixer.dense1.bias, v.dense1_b, g.dense1_b);
-  detail::bind(stock_mixer.dense2.weight, v.dense2_w, g.dense2_w);
-  detail::bind(stock_mixer.dense2.bias, v.dense2_b, g.dense2_b);
-  detail::bind(time_fc.weight, v.fc_w, g.fc_w);
-  detail::bind(time_fc.bias, v.fc_b, g.fc_b);
-  detail::bind(time_fc_.weight, v.fc2_w, g.fc2_w);
-  detail::bind(time_fc_.bias, v.fc2_b, g.fc2_b);
-  stock_head_.stocks = config_.stocks;
-  stock_head_.market = config_.market;
-  return stock_head_;
-}
-
-template <class T>
-const autograd::PerStockParams<T>& StockMixer<T>::per_stock_params() {
-  auto bind_mixer = [&](nn::Mixer2dTriU<T>& m, Mixer2dWeights<const T*>& v, Mixer2dWeights<T*>& g) {
-    detail::bind(m.LN_1.weight, v.ln1_w, g.ln1_w);
-    detail::bind(m.LN_1.bias, v.ln1_b, g.ln1_b);
-    detail::bind(m.LN_2.weight, v.ln2_w, g.ln2_w);
-    detail::bind(m.LN_2.bias, v.ln2_b, g.ln2_b);
-    detail::bind(m.timeMixer.weight, v.triu_w, g.triu_w);
-    detail::bind(m.timeMixer.bias, v.triu_b, g.triu_b);
-    detail::bind(m.channelMixer.dense_1.weight, v.fc1_w, g.fc1_w);
-    detail::bind(m.channelMixer.dense_1.bias, v.fc1_b, g.fc1_b);
-    detail::bind(m.channelMixer.dense_2.weight, v.fc2_w, g.fc2_w);
-    detail::bind(m.channelMixer.dense_2.bias, v.fc2_b, g.fc2_b);
-  };
-  auto& v = per_stock_.value;
-  auto& g = per_stock_.grad;
-  detail::bind(conv.weight, v.conv_w, g.conv_w);
-  detail::bind(conv.bias, v.conv_b, g.conv_b);
-  bind_mixer(mixer.mix_layer, v.mix, g.mix);
-  bind_mixer(mixer.scale_mix_layer, v.scale_mix, g.scale_mix);
-  detail::bind(channel_fc.weight, v.fc_w, g.fc_w);
-  detail::bind(channel_fc.bias, v.fc_b, g.fc_b);
-  return per_stock_;
+  Node* z = stock_mixer.forward(tape, y);                                             // [N, F]
+  return autograd::add(tape, time_fc.forward(tape, y), time_fc_.forward(tape, z));    // [N, 1]
 }
 
 template <class T>
@@ -206,39 +243,58 @@ const Tensor<T>& StockMixer<T>::predict(TensorMap<const T> x) {
 }
 
 template <class T>
-template <class E>
-const Tensor<T>& StockMixer<T>::predict(const xt::xexpression<E>& x) {
-  const auto& e = x.derived_cast();
-  if constexpr (xt::has_data_interface<E>::value && std::is_same_v<typename E::value_type, T>) {
-    if (e.layout() == xt::layout_type::row_major)  // a row-major container of T: read in place
-      return predict(TensorMap<const T>(map_xtensor(e, "StockMixer::predict input")));
+void save_checkpoint(const std::string& path, const StockMixer<T>& model,
+                     const std::map<std::string, std::string>& metadata) {
+  const StockMixerConfig& c = model.config();
+  std::map<std::string, std::string> meta = metadata;
+  meta["stockmixer.config"] = nlohmann::json{{"stocks", c.stocks},
+                                             {"lookback", c.lookback},
+                                             {"features", c.features},
+                                             {"market", c.market},
+                                             {"dropout", c.dropout}}
+                                  .dump();
+  meta["format"] = "pt";  // as PyTorch's safetensors writer labels its files
+  io::save_parameters(path, model.parameters(), meta);
+}
+
+inline StockMixerConfig checkpoint_config(const io::SafetensorsReader& file) {
+  auto shape_of = [&](const char* name, std::size_t rank) {
+    if (!file.contains(name))
+      throw Error(file.path() + ": no tensor '" + name + "': not a StockMixer checkpoint");
+    const auto& s = file.info(name).shape;
+    if (s.size() != rank)
+      throw Error(file.path() + ": tensor '" + name + "' has rank " + std::to_string(s.size()) + ", expected " +
+                  std::to_string(rank));
+    return s;
+  };
+  StockMixerConfig c;
+  const auto dense1 = shape_of("stock_mixer.dense1.weight", 2);  // [M, N]
+  const auto ln = shape_of("mixer.mix_layer.LN_1.weight", 2);    // [T, C]
+  c.market = dense1[0];
+  c.stocks = dense1[1];
+  c.lookback = ln[0];
+  c.features = ln[1];
+  if (file.metadata().count("stockmixer.config")) {
+    try {
+      c.dropout = nlohmann::json::parse(file.metadata().at("stockmixer.config")).value("dropout", 0.0);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(file.path() + ": metadata 'stockmixer.config' is not valid JSON (" + e.what() + ")");
+    }
   }
-  assign_xtensor(input_, x);  // any other expression: evaluated into a buffer kept between calls
-  return predict(TensorMap<const T>(input_.data(), input_.shape()));
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(file.path() + ": the weights imply an invalid model: " + e.what());
+  }
+  return c;
 }
 
 template <class T>
-std::vector<nn::ParamView<T>> StockMixer<T>::parameters() {
-  std::vector<nn::ParamView<T>> out;
-  parameters("", out);
-  return out;
-}
-
-template <class T>
-void StockMixer<T>::parameters(const std::string& prefix, std::vector<nn::ParamView<T>>& out) {
-  mixer.parameters(prefix + "mixer.", out);
-  channel_fc.parameters(prefix + "channel_fc.", out);
-  time_fc.parameters(prefix + "time_fc.", out);
-  conv.parameters(prefix + "conv.", out);
-  stock_mixer.parameters(prefix + "stock_mixer.", out);
-  time_fc_.parameters(prefix + "time_fc_.", out);
-}
-
-template <class T>
-Index StockMixer<T>::num_parameters() {
-  Index n = 0;
-  for (const auto& p : parameters()) n += p.size();
-  return n;
+StockMixer<T> load_checkpoint(const std::string& path) {
+  const io::SafetensorsReader file(path);
+  StockMixer<T> model(checkpoint_config(file));
+  io::load_parameters(model.parameters(), file);
+  return model;
 }
 
 }  // namespace stockmixer

@@ -26,6 +26,17 @@ inline int num_threads() {
 #endif
 }
 
+// The calling thread's index in the running parallel loop, in [0, num_threads() read before the loop);
+// 0 outside one and without OpenMP. Kernels use it only to pick a per-thread scratch block
+// (workspace.hpp), never to decide what a thread computes.
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // Sets the number of threads kernels use; a no-op without OpenMP.
 inline void set_num_threads(int n) {
 #ifdef _OPENMP

@@ -80,10 +80,9 @@ inline void radix_sort_keys(SortKey* keys, SortKey* tmp, Index m) {
 
 // Sorts keys[0, m) (in increasing index order, no NaN) by (value, index): a total order, so the
 // result does not depend on the algorithm. std::sort below kRadixMin keys, the radix sort from there.
-// The crossover, measured on the project's machine with a different input every call as in training
-// (std::sort's comparisons mispredict there; repeating one input lets the branch predictor learn them
-// and made std::sort look three times faster): the rank loss's forward with the hinge, one thread, N = 128 11.4 µs
-// with std::sort vs 13.4 with the radix sort, N = 192 18.8 vs 17.6, N = 1026 123 vs 73 µs.
+// The crossover is where the radix sort overtook std::sort in the rank loss with a different input
+// every call, as in training (std::sort's comparisons mispredict there; one input repeated lets the
+// branch predictor learn them, and then std::sort looks faster than it is).
 constexpr Index kRadixMin = 160;
 inline void sort_keys(SortKey* keys, SortKey* tmp, Index m) {
   if (m >= kRadixMin) return radix_sort_keys(keys, tmp, m);

@@ -3,6 +3,7 @@
 //   auto xs = stockmixer::to_xtensor(t);         // xtensor adaptor over t's memory (no copy)
 //   auto tm = stockmixer::map_xtensor(xarr);     // TensorMap over an xtensor container (no copy)
 //   auto t2 = stockmixer::from_xtensor<float>(e); // evaluate any xtensor expression into a Tensor
+//   model.predict(stockmixer::as_tensor_map(e, buffer));  // in place where it can be, else into buffer
 #pragma once
 
 #include "stockmixer/tensor.hpp"
@@ -15,6 +16,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace stockmixer {
@@ -39,6 +41,12 @@ Tensor<T> from_xtensor(const xt::xexpression<E>& expr);
 // Evaluates an xtensor expression into `dst`, resized to its shape (no allocation when it fits).
 template <class T, class E>
 void assign_xtensor(Tensor<T>& dst, const xt::xexpression<E>& expr);
+
+// An xtensor expression as a read-only TensorMap<const T>: a row-major container of T is viewed in
+// place; any other expression is evaluated into `buffer` (the caller keeps it, so that repeated calls
+// allocate nothing).
+template <class T, class E>
+TensorMap<const T> as_tensor_map(const xt::xexpression<E>& expr, Tensor<T>& buffer);
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -80,6 +88,16 @@ void assign_xtensor(Tensor<T>& dst, const xt::xexpression<E>& expr) {
   dst.resize(Shape(e.shape().begin(), e.shape().end()));
   // Row-major traversal of the expression, straight into our storage.
   std::transform(e.cbegin(), e.cend(), dst.data(), [](const auto& v) { return static_cast<T>(v); });
+}
+
+template <class T, class E>
+TensorMap<const T> as_tensor_map(const xt::xexpression<E>& expr, Tensor<T>& buffer) {
+  const auto& e = expr.derived_cast();
+  if constexpr (xt::has_data_interface<E>::value && std::is_same_v<typename E::value_type, T>) {
+    if (e.layout() == xt::layout_type::row_major) return map_xtensor(e, "stockmixer::as_tensor_map");
+  }
+  assign_xtensor(buffer, expr);
+  return buffer.map();
 }
 
 }  // namespace stockmixer

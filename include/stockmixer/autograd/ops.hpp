@@ -1,11 +1,10 @@
-// stockmixer/autograd/ops.hpp — the ops of StockMixer on the tape: each checks its shapes, runs a
-// kernel's forward into a new node, and records the kernel's backward. Nothing else happens here:
-// the math lives in kernels/, documented in docs/math/.
+// stockmixer/autograd/ops.hpp — the generic ops on the tape: each checks its shapes, runs a kernel's
+// forward into a new node, and records a struct whose backward calls the kernel's backward. The math
+// lives in kernels/, documented in docs/math/.
 //
 // Layout choices that remove the original's permutes (docs/model.md): features stay [N, L, C]; the
 // time mixer TriU runs on axis 1 of [N, L, C] (kernels/triu.hpp with K = C) and Conv1d reads the
-// channels-last layout directly. Op by op, the stock mixer's two transposes of [N, F] remain; the fused
-// ops pass y as [F, N] and need none.
+// channels-last layout directly. The stock mixer's two transposes of [N, F] remain.
 #pragma once
 
 #include <algorithm>
@@ -13,7 +12,6 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
-#include <vector>
 
 #include "stockmixer/autograd/tape.hpp"
 #include "stockmixer/kernels.hpp"
@@ -56,33 +54,10 @@ Node<T>* swap12(Tape<T>& tape, Node<T>* x);
 template <class T>
 Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape);
 
-// Everything StockMixer does to each stock before the stock mixer, as one fused op
-// (kernels/per_stock.hpp): x [N, T, C] -> y transposed, [F, N]. The weights are the modules' parameters; `params`
-// must outlive the backward (the model keeps it).
-template <class T>
-struct PerStockParams {
-  PerStockWeights<const T*> value;
-  PerStockWeights<T*> grad;
-};
-template <class T>
-Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params);
-
-// Everything StockMixer does after the per-stock part, as one fused op (kernels/stock_head.hpp): the
-// stock mixer NoGraphMixer(N, M) and both heads, y transposed [F, N] -> out [N, 1]. `params` must outlive the
-// backward (the model keeps it).
-template <class T>
-struct StockHeadParams {
-  StockHeadWeights<const T*> value;
-  StockHeadWeights<T*> grad;
-  Index stocks = 0, market = 0;  // N, M: the sizes the weights were made for
-};
-template <class T>
-Node<T>* stock_head(Tape<T>& tape, Node<T>* y, const StockHeadParams<T>& params);
-
 // get_loss: pred, base, gt, mask [N, 1] (or [N]). Returns the loss node (one value) and, as plain
 // numbers, reg and rank; rr (a node, no gradient) holds the predicted return ratios. Runs the exact
-// O(N log N) form of the rank term (kernels/rank_loss.hpp, rank_loss_forward_sorted); masks must be 0
-// or 1 (anything else is an Error).
+// O(N log N) form of the rank term (kernels/rank_loss.hpp, rank_loss_forward_sorted) in the caller's
+// workspace; masks must be 0 or 1 (anything else is an Error).
 template <class T>
 struct LossOutput {
   Node<T>* loss;
@@ -90,7 +65,8 @@ struct LossOutput {
   T reg, rank;
 };
 template <class T>
-LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha);
+LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha,
+                        RankLossWorkspace& workspace);
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -103,20 +79,8 @@ void expect(bool ok, const char* op, Message&& message) {
   if (!ok) throw Error(std::string("stockmixer::autograd::") + op + ": " + std::string(message()));
 }
 
-// A node holding `count` doubles in the bytes of T values (the tape's storage is 64-byte aligned): the
-// state a fused op keeps in double between its forward and backward, whatever T is.
 template <class T>
-Node<T>* double_node(Tape<T>& tape, Index count) {
-  constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
-  return tape.node({std::max<Index>(count, 1) * kPerDouble}, false);
-}
-template <class T>
-double* doubles(Node<T>* n) {
-  return reinterpret_cast<double*>(n->data());
-}
-
-template <class T>
-T* grad_or_null(Node<T>* n) {
+T* grad_or_null(const Node<T>* n) {
   return n && n->requires_grad() ? n->grad.data() : nullptr;
 }
 
@@ -127,14 +91,6 @@ bool any_grad(std::initializer_list<Node<T>*> nodes) {
   return false;
 }
 
-// Scratch memory of the O(N log N) rank loss, one per thread. It holds nothing between calls (the
-// backward recomputes what it needs from rr, gt and mask), so sharing it is safe; it grows to the
-// largest N seen and then never allocates again.
-inline RankLossWorkspace& rank_loss_scratch() {
-  static thread_local RankLossWorkspace ws;
-  return ws;
-}
-
 // The shape of x with its last axis replaced by `last`.
 inline Shape with_last(const Shape& s, Index last) {
   std::array<Index, Shape::kMaxRank> d{};
@@ -142,6 +98,120 @@ inline Shape with_last(const Shape& s, Index last) {
   d[static_cast<std::size_t>(std::max(s.rank(), 1) - 1)] = last;
   return Shape(d.begin(), d.begin() + std::max(s.rank(), 1));
 }
+
+// The records: each op's saved state and its backward.
+template <class T>
+struct LinearRecord {
+  Node<T> *x, *weight, *bias, *y;
+  Index rows, in, out;
+  void backward() const {
+    linear_backward(grad_or_null(x), grad_or_null(weight), grad_or_null(bias), y->grad.data(), x->data(),
+                    weight->data(), rows, in, out);
+  }
+};
+
+template <class T>
+struct LayerNormRecord {
+  Node<T> *x, *gamma, *beta, *y;
+  const T *mean, *rstd;  // [rows] each, saved by the forward
+  Index rows, dim;
+  void backward() const {
+    layernorm_backward(grad_or_null(x), grad_or_null(gamma), grad_or_null(beta), y->grad.data(), x->data(), mean,
+                       rstd, gamma->data(), rows, dim);
+  }
+};
+
+template <class T>
+struct GeluRecord {
+  Node<T> *x, *y;
+  void backward() const { gelu_backward(x->grad.data(), y->grad.data(), x->data(), x->size()); }
+};
+
+template <class T>
+struct HardswishRecord {
+  Node<T> *x, *y;
+  void backward() const { hardswish_backward(x->grad.data(), y->grad.data(), x->data(), x->size()); }
+};
+
+template <class T>
+struct Conv1dRecord {
+  Node<T> *x, *weight, *bias, *y;
+  Index batch, length, cin, cout, kernel;
+  void backward() const {
+    conv1d_backward(grad_or_null(x), grad_or_null(weight), grad_or_null(bias), y->grad.data(), x->data(),
+                    weight->data(), batch, length, cin, cout, kernel);
+  }
+};
+
+template <class T>
+struct TriURecord {
+  Node<T> *x, *weight, *bias, *y;
+  Index batch, length, inner;
+  void backward() const {
+    triu_backward(grad_or_null(x), grad_or_null(weight), grad_or_null(bias), y->grad.data(), x->data(),
+                  weight->data(), batch, length, inner);
+  }
+};
+
+template <class T>
+struct DropoutRecord {
+  Node<T> *x, *y;
+  const T* mask;  // saved by the forward
+  void backward() const { dropout_backward(x->grad.data(), y->grad.data(), mask, x->size()); }
+};
+
+template <class T>
+struct AddRecord {
+  Node<T> *a, *b, *y;
+  void backward() const {
+    const T* dy = y->grad.data();
+    for (Node<T>* n : {a, b})
+      if (T* d = grad_or_null(n))
+        for (Index i = 0; i < y->size(); ++i) d[i] += dy[i];
+  }
+};
+
+template <class T>
+struct Concat1Record {
+  Node<T>* y;
+  std::array<Node<T>*, 4> parts;  // null after the last
+  Index batch, row;               // B, and the values of one output row (Σ L_k · C)
+  void backward() const {
+    const T* dy = y->grad.data();
+    Index offset = 0;
+    for (Node<T>* p : parts) {
+      if (!p) break;
+      const Index block = p->size() / batch;
+      if (T* dp = grad_or_null(p))
+        for (Index b = 0; b < batch; ++b)
+          for (Index i = 0; i < block; ++i) dp[b * block + i] += dy[b * row + offset + i];
+      offset += block;
+    }
+  }
+};
+
+template <class T>
+struct Swap12Record {
+  Node<T> *x, *y;
+  Index batch, rows, cols;
+  void backward() const {
+    for (Index b = 0; b < batch; ++b)
+      MatrixMap<T>(x->grad.data() + b * rows * cols, rows, cols) +=
+          ConstMatrixMap<T>(y->grad.data() + b * rows * cols, cols, rows).transpose();
+  }
+};
+
+template <class T>
+struct RankLossRecord {
+  Node<T> *pred, *base, *gt, *mask, *rr, *loss;
+  const double* hinge;  // S_i per stock, saved by the forward: the backward needs no sort
+  Index n;
+  T alpha;
+  void backward() const {
+    rank_loss_backward_from_hinge(pred->grad.data(), loss->grad.data()[0], rr->data(), base->data(), gt->data(),
+                                  mask->data(), n, alpha, hinge);
+  }
+};
 
 }  // namespace detail
 
@@ -157,14 +227,7 @@ Node<T>* linear(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index rows = x->size() / in;
   Node<T>* y = tape.node(detail::with_last(x->shape(), out), detail::any_grad<T>({x, weight, bias}));
   linear_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, rows, in, out);
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   linear_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
-                                   detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
-                                   r.nodes[1]->data(), r.sizes[0], r.sizes[1], r.sizes[2]);
-                 },
-                 {x, weight, bias, y},
-                 {rows, in, out}});
+  if (y->requires_grad()) tape.record(detail::LinearRecord<T>{x, weight, bias, y, rows, in, out});
   return y;
 }
 
@@ -177,19 +240,9 @@ Node<T>* layernorm(Tape<T>& tape, Node<T>* x, Node<T>* gamma, Node<T>* beta, dou
   });
   const Index rows = x->size() / dim;
   Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, gamma, beta}));
-  Node<T>* stats = tape.node({2, rows}, false);  // mean, rstd: what backward needs
-  layernorm_forward(y->data(), stats->data(), stats->data() + rows, x->data(), gamma->data(), beta->data(), rows, dim,
-                    eps);
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   const Index rows = r.sizes[0];
-                   layernorm_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
-                                      detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
-                                      r.nodes[4]->data(), r.nodes[4]->data() + rows, r.nodes[1]->data(), rows,
-                                      r.sizes[1]);
-                 },
-                 {x, gamma, beta, y, stats},
-                 {rows, dim}});
+  T* stats = tape.template save<T>(2 * rows);  // mean, rstd: what backward needs
+  layernorm_forward(y->data(), stats, stats + rows, x->data(), gamma->data(), beta->data(), rows, dim, eps);
+  if (y->requires_grad()) tape.record(detail::LayerNormRecord<T>{x, gamma, beta, y, stats, stats + rows, rows, dim});
   return y;
 }
 
@@ -197,12 +250,7 @@ template <class T>
 Node<T>* gelu(Tape<T>& tape, Node<T>* x) {
   Node<T>* y = tape.node(x->shape(), x->requires_grad());
   gelu_forward(y->data(), x->data(), x->size());
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   gelu_backward(r.nodes[0]->grad.data(), r.nodes[1]->grad.data(), r.nodes[0]->data(),
-                                 r.nodes[0]->size());
-                 },
-                 {x, y}});
+  if (y->requires_grad()) tape.record(detail::GeluRecord<T>{x, y});
   return y;
 }
 
@@ -210,12 +258,7 @@ template <class T>
 Node<T>* hardswish(Tape<T>& tape, Node<T>* x) {
   Node<T>* y = tape.node(x->shape(), x->requires_grad());
   hardswish_forward(y->data(), x->data(), x->size());
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   hardswish_backward(r.nodes[0]->grad.data(), r.nodes[1]->grad.data(), r.nodes[0]->data(),
-                                      r.nodes[0]->size());
-                 },
-                 {x, y}});
+  if (y->requires_grad()) tape.record(detail::HardswishRecord<T>{x, y});
   return y;
 }
 
@@ -238,13 +281,7 @@ Node<T>* conv1d(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   Node<T>* y = tape.node({batch, lo, cout}, detail::any_grad<T>({x, weight, bias}));
   conv1d_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, cin, cout, kernel);
   if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   conv1d_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
-                                   detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
-                                   r.nodes[1]->data(), r.sizes[0], r.sizes[1], r.sizes[2], r.sizes[3], r.sizes[4]);
-                 },
-                 {x, weight, bias, y},
-                 {batch, length, cin, cout, kernel}});
+    tape.record(detail::Conv1dRecord<T>{x, weight, bias, y, batch, length, cin, cout, kernel});
   return y;
 }
 
@@ -261,30 +298,18 @@ Node<T>* triu(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index batch = x->shape()[0], inner = x->shape().rank() == 3 ? x->shape()[2] : 1;
   Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, weight, bias}));
   triu_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, inner);
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   triu_backward(detail::grad_or_null(r.nodes[0]), detail::grad_or_null(r.nodes[1]),
-                                 detail::grad_or_null(r.nodes[2]), r.nodes[3]->grad.data(), r.nodes[0]->data(),
-                                 r.nodes[1]->data(), r.sizes[0], r.sizes[1], r.sizes[2]);
-                 },
-                 {x, weight, bias, y},
-                 {batch, length, inner}});
+  if (y->requires_grad()) tape.record(detail::TriURecord<T>{x, weight, bias, y, batch, length, inner});
   return y;
 }
 
 template <class T>
 Node<T>* dropout(Tape<T>& tape, Node<T>* x, double p, std::uint64_t seed) {
   if (p == 0.0 || !tape.recording()) return x;
-  Node<T>* mask = tape.node(x->shape(), false);
-  dropout_mask(mask->data(), x->size(), p, seed);
+  T* mask = tape.template save<T>(x->size());
+  dropout_mask(mask, x->size(), p, seed);
   Node<T>* y = tape.node(x->shape(), x->requires_grad());
-  dropout_forward(y->data(), x->data(), mask->data(), x->size());
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   dropout_backward(r.nodes[0]->grad.data(), r.nodes[1]->grad.data(), r.nodes[2]->data(),
-                                    r.nodes[0]->size());
-                 },
-                 {x, y, mask}});
+  dropout_forward(y->data(), x->data(), mask, x->size());
+  if (y->requires_grad()) tape.record(detail::DropoutRecord<T>{x, y, mask});
   return y;
 }
 
@@ -295,15 +320,7 @@ Node<T>* add(Tape<T>& tape, Node<T>* a, Node<T>* b) {
   Node<T>* y = tape.node(a->shape(), detail::any_grad<T>({a, b}));
   const Index n = a->size();
   for (Index i = 0; i < n; ++i) y->data()[i] = a->data()[i] + b->data()[i];
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   const T* dy = r.nodes[2]->grad.data();
-                   for (int k = 0; k < 2; ++k)
-                     if (T* d = detail::grad_or_null(r.nodes[k]))
-                       for (Index i = 0; i < r.sizes[0]; ++i) d[i] += dy[i];
-                 },
-                 {a, b, y},
-                 {n}});
+  if (y->requires_grad()) tape.record(detail::AddRecord<T>{a, b, y});
   return y;
 }
 
@@ -333,23 +350,8 @@ Node<T>* concat1(Tape<T>& tape, std::initializer_list<Node<T>*> parts) {
     offset += block;
   }
   if (grad) {
-    Record<T> r{[](const Record<T>& r) {
-                  const Index batch = r.sizes[0], row = r.sizes[1];
-                  const T* dy = r.nodes[0]->grad.data();
-                  Index offset = 0;
-                  for (std::size_t k = 1; k < r.nodes.size() && r.nodes[k]; ++k) {
-                    Node<T>* p = r.nodes[k];
-                    const Index block = p->size() / batch;
-                    if (T* dp = detail::grad_or_null(p))
-                      for (Index b = 0; b < batch; ++b)
-                        for (Index i = 0; i < block; ++i) dp[b * block + i] += dy[b * row + offset + i];
-                    offset += block;
-                  }
-                },
-                {y},
-                {batch, total * channels}};
-    std::size_t k = 1;
-    for (Node<T>* p : parts) r.nodes[k++] = p;
+    detail::Concat1Record<T> r{y, {}, batch, total * channels};
+    std::copy(parts.begin(), parts.end(), r.parts.begin());
     tape.record(r);
   }
   return y;
@@ -370,15 +372,7 @@ Node<T>* swap12(Tape<T>& tape, Node<T>* x) {
   for (Index b = 0; b < batch; ++b)
     MatrixMap<T>(y->data() + b * rows * cols, cols, rows) =
         ConstMatrixMap<T>(x->data() + b * rows * cols, rows, cols).transpose();
-  if (y->requires_grad())
-    tape.record({[](const Record<T>& r) {
-                   const Index batch = r.sizes[0], rows = r.sizes[1], cols = r.sizes[2];
-                   for (Index b = 0; b < batch; ++b)
-                     MatrixMap<T>(r.nodes[0]->grad.data() + b * rows * cols, rows, cols) +=
-                         ConstMatrixMap<T>(r.nodes[1]->grad.data() + b * rows * cols, cols, rows).transpose();
-                 },
-                 {x, y},
-                 {batch, rows, cols}});
+  if (y->requires_grad()) tape.record(detail::Swap12Record<T>{x, y, batch, rows, cols});
   return y;
 }
 
@@ -391,65 +385,8 @@ Node<T>* view(Tape<T>& tape, Node<T>* x, Shape shape) {
 }
 
 template <class T>
-Node<T>* per_stock(Tape<T>& tape, Node<T>* x, const PerStockParams<T>& params) {
-  detail::expect(x->shape().rank() == 3 && x->shape()[1] >= 2 && x->shape()[1] % 2 == 0, "per_stock",
-                 [&] { return "input must be [N, T, C] with an even T, got " + x->shape().str(); });
-  const Index n = x->shape()[0], steps = x->shape()[1], channels = x->shape()[2];
-  Node<T>* y = tape.node({2 * steps + steps / 2, n}, true);
-  // Training keeps the forward's activations for the backward (2.4 KB a stock at T = 16, C = 5) while
-  // they fit in 8 MB, about the caches (N up to about 3 300; the figures below are from when a stock
-  // took 3.7 KB and the limit was N of about 2 200): NASDAQ's step 2.38 -> 2.11 ms. Beyond,
-  // the backward recomputes them in cache, which measured faster than the round trip through memory
-  // (N = 5000: 14.1 ms with an 18 MB stash, 12.2 without; N = 20 000: 59.7 against 55.0 ms, and a
-  // 154 MB peak against 79 MB). Measured again once the forward also computed GELU's derivative:
-  // always recomputing, NASDAQ 1.47 ms against 1.29-1.32 with the stash; always stashing, N = 5000
-  // 9.6-10.5 against 7.2-8.1 ms and N = 20 000 42.2 against 33.9-34.2 ms: the 8 MB limit stays.
-  Node<T>* stash = nullptr;
-  const Index stash_size = per_stock_stash_size<T>(n, steps, channels);
-  if (y->requires_grad() && stash_size * static_cast<Index>(sizeof(T)) <= (Index(8) << 20))
-    stash = tape.node({stash_size}, false);
-  per_stock_forward(y->data(), x->data(), params.value, n, steps, channels, stash ? stash->data() : nullptr);
-  if (y->requires_grad()) {
-    Record<T> r{[](const Record<T>& r) {
-                  const auto& p = *static_cast<const PerStockParams<T>*>(r.context);
-                  per_stock_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(),
-                                     r.nodes[0]->data(), p.value, r.sizes[0], r.sizes[1], r.sizes[2],
-                                     r.nodes[2] ? r.nodes[2]->data() : nullptr);
-                },
-                {x, y, stash},
-                {n, steps, channels}};
-    r.context = &params;
-    tape.record(r);
-  }
-  return y;
-}
-
-template <class T>
-Node<T>* stock_head(Tape<T>& tape, Node<T>* y, const StockHeadParams<T>& params) {
-  detail::expect(y->shape().rank() == 2 && y->shape()[1] == params.stocks, "stock_head", [&] {
-    return "input must be [F, N] with N = " + std::to_string(params.stocks) + ", got " + y->shape().str();
-  });
-  const Index fused = y->shape()[0], n = y->shape()[1], market = params.market;
-  Node<T>* out = tape.node({n, 1}, true);
-  Node<T>* stash = detail::double_node(tape, stock_head_stash_size(n, fused, market));  // its activations
-  stock_head_forward(out->data(), y->data(), params.value, n, fused, market, detail::doubles(stash));
-  if (out->requires_grad()) {
-    Record<T> r{[](const Record<T>& r) {
-                  const auto& p = *static_cast<const StockHeadParams<T>*>(r.context);
-                  stock_head_backward(detail::grad_or_null(r.nodes[0]), p.grad, r.nodes[1]->grad.data(), p.value,
-                                      r.sizes[0], r.sizes[1], p.market,
-                                      detail::doubles(r.nodes[2]));
-                },
-                {y, out, stash},
-                {n, fused}};
-    r.context = &params;
-    tape.record(r);
-  }
-  return out;
-}
-
-template <class T>
-LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha) {
+LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt, Node<T>* mask, T alpha,
+                        RankLossWorkspace& workspace) {
   const Index n = pred->size();
   for (Node<T>* other : {base, gt, mask})
     detail::expect(other->size() == n, "rank_loss", [&] {
@@ -458,27 +395,15 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
   LossOutput<T> out;
   out.rr = tape.node(pred->shape(), false);
   out.loss = tape.node({1}, pred->requires_grad());
-  // For a backward, the forward keeps each stock's S_i (n doubles) so that the backward needs no sort:
-  // O(N) instead of O(N log N).
+  // For a backward, the forward keeps each stock's S_i so that the backward needs no sort: O(N).
   const bool backward = out.loss->requires_grad();
-  double* hinge_data = backward ? detail::doubles(detail::double_node(tape, n)) : nullptr;
-  const RankLoss<T> l = rank_loss_forward_sorted(out.rr->data(), pred->data(), base->data(), gt->data(),
-                                                 mask->data(), n, alpha, detail::rank_loss_scratch(), hinge_data);
+  double* hinge = backward ? tape.template save<double>(n) : nullptr;
+  const RankLoss<T> l = rank_loss_forward_sorted(out.rr->data(), pred->data(), base->data(), gt->data(), mask->data(),
+                                                 n, alpha, workspace, hinge);
   out.loss->data()[0] = l.loss;
   out.reg = l.reg;
   out.rank = l.rank;
-  if (backward) {
-    Record<T> r{[](const Record<T>& r) {
-                  rank_loss_backward_from_hinge(r.nodes[0]->grad.data(), r.nodes[5]->grad.data()[0], r.nodes[4]->data(),
-                                                r.nodes[1]->data(), r.nodes[2]->data(), r.nodes[3]->data(), r.sizes[0],
-                                                r.scalar, static_cast<const double*>(r.context));
-                },
-                {pred, base, gt, mask, out.rr, out.loss},
-                {n},
-                alpha};
-    r.context = hinge_data;  // tape memory: valid until the tape is reset
-    tape.record(r);
-  }
+  if (backward) tape.record(detail::RankLossRecord<T>{pred, base, gt, mask, out.rr, out.loss, hinge, n, alpha});
   return out;
 }
 

@@ -1,24 +1,32 @@
 // stockmixer/autograd/tape.hpp — the smallest tape that trains StockMixer.
 //
 // A Node is a tensor in the computation: a view of its value and, when it needs one, of its gradient.
-// Parameters are nodes over memory their module owns; inputs are nodes over the caller's memory;
-// every intermediate is a node over memory the tape owns.
+// Parameters are nodes over the parameter store (parameters.hpp); inputs are nodes over the caller's
+// memory; every intermediate is a node over memory the tape owns.
 //
-// Ops (autograd/ops.hpp) compute their output with a kernel's forward and, when the tape records,
-// push a Record: a captureless backward function plus the nodes and sizes it needs. `backward(loss)`
-// seeds d(loss) = 1 and walks the records in reverse, each one calling its kernel's backward, which
-// accumulates into its inputs' gradients. The order ops were recorded in is already a valid order.
+// An op computes its output with a kernel's forward and, when the tape records, records a struct of
+// its own type holding, as typed members, what its backward needs (nodes, sizes, saved buffers), and
+// whose `backward() const` calls the kernel's backward, accumulating into its inputs' gradients
+// (torch.autograd.Function's shape; the generic ops are in autograd/ops.hpp, the model's fused blocks
+// record theirs in model.hpp). `backward(loss)` seeds d(loss) = 1 and calls the records in reverse:
+// the order ops were recorded in is already a valid order.
 //
-// Memory is recycled: `reset()` forgets the records but keeps every intermediate's buffers, and the
-// next pass through the same graph takes the same slots back in the same order, so a model that runs
-// the same shapes again allocates nothing (the inference path relies on it).
+// Memory is recycled: `reset()` forgets the records but keeps every buffer, and the next pass through
+// the same graph takes the same buffers back in the same order, so a model that runs the same shapes
+// again allocates nothing (inference and the training step rely on it).
 #pragma once
 
+#include "stockmixer/parameters.hpp"
 #include "stockmixer/tensor.hpp"
+#include "stockmixer/workspace.hpp"
 
 #include <algorithm>
-#include <array>
+#include <cstddef>
 #include <deque>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace stockmixer::autograd {
@@ -38,17 +46,6 @@ struct Node {
   void reshape(Shape shape);
 };
 
-// What a recorded op's backward needs: nodes, sizes, one scalar, and for a fused op the weights it
-// reads (owned by the module that recorded it, which outlives the backward).
-template <class T>
-struct Record {
-  void (*backward)(const Record&) = nullptr;
-  std::array<Node<T>*, 6> nodes{};
-  std::array<Index, 6> sizes{};
-  T scalar = T(0);
-  const void* context = nullptr;
-};
-
 enum class Mode { kTrain, kInference };
 
 template <class T>
@@ -57,7 +54,7 @@ class Tape {
   explicit Tape(Mode mode = Mode::kTrain) : mode_(mode) {}
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;
-  Tape(Tape&&) = default;  // a deque moves its blocks: nodes handed out stay valid
+  Tape(Tape&&) = default;  // deques and blocks move whole: nodes and buffers handed out stay valid
   Tape& operator=(Tape&&) = default;
 
   Mode mode() const { return mode_; }
@@ -66,12 +63,19 @@ class Tape {
   // A new intermediate of this shape. Its gradient exists (zeroed) when `requires_grad` and the tape
   // records; its value is uninitialised.
   Node<T>* node(Shape shape, bool requires_grad);
-  // A node over memory somebody else owns (an input, or a parameter outside a module).
+  // A node over memory somebody else owns (an input).
   Node<T>* wrap(TensorMap<T> value, TensorMap<T> grad = {});
+  // A parameter's node: its values and, when the tape records, its gradient.
+  Node<T>* parameter(const Parameter<T>& p);
+  // `count` values of U kept for a backward (an op's saved statistics or activations), 64-byte
+  // aligned, contents unspecified; valid until reset().
+  template <class U>
+  U* save(Index count);
 
-  void record(const Record<T>& r) {
-    if (recording()) records_.push_back(r);
-  }
+  // Records op when the tape records: a struct with a `void backward() const` and, as members, what
+  // that backward reads (views and sizes, never owners: records are recycled without destruction).
+  template <class Op>
+  void record(const Op& op);
 
   // Seeds d(output) = 1 (output must hold one value) and replays the records in reverse.
   void backward(Node<T>* output);
@@ -87,12 +91,35 @@ class Tape {
     Tensor<T> value, grad;
     Node<T> node;
   };
+  // A record as the tape replays it: any op's struct behind one interface.
+  struct Record {
+    virtual void backward() const = 0;
+
+   protected:
+    ~Record() = default;
+  };
+  template <class Op>
+  struct Recorded final : Record {
+    explicit Recorded(const Op& o) : op(o) {}
+    void backward() const override { op.backward(); }
+    Op op;
+  };
+  // Records live in blocks of kBlock bytes, handed out in order and recycled by reset().
+  static constexpr std::size_t kBlock = 16384;
+  std::byte* allocate_record(std::size_t size, std::size_t align);
+  void replay();
+
   Mode mode_;
   std::deque<Slot> slots_;  // deque: slots never move, so nodes handed out stay valid
   std::size_t used_ = 0;
   std::deque<Node<T>> wrapped_;
   std::size_t wrapped_used_ = 0;
-  std::vector<Record<T>> records_;
+  std::deque<Scratch<T>> saved_;
+  std::deque<Scratch<double>> saved_doubles_;
+  std::size_t saved_used_ = 0, saved_doubles_used_ = 0;
+  std::vector<std::unique_ptr<std::byte[]>> blocks_;
+  std::size_t block_ = 0, block_used_ = 0;  // the block records go to now, and its bytes taken
+  std::vector<const Record*> records_;
 };
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -131,13 +158,58 @@ Node<T>* Tape<T>::wrap(TensorMap<T> value, TensorMap<T> grad) {
 }
 
 template <class T>
+Node<T>* Tape<T>::parameter(const Parameter<T>& p) {
+  return wrap(TensorMap<T>(p.value(), p.shape()), TensorMap<T>(p.grad(), p.shape()));
+}
+
+template <class T>
+template <class U>
+U* Tape<T>::save(Index count) {
+  static_assert(std::is_same_v<U, T> || std::is_same_v<U, double>, "a tape saves values of T or double");
+  if constexpr (std::is_same_v<U, T>) {
+    if (saved_used_ == saved_.size()) saved_.emplace_back();
+    return saved_[saved_used_++].get(count);
+  } else {
+    if (saved_doubles_used_ == saved_doubles_.size()) saved_doubles_.emplace_back();
+    return saved_doubles_[saved_doubles_used_++].get(count);
+  }
+}
+
+template <class T>
+std::byte* Tape<T>::allocate_record(std::size_t size, std::size_t align) {
+  static_assert(kBlock % alignof(std::max_align_t) == 0);
+  for (;; ++block_, block_used_ = 0) {
+    if (block_ == blocks_.size()) blocks_.push_back(std::make_unique<std::byte[]>(std::max(kBlock, size)));
+    const std::size_t at = (block_used_ + align - 1) / align * align;
+    if (at + size <= std::max(kBlock, size)) {
+      block_used_ = at + size;
+      return blocks_[block_].get() + at;
+    }
+  }
+}
+
+template <class T>
+template <class Op>
+void Tape<T>::record(const Op& op) {
+  static_assert(std::is_trivially_destructible_v<Op>, "records are recycled without destruction: views only");
+  static_assert(alignof(Recorded<Op>) <= alignof(std::max_align_t));
+  if (!recording()) return;
+  records_.push_back(new (allocate_record(sizeof(Recorded<Op>), alignof(Recorded<Op>))) Recorded<Op>(op));
+}
+
+template <class T>
+void Tape<T>::replay() {
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it) (*it)->backward();
+}
+
+template <class T>
 void Tape<T>::backward(Node<T>* output) {
   if (!recording()) throw Error("stockmixer::autograd::Tape::backward: the tape is in inference mode");
   if (!output->requires_grad() || output->size() != 1)
     throw Error("stockmixer::autograd::Tape::backward: the output must be one value that needs a gradient, got " +
                 output->shape().str());
   output->grad.data()[0] = T(1);
-  for (auto it = records_.rbegin(); it != records_.rend(); ++it) it->backward(*it);
+  replay();
 }
 
 template <class T>
@@ -147,14 +219,14 @@ void Tape<T>::backward(Node<T>* output, TensorMap<const T> seed) {
     throw Error("stockmixer::autograd::Tape::backward: the seed gradient " + seed.shape().str() +
                 " does not match the output " + output->shape().str());
   std::copy(seed.data(), seed.data() + seed.size(), output->grad.data());
-  for (auto it = records_.rbegin(); it != records_.rend(); ++it) it->backward(*it);
+  replay();
 }
 
 template <class T>
 void Tape<T>::reset() {
   records_.clear();
-  used_ = 0;
-  wrapped_used_ = 0;
+  used_ = wrapped_used_ = saved_used_ = saved_doubles_used_ = 0;
+  block_ = block_used_ = 0;
 }
 
 }  // namespace stockmixer::autograd

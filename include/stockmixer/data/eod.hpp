@@ -416,31 +416,6 @@ void for_each_ticker_file(const std::string& who, const std::string& dir, const 
   }
 }
 
-// The dtype string of a .npy file's header ("<f4", "<f8"), or "" when it cannot be read.
-inline std::string npy_descr(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char head[10];
-  if (!in.read(head, 10) || std::memcmp(head, "\x93NUMPY", 6) != 0) return "";
-  std::size_t len = 0;
-  if (head[6] == 1) {
-    len = static_cast<unsigned char>(head[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(head[9])) << 8);
-  } else {
-    char more[2];
-    if (!in.read(more, 2)) return "";
-    len = static_cast<unsigned char>(head[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(head[9])) << 8) |
-          (static_cast<std::size_t>(static_cast<unsigned char>(more[0])) << 16) |
-          (static_cast<std::size_t>(static_cast<unsigned char>(more[1])) << 24);
-  }
-  if (len > (std::size_t{1} << 20)) return "";
-  std::string header(len, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(len))) return "";
-  const std::size_t key = header.find("'descr'");
-  if (key == std::string::npos) return "";
-  const std::size_t a = header.find('\'', header.find(':', key));
-  const std::size_t b = a == std::string::npos ? a : header.find('\'', a + 1);
-  return b == std::string::npos ? "" : header.substr(a + 1, b - a - 1);
-}
-
 // sum_r relation[i, j, r] == 0 for every (i, j), after the shape and finiteness checks.
 template <class T>
 std::vector<char> relation_absent(const Tensor<T>& relation, const std::string& who) {
@@ -560,8 +535,9 @@ LoadedMarket<T> load_market_dir(const std::string& dir, const std::string& marke
 
 template <class T>
 Market<T> load_sp500_npy(const std::string& path, Index steps) {
-  const Tensor<double> data = io::read_npy<double>(path);  // [N, D_file, F]; float32 values are exact
-  const bool f32 = detail::npy_descr(path) == "<f4";       // numpy computes gt in the file's dtype
+  std::string dtype;
+  const Tensor<double> data = io::read_npy<double>(path, &dtype);  // [N, D_file, F]; float32 values are exact
+  const bool f32 = dtype == "<f4";                                 // numpy computes gt in the file's dtype
   if (data.rank() != 3)
     throw Error(path + ": the S&P 500 array must be [N, D, F], got shape " + data.shape().str());
   const Index n = data.dim(0), d_file = data.dim(1), f = data.dim(2), d = d_file - kSp500TimeCut;

@@ -21,15 +21,16 @@ namespace stockmixer::io {
 
 // ---- interface -------------------------------------------------------------------------------------
 
+// `dtype`, when given, receives the file's dtype string ("<f4" or "<f8").
 template <class T>
-Tensor<T> read_npy(const std::string& path);
+Tensor<T> read_npy(const std::string& path, std::string* dtype = nullptr);
 template <class T>
 void write_npy(const std::string& path, TensorMap<const T> tensor);
 
 // ---- implementation --------------------------------------------------------------------------------
 
 template <class T>
-Tensor<T> read_npy(const std::string& path) {
+Tensor<T> read_npy(const std::string& path, std::string* dtype) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw Error(path + ": cannot open the file");
   const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
@@ -54,6 +55,7 @@ Tensor<T> read_npy(const std::string& path) {
     return from_xtensor<T>(a);
   };
   const std::string& type = npy.m_typestring;
+  if (dtype) *dtype = type;
   if (type == "<f4") return convert(float{});
   if (type == "<f8") return convert(double{});
   throw Error(path + ": dtype '" + type + "' is not supported (expected float32 '<f4' or float64 '<f8')");

@@ -1,5 +1,5 @@
 // stockmixer/kernels/conv1d.hpp — Conv1d(Ci, Co, kernel_size=K, stride=K), as torch.nn.Conv1d, on the
-// channels-last layout StockMixer keeps its features in.
+// channels-last layout [B, L, C] (features last).
 //
 //   shapes    x [B, L, Ci] (PyTorch's input is x.permute(0, 2, 1)), weight [Co, Ci, K] (PyTorch's
 //             layout), bias [Co], y [B, Lo, Co] with Lo = floor((L - K) / K) + 1 = floor(L / K);

@@ -27,22 +27,30 @@ void hardswish_forward(T* y, const T* x, Index n);
 template <class T>
 void hardswish_backward(T* dx, const T* dy, const T* x, Index n);
 
+// One value (the fused stock head calls these in double).
+template <class T>
+T hardswish(T x) {
+  return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+}
+template <class T>
+T hardswish_grad(T x) {
+  return x < T(-3) ? T(0) : x <= T(3) ? x / T(3) + T(0.5) : T(1);
+}
+
 // ---- implementation --------------------------------------------------------------------------------
 
 template <class T>
 void hardswish_forward(T* y, const T* x, Index n) {
   parallel_for(n, 16384, [&](Index i0, Index i1) {
-    for (Index i = i0; i < i1; ++i) y[i] = x[i] * std::min(std::max(x[i] + T(3), T(0)), T(6)) / T(6);
+    for (Index i = i0; i < i1; ++i) y[i] = hardswish(x[i]);
   });
 }
 
 template <class T>
 void hardswish_backward(T* dx, const T* dy, const T* x, Index n) {
   parallel_for(n, 16384, [&](Index i0, Index i1) {
-    for (Index i = i0; i < i1; ++i) {
-      if (x[i] < T(-3)) continue;  // h' = 0
-      dx[i] += x[i] <= T(3) ? dy[i] * (x[i] / T(3) + T(0.5)) : dy[i];
-    }
+    for (Index i = i0; i < i1; ++i)
+      if (!(x[i] < T(-3))) dx[i] += dy[i] * hardswish_grad(x[i]);  // h' = 0 below -3: nothing added
   });
 }
 

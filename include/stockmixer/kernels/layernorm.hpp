@@ -40,6 +40,17 @@ template <class T>
 void layernorm_forward_naive(T* y, T* mean, T* rstd, const T* x, const T* gamma, const T* beta, Index rows,
                              Index dim, double eps = 1e-5);
 
+// The per-row formulas, which the fused blocks' LayerNorms (model/) also use on their own layouts and
+// vector types V (double, or GCC vectors of double or T: results are written through references, since
+// a vector returned by value draws GCC's -Wpsabi note).
+//   mean and biased variance of n values from one pass of sums in double, Σx and Σx² (float input:
+//   24-bit values in 53-bit sums), the variance clamped at 0
+template <class V>
+void layernorm_moments(V& mean, V& var, const V& sum, const V& sum_sq, double n);
+//   one input gradient: rstd · ((g - mean(g)) - x̂ · mean(g · x̂)), g = dy · gamma
+template <class Out, class R, class G, class M, class X>
+void layernorm_dx(Out& dx, const R& rstd, const G& g, const M& mean_g, const X& xhat, const M& mean_gx);
+
 // ---- implementation --------------------------------------------------------------------------------
 
 namespace detail {
@@ -98,6 +109,18 @@ void row_sums_g_gxhat(double& sum_g, double& sum_gx, const T* dy, const T* gamma
 }
 }  // namespace detail
 
+template <class V>
+inline void layernorm_moments(V& mean, V& var, const V& sum, const V& sum_sq, double n) {
+  mean = sum / n;
+  var = sum_sq / n - mean * mean;
+  var = var > 0.0 ? var : V{};
+}
+
+template <class Out, class R, class G, class M, class X>
+inline void layernorm_dx(Out& dx, const R& rstd, const G& g, const M& mean_g, const X& xhat, const M& mean_gx) {
+  dx = rstd * ((g - mean_g) - xhat * mean_gx);
+}
+
 template <class T>
 void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const T* beta, Index rows, Index dim,
                        double eps) {
@@ -133,7 +156,9 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
         for (Index j = 0; j < dim; ++j) {
           const double g = static_cast<double>(gr[j]) * gamma[j];
           const double xhat = (xr[j] - mu) * rs;
-          dxr[j] += static_cast<T>(rs * (g - g_mean - xhat * gx_mean));
+          double d;
+          layernorm_dx(d, rs, g, g_mean, xhat, gx_mean);
+          dxr[j] += static_cast<T>(d);
         }
       }
     });

@@ -38,8 +38,8 @@ void linear_backward_naive(T* dx, T* dweight, T* dbias, const T* dy, const T* x,
 // ---- implementation --------------------------------------------------------------------------------
 
 namespace detail {
-// Fixed-size path for StockMixer's narrowest Linears, the channel mixers (C -> C) and channel_fc
-// (C -> 1) at C = 5, run on N·T, N·S and N·F rows: a GEMM with inner size 5 spends its time packing,
+// Fixed-size path for the narrowest Linears, C -> C and C -> 1 at C = 5 (the model's channel mixers
+// and channel_fc, run on N·T, N·S and N·F rows): a GEMM with inner size 5 spends its time packing,
 // and a row with I and O known at compile time is a few unrolled multiply-adds. dW sums over the rows in
 // double (16416 terms), in row order per output row; threads own output rows, as in the general path.
 template <int I, int O, class T>

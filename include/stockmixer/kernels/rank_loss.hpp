@@ -1,4 +1,4 @@
-// stockmixer/kernels/rank_loss.hpp — the StockMixer objective, as the original's get_loss:
+// stockmixer/kernels/rank_loss.hpp — the ranking objective of the original's get_loss:
 // a masked MSE on return ratios plus alpha times a pairwise ranking hinge.
 //
 //   shapes    pred, base, gt, mask, rr [N] (the original's [N, 1] columns); loss, reg, rank scalars

@@ -2,8 +2,8 @@
 // list of nn.Linear(i + 1, 1); together a lower-triangular L x L weight plus a bias per position.
 //
 //   shapes    x, y [B, L, K]: the mixing axis L sits between a batch B and a trailing K. K = 1 is
-//             the original's layout ([..., L], the last axis); in StockMixer's [N, T, C] layout the
-//             time mixer is B = N, L = T, K = C, which spares the two permutes of the original.
+//             the original's layout ([..., L], the last axis); on a [N, T, C] layout a time mixer is
+//             B = N, L = T, K = C, which spares the two permutes of the original.
 //             weight [L, L] row-major, only the lower triangle (k <= i) is read or written, so row
 //             i's first i + 1 values are exactly PyTorch's `triU.i.weight` [1, i + 1]; bias [L]
 //             holds the `triU.i.bias` values (bias may be null: no bias).

@@ -6,7 +6,6 @@
 #include "stockmixer/nn/module.hpp"
 
 #include <string>
-#include <vector>
 
 namespace stockmixer::nn {
 
@@ -16,15 +15,17 @@ namespace stockmixer::nn {
 template <class T>
 class Linear {
  public:
-  Linear(Index in, Index out) : weight({out, in}), bias({out}), in_(in) {}
+  Linear(Index in, Index out) : weight(Shape{out, in}), bias(Shape{out}) {}
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    store.add(prefix + "weight", weight);
+    store.add(prefix + "bias", bias);
+  }
   void init(Init& init);
-  Node<T>* forward(Tape<T>& tape, Node<T>* x) { return autograd::linear(tape, x, weight.node(), bias.node()); }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out);
+  Node<T>* forward(Tape<T>& tape, Node<T>* x) {
+    return autograd::linear(tape, x, tape.parameter(weight), tape.parameter(bias));
+  }
 
   Parameter<T> weight, bias;
-
- private:
-  Index in_;
 };
 
 // nn.LayerNorm(shape): weight (gamma) and bias (beta) of `shape`, normalising the trailing dims.
@@ -32,14 +33,16 @@ template <class T>
 class LayerNorm {
  public:
   explicit LayerNorm(Shape shape) : weight(shape), bias(shape) {}
-  void init(Init&) {
-    weight.value().fill(T(1));
-    bias.value().zero();
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    store.add(prefix + "weight", weight);
+    store.add(prefix + "bias", bias);
   }
-  Node<T>* forward(Tape<T>& tape, Node<T>* x) { return autograd::layernorm(tape, x, weight.node(), bias.node()); }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    out.push_back(weight.view(prefix + "weight"));
-    out.push_back(bias.view(prefix + "bias"));
+  void init(Init&) {
+    std::fill(weight.value(), weight.value() + weight.size(), T(1));
+    std::fill(bias.value(), bias.value() + bias.size(), T(0));
+  }
+  Node<T>* forward(Tape<T>& tape, Node<T>* x) {
+    return autograd::layernorm(tape, x, tape.parameter(weight), tape.parameter(bias));
   }
 
   Parameter<T> weight, bias;
@@ -49,27 +52,32 @@ class LayerNorm {
 template <class T>
 class Conv1d {
  public:
-  Conv1d(Index cin, Index cout, Index kernel) : weight({cout, cin, kernel}), bias({cout}) {}
+  Conv1d(Index cin, Index cout, Index kernel) : weight(Shape{cout, cin, kernel}), bias(Shape{cout}) {}
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    store.add(prefix + "weight", weight);
+    store.add(prefix + "bias", bias);
+  }
   void init(Init& init);
-  Node<T>* forward(Tape<T>& tape, Node<T>* x) { return autograd::conv1d(tape, x, weight.node(), bias.node()); }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    out.push_back(weight.view(prefix + "weight"));
-    out.push_back(bias.view(prefix + "bias"));
+  Node<T>* forward(Tape<T>& tape, Node<T>* x) {
+    return autograd::conv1d(tape, x, tape.parameter(weight), tape.parameter(bias));
   }
 
   Parameter<T> weight, bias;
 };
 
-// The original's TriU: a list of nn.Linear(i + 1, 1). Stored as one lower-triangular [L, L] weight and
-// an [L] bias; the PyTorch parameters `triU.i.weight` [1, i + 1] and `triU.i.bias` [1] are views into
-// them (row i's first i + 1 values, and bias[i]). Applied on axis 1 of [B, L, K] (or [B, L]).
+// The original's TriU: a list of nn.Linear(i + 1, 1). Kept as one lower-triangular [L, L] weight (the
+// upper triangle zero, never a parameter) and an [L] bias; the PyTorch parameters `triU.i.weight`
+// [1, i + 1] and `triU.i.bias` [1] are views into them (row i's first i + 1 values, and bias[i]).
+// Applied on axis 1 of [B, L, K] (or [B, L]).
 template <class T>
 class TriU {
  public:
-  explicit TriU(Index length) : weight({length, length}), bias({length}), length_(length) {}
+  explicit TriU(Index length) : weight(Shape{length, length}), bias(Shape{length}), length_(length) {}
+  void declare(ParameterStore<T>& store, const std::string& prefix);
   void init(Init& init);
-  Node<T>* forward(Tape<T>& tape, Node<T>* x) { return autograd::triu(tape, x, weight.node(), bias.node()); }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out);
+  Node<T>* forward(Tape<T>& tape, Node<T>* x) {
+    return autograd::triu(tape, x, tape.parameter(weight), tape.parameter(bias));
+  }
   Index length() const { return length_; }
 
   Parameter<T> weight, bias;
@@ -82,39 +90,35 @@ class TriU {
 
 template <class T>
 void Linear<T>::init(Init& init) {
-  init.uniform_fan_in(weight.value().data(), weight.value().size(), in_);
-  init.uniform_fan_in(bias.value().data(), bias.value().size(), in_);
-}
-
-template <class T>
-void Linear<T>::parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-  out.push_back(weight.view(prefix + "weight"));
-  out.push_back(bias.view(prefix + "bias"));
+  const Index in = weight.shape()[1];
+  init.uniform_fan_in(weight.value(), weight.size(), in);
+  init.uniform_fan_in(bias.value(), bias.size(), in);
 }
 
 template <class T>
 void Conv1d<T>::init(Init& init) {
   const Index fan_in = weight.shape()[1] * weight.shape()[2];
-  init.uniform_fan_in(weight.value().data(), weight.value().size(), fan_in);
-  init.uniform_fan_in(bias.value().data(), bias.value().size(), fan_in);
+  init.uniform_fan_in(weight.value(), weight.size(), fan_in);
+  init.uniform_fan_in(bias.value(), bias.size(), fan_in);
 }
 
 template <class T>
-void TriU<T>::init(Init& init) {
-  weight.value().zero();  // the upper triangle stays zero: it is not a parameter
+void TriU<T>::declare(ParameterStore<T>& store, const std::string& prefix) {
+  store.add_storage(weight);
+  store.add_storage(bias);
   for (Index i = 0; i < length_; ++i) {
-    init.uniform_fan_in(weight.value().data() + i * length_, i + 1, i + 1);
-    init.uniform_fan_in(bias.value().data() + i, 1, i + 1);
+    const std::string p = prefix + "triU." + std::to_string(i) + ".";
+    store.add_view(p + "weight", weight, i * length_, Shape{1, i + 1});
+    store.add_view(p + "bias", bias, i, Shape{1});
   }
 }
 
 template <class T>
-void TriU<T>::parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
+void TriU<T>::init(Init& init) {
+  std::fill(weight.value(), weight.value() + weight.size(), T(0));  // the upper triangle stays zero
   for (Index i = 0; i < length_; ++i) {
-    const std::string p = prefix + "triU." + std::to_string(i) + ".";
-    out.push_back({p + "weight", Shape{1, i + 1}, weight.value().data() + i * length_,
-                   weight.grad().data() + i * length_});
-    out.push_back({p + "bias", Shape{1}, bias.value().data() + i, bias.grad().data() + i});
+    init.uniform_fan_in(weight.value() + i * length_, i + 1, i + 1);
+    init.uniform_fan_in(bias.value() + i, 1, i + 1);
   }
 }
 

@@ -9,8 +9,8 @@
 #include "stockmixer/nn/layers.hpp"
 
 #include <cstdint>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace stockmixer::nn {
@@ -29,9 +29,9 @@ class MixerBlock {
     dense_2.init(init);
   }
   Node<T>* forward(Tape<T>& tape, Node<T>* x, std::uint64_t seed = 0);
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    dense_1.parameters(prefix + "dense_1.", out);
-    dense_2.parameters(prefix + "dense_2.", out);
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    dense_1.declare(store, prefix + "dense_1.");
+    dense_2.declare(store, prefix + "dense_2.");
   }
 
   Linear<T> dense_1, dense_2;
@@ -41,13 +41,13 @@ class MixerBlock {
 };
 
 // LN_1 over [L, C] -> time mixer on axis 1 -> LN_2(· + u) -> x + MixerBlock(C, C)(x).
-// TimeMixer is TriU<T> (Mixer2dTriU) or MixerBlock<T> (Mixer2d).
+// TimeMixer is TriU<T> (Mixer2dTriU) or MixerBlock<T> (Mixer2d); dropout is the channel mixer's.
 template <class T, class TimeMixer>
 class Mixer2dBase {
  public:
-  Mixer2dBase(Index steps, Index channels, TimeMixer time_mixer)
+  Mixer2dBase(Index steps, Index channels, TimeMixer time_mixer, double dropout = 0.0)
       : LN_1(Shape{steps, channels}), LN_2(Shape{steps, channels}), timeMixer(std::move(time_mixer)),
-        channelMixer(channels, channels) {}
+        channelMixer(channels, channels, dropout) {}
   void init(Init& init) {
     LN_1.init(init);
     LN_2.init(init);
@@ -55,11 +55,11 @@ class Mixer2dBase {
     channelMixer.init(init);
   }
   Node<T>* forward(Tape<T>& tape, Node<T>* u);  // u [N, L, C] -> [N, L, C]
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    LN_1.parameters(prefix + "LN_1.", out);
-    LN_2.parameters(prefix + "LN_2.", out);
-    timeMixer.parameters(prefix + "timeMixer.", out);
-    channelMixer.parameters(prefix + "channelMixer.", out);
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    LN_1.declare(store, prefix + "LN_1.");
+    LN_2.declare(store, prefix + "LN_2.");
+    timeMixer.declare(store, prefix + "timeMixer.");
+    channelMixer.declare(store, prefix + "channelMixer.");
   }
 
   LayerNorm<T> LN_1, LN_2;
@@ -69,7 +69,8 @@ class Mixer2dBase {
 
 template <class T>
 struct Mixer2dTriU : Mixer2dBase<T, TriU<T>> {
-  Mixer2dTriU(Index steps, Index channels) : Mixer2dBase<T, TriU<T>>(steps, channels, TriU<T>(steps)) {}
+  Mixer2dTriU(Index steps, Index channels, double dropout = 0.0)
+      : Mixer2dBase<T, TriU<T>>(steps, channels, TriU<T>(steps), dropout) {}
 };
 
 template <class T>
@@ -89,9 +90,9 @@ class TimeMixerBlock {
   Node<T>* forward(Tape<T>& tape, Node<T>* x) {
     return dense_2.forward(tape, autograd::gelu(tape, dense_1.forward(tape, x)));
   }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    dense_1.parameters(prefix + "dense_1.", out);
-    dense_2.parameters(prefix + "dense_2.", out);
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    dense_1.declare(store, prefix + "dense_1.");
+    dense_2.declare(store, prefix + "dense_2.");
   }
 
   TriU<T> dense_1, dense_2;
@@ -109,7 +110,7 @@ class MultiScaleTimeMixer {
   MultiScaleTimeMixer(Index steps, Index channels, Index scales);
   void init(Init& init);
   Node<T>* forward(Tape<T>& tape, Node<T>* x);
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out);
+  void declare(ParameterStore<T>& store, const std::string& prefix);
 
  private:
   struct Branch {
@@ -125,8 +126,8 @@ class MultiScaleTimeMixer {
 template <class T>
 class MultTime2dMixer {
  public:
-  MultTime2dMixer(Index steps, Index channels, Index scale_steps)
-      : mix_layer(steps, channels), scale_mix_layer(scale_steps, channels) {}
+  MultTime2dMixer(Index steps, Index channels, Index scale_steps, double dropout = 0.0)
+      : mix_layer(steps, channels, dropout), scale_mix_layer(scale_steps, channels, dropout) {}
   void init(Init& init) {
     mix_layer.init(init);
     scale_mix_layer.init(init);
@@ -136,9 +137,9 @@ class MultTime2dMixer {
     Node<T>* x = mix_layer.forward(tape, u);
     return autograd::concat1(tape, {u, x, y});
   }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    mix_layer.parameters(prefix + "mix_layer.", out);
-    scale_mix_layer.parameters(prefix + "scale_mix_layer.", out);
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    mix_layer.declare(store, prefix + "mix_layer.");
+    scale_mix_layer.declare(store, prefix + "scale_mix_layer.");
   }
 
   Mixer2dTriU<T> mix_layer, scale_mix_layer;
@@ -162,10 +163,10 @@ class NoGraphMixer {
     x = dense2.forward(tape, x);                        // [F, N]
     return autograd::transpose(tape, x);                // [N, F]
   }
-  void parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
-    dense1.parameters(prefix + "dense1.", out);
-    dense2.parameters(prefix + "dense2.", out);
-    layer_norm_stock.parameters(prefix + "layer_norm_stock.", out);
+  void declare(ParameterStore<T>& store, const std::string& prefix) {
+    dense1.declare(store, prefix + "dense1.");
+    dense2.declare(store, prefix + "dense2.");
+    layer_norm_stock.declare(store, prefix + "layer_norm_stock.");
   }
 
   Linear<T> dense1, dense2;
@@ -263,13 +264,13 @@ Node<T>* MultiScaleTimeMixer<T>::forward(Tape<T>& tape, Node<T>* x) {
 }
 
 template <class T>
-void MultiScaleTimeMixer<T>::parameters(const std::string& prefix, std::vector<ParamView<T>>& out) {
+void MultiScaleTimeMixer<T>::declare(ParameterStore<T>& store, const std::string& prefix) {
   for (std::size_t i = 0; i < branches_.size(); ++i) {
     const std::string p = prefix + "mix_layer." + std::to_string(i) + ".";
-    if (i == 0) branches_[i].norm.parameters(p + "0.", out);
-    else branches_[i].conv.parameters(p + "0.", out);
-    branches_[i].first.parameters(p + "1.", out);
-    branches_[i].second.parameters(p + "3.", out);
+    if (i == 0) branches_[i].norm.declare(store, p + "0.");
+    else branches_[i].conv.declare(store, p + "0.");
+    branches_[i].first.declare(store, p + "1.");
+    branches_[i].second.declare(store, p + "3.");
   }
 }
 

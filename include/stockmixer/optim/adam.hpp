@@ -17,12 +17,14 @@
 //   stores  per tensor exp_avg m and exp_avg_sq v (zero at first), and the step count t.
 //
 // adam_update is the kernel: one tensor, contiguous memory, no allocation, threads by fixed chunks
-// (results do not depend on the thread count). Adam<T> owns the moments of a list of parameters.
+// (results do not depend on the thread count). Adam<T> updates a whole ParameterStore with it: its
+// moments are one allocation laid out as the store, so a step is one adam_update over every value.
 // Math: docs/math/adam.md · tests: tests/test_optim.cpp (fixtures: tests/make_optim_fixtures.py)
 #pragma once
 
-#include "stockmixer/common.hpp"
+#include "stockmixer/isa.hpp"
 #include "stockmixer/parallel.hpp"
+#include "stockmixer/parameters.hpp"
 #include "stockmixer/tensor.hpp"
 
 #include <algorithm>
@@ -34,8 +36,6 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 namespace stockmixer {
 
@@ -63,57 +63,36 @@ template <class T>
 void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, std::int64_t step,
                  const AdamOptions& opt);
 
-// A parameter as the optimiser sees it: its name (for checkpoints), values and gradient, both of
-// `size` contiguous values owned by somebody else.
-template <class T>
-struct AdamParam {
-  std::string name;
-  T* value;
-  T* grad;
-  Index size;
-};
-
 template <class T>
 class Adam {
   static_assert(std::is_floating_point_v<T>, "Adam<T> works in float or double");
 
  public:
-  // Validates the options and the parameters (non-null, size >= 0, distinct names) and allocates the
-  // moment buffers, zero-filled; nothing allocates after this.
-  explicit Adam(std::vector<AdamParam<T>> params, AdamOptions options = {});
+  // Validates the options and allocates the moments of every value of the store (allocated before),
+  // zero-filled; nothing allocates after this. The store must outlive the optimiser.
+  explicit Adam(ParameterStore<T>& store, AdamOptions options = {});
 
-  void step();       // t += 1, then adam_update's update on every parameter with the same t
+  void step();       // t += 1, then adam_update's update of every value with the same t
   void zero_grad();  // every gradient set to 0
 
   std::int64_t steps() const { return steps_; }
   const AdamOptions& options() const { return options_; }
-  Index num_params() const { return static_cast<Index>(params_.size()); }
-  const AdamParam<T>& param(Index i) const { return params_.at(static_cast<std::size_t>(i)); }
 
-  // The moments of parameter i, [size] (read them to save a checkpoint, write them to restore one).
-  TensorMap<T> exp_avg(Index i) { return exp_avg_.at(static_cast<std::size_t>(i)).map(); }
-  TensorMap<const T> exp_avg(Index i) const { return exp_avg_.at(static_cast<std::size_t>(i)).map(); }
-  TensorMap<T> exp_avg_sq(Index i) { return exp_avg_sq_.at(static_cast<std::size_t>(i)).map(); }
-  TensorMap<const T> exp_avg_sq(Index i) const { return exp_avg_sq_.at(static_cast<std::size_t>(i)).map(); }
+  // The moments of the whole store, [size], or of one named parameter (a Parameter of the store's name
+  // table): read them to save a checkpoint, write them to restore one.
+  TensorMap<T> exp_avg() { return {moments_.data(), Shape{store_->size()}}; }
+  TensorMap<T> exp_avg_sq() { return {moments_.data() + store_->size(), Shape{store_->size()}}; }
+  TensorMap<T> exp_avg(const Parameter<T>& p) { return {moments_.data() + p.offset(), p.shape()}; }
+  TensorMap<T> exp_avg_sq(const Parameter<T>& p) { return {moments_.data() + store_->size() + p.offset(), p.shape()}; }
 
   // Restores the step count of a checkpoint (the moments are restored through exp_avg / exp_avg_sq).
   void set_state(std::int64_t steps);
 
  private:
-  std::vector<AdamParam<T>> params_;
+  ParameterStore<T>* store_;
   AdamOptions options_;
   std::int64_t steps_ = 0;
-  std::vector<Tensor<T>> exp_avg_, exp_avg_sq_;  // one [size] tensor per parameter
-  struct Span {
-    Index param, begin, end;  // values [begin, end) of parameter `param`
-  };
-  std::vector<Span> spans_;          // every parameter, cut where the concatenation crosses a chunk
-  std::vector<Index> chunk_start_;   // the spans of chunk c: [chunk_start_[c], chunk_start_[c + 1])
-
-  // Calls f(span) for every span, the chunks on the threads (the same chunk on the same thread in
-  // step() and zero_grad()).
-  template <class F>
-  void for_each_span(F&& f) const;
+  Tensor<T> moments_;  // [exp_avg | exp_avg_sq], each laid out as the store's values
 };
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -158,9 +137,8 @@ inline void sqrt_values(T* out, const T* in, Index n) {
   for (; i < n; ++i) out[i] = std::sqrt(in[i]);
 }
 
-// The update of n values, compiled per instruction set (run_versioned, common.hpp): with FMA hardware
-// std::fma is one instruction; without, it is a libm call per value (55.2 M -> 45.0 M instructions a
-// NASDAQ step). Blocks of kBlock values run in three passes so that each vectorises: the moments,
+// The update of n values, compiled per instruction set (run_versioned, isa.hpp): with FMA hardware
+// std::fma is one instruction; without, it is a libm call per value. Blocks of kBlock values run in three passes so that each vectorises: the moments,
 // their square roots (sqrt_values), the parameters. Every operation is correctly rounded (fma, sqrt,
 // division), so all versions give the same bits.
 constexpr Index kAdamChunk = 8192;  // values per thread chunk
@@ -241,72 +219,24 @@ void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, st
 }
 
 template <class T>
-Adam<T>::Adam(std::vector<AdamParam<T>> params, AdamOptions options)
-    : params_(std::move(params)), options_(options) {
+Adam<T>::Adam(ParameterStore<T>& store, AdamOptions options) : store_(&store), options_(options) {
   options_.validate();
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    const auto& p = params_[i];
-    const std::string what = "stockmixer::Adam: parameter " + std::to_string(i) + " '" + p.name + "'";
-    if (p.size < 0) throw Error(what + " has negative size " + std::to_string(p.size));
-    if (p.size > 0 && (p.value == nullptr || p.grad == nullptr))
-      throw Error(what + " has a null value or gradient pointer");
-    for (std::size_t j = 0; j < i; ++j)
-      if (params_[j].name == p.name) throw Error(what + " repeats the name of parameter " + std::to_string(j));
-  }
-  exp_avg_.reserve(params_.size());
-  exp_avg_sq_.reserve(params_.size());
-  for (const auto& p : params_) {
-    exp_avg_.emplace_back(Shape{p.size});
-    exp_avg_sq_.emplace_back(Shape{p.size});
-  }
-  // The parameters' values, concatenated, in chunks of kAdamChunk: each chunk is the spans of the
-  // tensors it covers. The chunks depend only on the sizes, so the update is the same on any thread
-  // count (each value's update is independent anyway).
-  Index offset = 0;  // of parameter i's first value in the concatenation
-  chunk_start_.push_back(0);
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    for (Index b = 0; b < params_[i].size;) {
-      const Index at = offset + b, end = std::min(params_[i].size, b + detail::kAdamChunk - at % detail::kAdamChunk);
-      if (!spans_.empty() && at % detail::kAdamChunk == 0) chunk_start_.push_back(static_cast<Index>(spans_.size()));
-      spans_.push_back({static_cast<Index>(i), b, end});
-      b = end;
-    }
-    offset += params_[i].size;
-  }
-  if (!spans_.empty()) chunk_start_.push_back(static_cast<Index>(spans_.size()));
-}
-
-template <class T>
-template <class F>
-void Adam<T>::for_each_span(F&& f) const {
-  const Index chunks = static_cast<Index>(chunk_start_.size()) - 1;
-  parallel_for(chunks, 1, [&](Index c0, Index c1) {
-    for (Index k = chunk_start_[static_cast<std::size_t>(c0)]; k < chunk_start_[static_cast<std::size_t>(c1)]; ++k)
-      f(spans_[static_cast<std::size_t>(k)]);
-  });
+  if (!store.allocated()) throw Error("stockmixer::Adam: the parameter store is not allocated yet");
+  moments_ = Tensor<T>(Shape{2 * store.size()});
 }
 
 template <class T>
 void Adam<T>::step() {
-  const Isa isa = kernel_isa();  // before anything changes: a bad STOCKMIXER_MAX_ISA throws here
-  ++steps_;
-  const detail::AdamScalars<T> a = detail::adam_scalars<T>(steps_, options_);  // the same for every tensor
-  for_each_span([&](const Span& s) {
-    const auto& p = params_[static_cast<std::size_t>(s.param)];
-    T* m = exp_avg_[static_cast<std::size_t>(s.param)].data();
-    T* v = exp_avg_sq_[static_cast<std::size_t>(s.param)].data();
-    detail::adam_range(isa, p.value + s.begin, m + s.begin, v + s.begin, p.grad + s.begin, s.end - s.begin, a);
-  });
+  kernel_isa();  // before anything changes: a bad STOCKMIXER_MAX_ISA throws here
+  const Index n = store_->size();
+  adam_update(store_->values(), moments_.data(), moments_.data() + n, store_->grads(), n, ++steps_, options_);
 }
 
 template <class T>
 void Adam<T>::zero_grad() {
-  // By step()'s chunks, so that each thread clears the gradients it reads in step() (and its cache
-  // holds): one thread clearing all of them after two threads updated took 10.8 µs instead of 2.4.
-  for_each_span([&](const Span& s) {
-    T* g = params_[static_cast<std::size_t>(s.param)].grad;
-    std::fill(g + s.begin, g + s.end, T(0));
-  });
+  // By step()'s chunks, so that each thread clears the gradients it reads in step() (and its cache holds).
+  T* g = store_->grads();
+  parallel_for(store_->size(), detail::kAdamChunk, [&](Index i0, Index i1) { std::fill(g + i0, g + i1, T(0)); });
 }
 
 template <class T>

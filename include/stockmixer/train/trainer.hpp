@@ -1,7 +1,7 @@
 // stockmixer/train/trainer.hpp — the original training protocol (SPEC §6), on any Market.
 //
 //   each epoch   shuffle the offsets 0 .. valid_index - 1, use the first valid_index - T - steps + 1,
-//                one date (all N stocks) per step: zero_grad, forward, get_loss, backward, Adam step
+//                one date (all N stocks) per step: train/step.hpp's TrainStep
 //   validate     offsets [start - T - steps + 1, end - T - steps + 1): predict without a tape, the
 //                loss parts averaged over end - start days, rr / gt / mask gathered into [N, days]
 //                and scored by metrics::evaluate
@@ -13,11 +13,9 @@
 #pragma once
 
 #include "stockmixer/data/market.hpp"
-#include "stockmixer/io/checkpoint.hpp"
-#include "stockmixer/loss.hpp"
 #include "stockmixer/metrics/evaluate.hpp"
 #include "stockmixer/model.hpp"
-#include "stockmixer/optim/adam.hpp"
+#include "stockmixer/train/step.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -74,10 +72,6 @@ struct Baselines {
 template <class T>
 Baselines evaluate_baselines(const data::Market<T>& market, Index lookback, Index start, Index end);
 
-// Every parameter of the model as Adam sees it (PyTorch's names, values and gradients).
-template <class T>
-std::vector<AdamParam<T>> adam_params(StockMixer<T>& model);
-
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, train_reg = 0, train_rank = 0;
@@ -101,17 +95,14 @@ class Trainer {
   EpochLog run_epoch(const std::vector<Index>& order);
   // What is wrong with `order` as one epoch's offsets for run_epoch(order), or "" when nothing is.
   std::string order_problem(const std::vector<Index>& order) const;
-  // One training step on the window at `offset`: forward, loss, backward, Adam. After its first call it
-  // allocates nothing (tests/test_alloc.cpp counts). Throws if the loss is not finite.
-  struct StepLoss {
-    double loss = 0, reg = 0, rank = 0;
-  };
+  // One training step (TrainStep) on the window at `offset`. After its first call it allocates nothing
+  // (tests/test_alloc.cpp counts). Throws, naming the epoch and the offset, if the loss is not finite.
   StepLoss train_step(Index offset);
   // A sweep over target days [start, end) without gradients.
   Evaluation evaluate_period(Index start, Index end);
 
   StockMixer<T>& model() { return model_; }
-  Adam<T>& optimizer() { return adam_; }
+  Adam<T>& optimizer() { return step_.optimizer(); }
   const TrainConfig& config() const { return config_; }
   Index train_offsets() const;  // offsets used per epoch
   int epochs_done() const { return epoch_; }
@@ -120,12 +111,12 @@ class Trainer {
   const data::Market<T>& market_;
   TrainConfig config_;
   StockMixer<T> model_;
-  Adam<T> adam_;
+  TrainStep<T> step_;
   std::mt19937_64 rng_;
   std::vector<Index> offsets_;
   data::Batch<T> batch_;
-  autograd::Tape<T> tape_;
-  Tensor<T> pred_, gt_, mask_;  // evaluation buffers
+  Tensor<T> pred_, gt_, mask_;    // evaluation buffers
+  RankLossWorkspace eval_loss_;  // the evaluation's loss
   double best_valid_loss_ = std::numeric_limits<double>::infinity();
   // Trains over the first train_offsets() of offsets_, then validates and tests.
   EpochLog run_epoch_over(std::chrono::steady_clock::time_point start);
@@ -202,18 +193,11 @@ const TrainConfig& checked(const data::Market<T>& market, const TrainConfig& c) 
 }  // namespace detail
 
 template <class T>
-std::vector<AdamParam<T>> adam_params(StockMixer<T>& model) {
-  std::vector<AdamParam<T>> out;
-  for (const auto& p : model.parameters()) out.push_back({p.name, p.value, p.grad, p.size()});
-  return out;
-}
-
-template <class T>
 Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
     : market_(market),
       config_(detail::checked(market, config)),
       model_(detail::model_config(market.stocks(), market.features(), config), config.seed),
-      adam_(adam_params(model_), config.adam),
+      step_(model_, config.adam, config.alpha),
       rng_(config.seed ^ 0x5DEECE66Dull) {
   offsets_.resize(static_cast<std::size_t>(config_.valid_index));
   std::iota(offsets_.begin(), offsets_.end(), Index(0));
@@ -283,20 +267,13 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
 }
 
 template <class T>
-typename Trainer<T>::StepLoss Trainer<T>::train_step(Index offset) {
+StepLoss Trainer<T>::train_step(Index offset) {
   data::get_batch(market_, offset, config_.lookback, batch_);
-  tape_.reset();
-  adam_.zero_grad();
-  auto* pred = model_.forward(tape_, tape_.wrap(batch_.x.map()));
-  const auto out = get_loss(tape_, pred, tape_.wrap(batch_.gt.map()), tape_.wrap(batch_.base.map()),
-                            tape_.wrap(batch_.mask.map()), static_cast<T>(config_.alpha));
-  if (!std::isfinite(static_cast<double>(out.loss->data()[0])))
-    throw Error("stockmixer::train: the loss is " + std::to_string(out.loss->data()[0]) + " in epoch " +
-                std::to_string(epoch_) + " at offset " + std::to_string(offset) +
-                ": training diverged; lower the learning rate");
-  tape_.backward(out.loss);
-  adam_.step();
-  return {static_cast<double>(out.loss->data()[0]), static_cast<double>(out.reg), static_cast<double>(out.rank)};
+  try {
+    return step_(batch_);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (epoch " + std::to_string(epoch_) + ", offset " + std::to_string(offset) + ")");
+  }
 }
 
 template <class T, class Predict>
@@ -347,7 +324,7 @@ Evaluation Trainer<T>::evaluate_period(Index start, Index end) {
                  const Tensor<T>& pred = model_.predict(TensorMap<const T>(b.x.data(), b.x.shape()));
                  const RankLoss<T> l =
                      rank_loss_forward_sorted(rr.data(), pred.data(), b.base.data(), b.gt.data(), b.mask.data(), n,
-                                              static_cast<T>(config_.alpha), autograd::detail::rank_loss_scratch());
+                                              static_cast<T>(config_.alpha), eval_loss_);
                  e.loss += l.loss;
                  e.reg += l.reg;
                  e.rank += l.rank;

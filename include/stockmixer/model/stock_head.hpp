@@ -1,6 +1,7 @@
-// stockmixer/kernels/stock_head.hpp — everything StockMixer does after the per-stock part, fused: the
+// stockmixer/model/stock_head.hpp — everything StockMixer does after the per-stock part, fused: the
 // stock mixer (NoGraphMixer: LayerNorm over the stocks, dense1, Hardswish, dense2) and both output
-// heads, out = time_fc(y) + time_fc_(z).
+// heads, out = time_fc(y) + time_fc_(z). It reads and accumulates into the modules' own parameters
+// (nn/, PyTorch's names); its scratch comes from the caller (StockHeadWorkspace, owned by the model).
 //
 //   shapes    y [F, N] (per_stock.hpp's output: the model's y [N, F] transposed, as the stock mixer
 //             reads it) -> out [N] (the model's [N, 1]); M market width
@@ -30,7 +31,7 @@
 // Here every value is computed once, in double, on the [F, N] layout with V stocks as the lanes of
 // one vector, and the three products that cost N·M·F (dense1 forward, dW1, dxn) run as register
 // tiles of 4 x 4 vectors, in passes compiled per instruction set with vectors
-// as wide as its registers (8 doubles for AVX-512, 4 for AVX2, 2 for SSE2: lanes.hpp's run_versioned).
+// as wide as its registers (8 doubles for AVX-512, 4 for AVX2, 2 for SSE2: isa.hpp's run_versioned).
 //
 // Numerics: inputs and weights are read once into double and every result is rounded once; nothing
 // is summed in float. Against the op-by-op path (tests/test_model.cpp) it agrees within 1e-12 in
@@ -41,49 +42,51 @@
 // Derivation: docs/math/stock_head.md · tests: tests/test_model.cpp · benchmark: benchmarks/bench_kernels.cpp
 #pragma once
 
-#include "stockmixer/common.hpp"
-#include "stockmixer/kernels/lanes.hpp"
+#include "stockmixer/isa.hpp"
+#include "stockmixer/kernels/hardswish.hpp"
+#include "stockmixer/kernels/layernorm.hpp"
+#include "stockmixer/lanes.hpp"
+#include "stockmixer/nn/layers.hpp"
+#include "stockmixer/nn/mixers.hpp"
 #include "stockmixer/parallel.hpp"
+#include "stockmixer/workspace.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
-#include <vector>
 
 namespace stockmixer {
 
 // ---- interface -------------------------------------------------------------------------------------
 
-// NoGraphMixer(N, M) and the two heads Linear(F, 1). P is const T* for values and T* for gradients.
-template <class P>
-struct StockHeadWeights {
-  P ln_w, ln_b;          // stock_mixer.layer_norm_stock weight, bias [N]
-  P dense1_w, dense1_b;  // stock_mixer.dense1 [M, N], [M]
-  P dense2_w, dense2_b;  // stock_mixer.dense2 [N, M], [N]
-  P fc_w, fc_b;          // time_fc [1, F], [1]
-  P fc2_w, fc2_b;        // time_fc_ [1, F], [1]
+// The block's scratch (it holds nothing between calls).
+struct StockHeadWorkspace {
+  Scratch<double> scratch;
 };
 
 // The doubles the forward keeps for the backward (64-byte aligned memory; about (2·F + M)·N).
 Index stock_head_stash_size(Index stocks, Index fused, Index market);
 
-// out [N] from y [F, N]; fills `stash` for the backward.
+// out [N] from y [F, N] with StockMixer's stock_mixer, time_fc and time_fc_; fills `stash` for the
+// backward.
 template <class T>
-void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w, Index stocks, Index fused,
-                        Index market, double* stash);
+void stock_head_forward(T* out, const T* y, const nn::NoGraphMixer<T>& stock_mixer, const nn::Linear<T>& time_fc,
+                        const nn::Linear<T>& time_fc_, Index stocks, Index fused, Index market, double* stash,
+                        StockHeadWorkspace& workspace);
 
-// Accumulates every parameter gradient into `grad` (no pointer may be null) and, when dy is not null,
-// the gradient of y, [F, N] like y. `stash`: the forward's (it holds all the backward reads of y).
+// Accumulates the gradient of every parameter of stock_mixer, time_fc and time_fc_ and, when dy is not
+// null, the gradient of y, [F, N] like y. `stash`: the forward's (it holds all the backward reads of y).
 template <class T>
-void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const StockHeadWeights<const T*>& w,
-                         Index stocks, Index fused, Index market, const double* stash);
+void stock_head_backward(T* dy, const T* dout, const nn::NoGraphMixer<T>& stock_mixer, const nn::Linear<T>& time_fc,
+                         const nn::Linear<T>& time_fc_, Index stocks, Index fused, Index market, const double* stash,
+                         StockHeadWorkspace& workspace);
 
 // ---- implementation --------------------------------------------------------------------------------
 
 namespace detail::stock_head {
 
-using namespace detail::lanes;
+using namespace lanes;
 constexpr Index kPad = 8;  // rows of stocks padded to a multiple of 8: whole vectors at every width
 constexpr double kEps = 1e-5;
 
@@ -109,10 +112,6 @@ struct Saved {
   }
 };
 
-inline double hardswish(double x) { return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0; }
-// PyTorch's one-sided values at the kinks (kernels/hardswish.hpp).
-inline double hardswish_grad(double x) { return x < -3.0 ? 0.0 : x <= 3.0 ? x / 3.0 + 0.5 : 1.0; }
-
 // Rows [r0, r1) of a [R, N] matrix of T into a padded [R, Np] one of double (pads zero).
 template <class T>
 void widen_rows(double* out, const T* in, Index N, Index r0, Index r1) {
@@ -125,7 +124,7 @@ void widen_rows(double* out, const T* in, Index N, Index r0, Index r1) {
 
 // ---- every pass on vectors of V doubles (V stocks): V follows the instruction set the pass is compiled
 // for (8 for AVX-512, 4 for AVX2, 2 for SSE2), so that a vector is one register (a wider one lives in
-// memory: the AVX2 build ran about ten times slower with 8). Rows stay padded to 8 at every V.
+// memory, and each operation loads and stores). Rows stay padded to 8 at every V.
 template <int V>
 struct Kernel {
 typedef typename LaneType<double, V>::type Doubles;
@@ -221,7 +220,7 @@ static STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles& v, Index count) 
 
 // p[l] += v[l] for all V lanes, with one vector load and store of p (add_row's lane loop reads p one
 // value at a time where the compiler cannot prove the V values contiguous; in the dW1 tiles that loop
-// is the faster one, measured).
+// is the faster one).
 template <class T>
 static STOCKMIXER_LANE_INLINE void add_vector(T* p, const Doubles& v) {
   Lanes<T, V> sum;
@@ -258,8 +257,8 @@ static void normalise_rows(const Saved& s, const T* y, const double* ln_w, const
         total += v;
         squares += v * v;
       }
-      const double mean = total / static_cast<double>(N);
-      const double var = std::max(squares / static_cast<double>(N) - mean * mean, 0.0);
+      double mean, var;
+      layernorm_moments(mean, var, total, squares, static_cast<double>(N));
       const double rstd = 1.0 / std::sqrt(var + kEps);
       for (n = 0; n + V <= N; n += V) {
         Doubles x;
@@ -373,15 +372,17 @@ static STOCKMIXER_LANE_INLINE void dxn_tile(Doubles (&dgamma)[BJ], Doubles (&dbe
     }
 }
 
-// Everything the backward does for BJ vectors of stocks from n0.
+// Everything the backward does for BJ vectors of stocks from n0 (into the gradients of dense1's weight and
+// the stock LayerNorm's parameters).
 template <int BJ, class T>
-static STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeights<T*>& grad, const Saved& s,
+static STOCKMIXER_LANE_INLINE void backward_block(double* G, const nn::NoGraphMixer<T>& grad, const Saved& s,
                                                   const double* w1, const double* ln_w, const double* dh, Index N,
                                                   Index F, Index M, Index n0) {
   const Index Np = padded(N);
   Index m = 0;
-  for (; m + 4 <= M; m += 4) dw1_tile<4, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
-  for (; m < M; ++m) dw1_tile<1, BJ>(grad.dense1_w, s, dh, N, F, M, m, n0);
+  T* dw1 = grad.dense1.weight.grad();
+  for (; m + 4 <= M; m += 4) dw1_tile<4, BJ>(dw1, s, dh, N, F, M, m, n0);
+  for (; m < M; ++m) dw1_tile<1, BJ>(dw1, s, dh, N, F, M, m, n0);
   Doubles dgamma[BJ] = {}, dbeta[BJ] = {};
   Index f = 0;
   for (; f + 4 <= F; f += 4) dxn_tile<4, BJ>(dgamma, dbeta, G, s, w1, ln_w, dh, Np, M, f, n0);
@@ -389,15 +390,15 @@ static STOCKMIXER_LANE_INLINE void backward_block(double* G, const StockHeadWeig
   for (int j = 0; j < BJ; ++j) {
     const Index n = n0 + j * V;
     if (n >= N) continue;
-    add_row(grad.ln_w + n, dgamma[j], std::min<Index>(V, N - n));
-    add_row(grad.ln_b + n, dbeta[j], std::min<Index>(V, N - n));
+    add_row(grad.layer_norm_stock.weight.grad() + n, dgamma[j], std::min<Index>(V, N - n));
+    add_row(grad.layer_norm_stock.bias.grad() + n, dbeta[j], std::min<Index>(V, N - n));
   }
 }
 
 // For stocks [8·b0, 8·b1) (blocks of kPad): dW1, and dxn -> dln_w, dln_b and g (into G, when not null), in tiles of
 // 4 x 4 vectors.
 template <class T>
-static void backward_stocks(double* G, const StockHeadWeights<T*>& grad, const Saved s, const double* w1,
+static void backward_stocks(double* G, const nn::NoGraphMixer<T>& grad, const Saved s, const double* w1,
                             const double* ln_w, const double* dh, Index N, Index F, Index M, Index b0, Index b1) {
   const Index v1 = b1 * kPad / V;
   Index v = b0 * kPad / V;
@@ -417,8 +418,10 @@ static void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const
     const double mean_gx = row_dot(g, xh, Np) / static_cast<double>(N);
     const double w = static_cast<double>(fc_w[f]), rstd = s.rstd[f];
     for (Index n = 0; n < N; n += V) {
-      const Doubles r = w * at(d + n) + rstd * (at(g + n) - mean_g - at(xh + n) * mean_gx);
-      if (N - n >= V) add_vector(dy + f * N + n, r);  // 4 µs of 21 at NASDAQ's shape over add_row
+      Doubles r;
+      layernorm_dx(r, rstd, at(g + n), mean_g, at(xh + n), mean_gx);
+      r = w * at(d + n) + r;
+      if (N - n >= V) add_vector(dy + f * N + n, r);  // one vector load and store where the row is whole
       else add_row(dy + f * N + n, r, N - n);
     }
   }
@@ -474,7 +477,7 @@ static void dense2_stocks(double* part, T* dw2, T* db2, const T* w2, const T* b2
 };  // struct Kernel
 
 // f(Kernel<V>{}) compiled for the instruction set kernel_isa() picks, V the doubles of one of its
-// registers (lanes.hpp's run_versioned, W floats = 2V doubles).
+// registers (isa.hpp's run_versioned, W floats = 2V doubles).
 template <class F>
 void versioned(Isa isa, F&& f) {
   run_versioned(isa, [&](auto width) { f(Kernel<decltype(width)::value / 2>{}); });
@@ -485,11 +488,6 @@ void versioned(Isa isa, F&& f) {
 constexpr Index kChunks = 8;
 constexpr Index kChunkStocks = 256;
 
-// Scratch of the calling thread (it holds nothing between calls): lanes.hpp's aligned_scratch, so
-// padded rows of Np doubles are vectors that never straddle two cache lines.
-struct ScratchTag;
-inline double* scratch(Index size) { return aligned_scratch<ScratchTag, double>(size); }
-
 }  // namespace detail::stock_head
 
 inline Index stock_head_stash_size(Index stocks, Index fused, Index market) {
@@ -497,61 +495,70 @@ inline Index stock_head_stash_size(Index stocks, Index fused, Index market) {
 }
 
 template <class T>
-void stock_head_forward(T* out, const T* y, const StockHeadWeights<const T*>& w, Index stocks, Index fused,
-                        Index market, double* stash) {
+void stock_head_forward(T* out, const T* y, const nn::NoGraphMixer<T>& stock_mixer, const nn::Linear<T>& time_fc,
+                        const nn::Linear<T>& time_fc_, Index stocks, Index fused, Index market, double* stash,
+                        StockHeadWorkspace& workspace) {
   using namespace detail::stock_head;
   const Index N = stocks, F = fused, M = market, Np = padded(N), blocks = Np / kPad;
   const Saved s(stash, N, F, M);
   const Isa isa = kernel_isa();
+  const nn::Linear<T>&dense1 = stock_mixer.dense1, &dense2 = stock_mixer.dense2;
+  const nn::LayerNorm<T>& ln = stock_mixer.layer_norm_stock;
+  const T *fc_w = time_fc.weight.value(), *fc2_w = time_fc_.weight.value();
   // W1 and ln_w widened into the stash (the backward reads them too); scratch: ln_b widened, cw.
-  double* ln_b = scratch(Np + F);
+  double* ln_b = workspace.scratch.get(Np + F);
   double* cw = ln_b + Np;
-  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(s.w1, w.dense1_w, N, m0, m1); });
-  widen_rows(s.ln_w, w.ln_w, N, 0, 1);
-  widen_rows(ln_b, w.ln_b, N, 0, 1);
+  parallel_for(M, 4, [&](Index m0, Index m1) { widen_rows(s.w1, dense1.weight.value(), N, m0, m1); });
+  widen_rows(s.ln_w, ln.weight.value(), N, 0, 1);
+  widen_rows(ln_b, ln.bias.value(), N, 0, 1);
   parallel_for(F, 4, [&](Index f0, Index f1) {  // each range normalises its rows, then multiplies them
     versioned(isa, [&](auto k) {
       k.normalise_rows(s, y, s.ln_w, ln_b, N, f0, f1);
-      k.dense1_rows(s, s.w1, w.dense1_b, N, M, f0, f1);
+      k.dense1_rows(s, s.w1, dense1.bias.value(), N, M, f0, f1);
     });
   });
-  double sum_w2 = 0.0, base = static_cast<double>(w.fc_b[0]) + static_cast<double>(w.fc2_b[0]);
+  double sum_w2 = 0.0, base = static_cast<double>(time_fc.bias.value()[0]) + static_cast<double>(time_fc_.bias.value()[0]);
   for (Index f = 0; f < F; ++f) {
-    sum_w2 += static_cast<double>(w.fc2_w[f]);
-    base += static_cast<double>(w.fc_w[f]) * s.mean[f];
-    cw[f] = static_cast<double>(w.fc_w[f]) / s.rstd[f];
+    sum_w2 += static_cast<double>(fc2_w[f]);
+    base += static_cast<double>(fc_w[f]) * s.mean[f];
+    cw[f] = static_cast<double>(fc_w[f]) / s.rstd[f];
   }
   for (Index m = 0; m < M; ++m) {
     double u = 0.0;
-    for (Index f = 0; f < F; ++f) u += s.a[f * M + m] * static_cast<double>(w.fc2_w[f]);
+    for (Index f = 0; f < F; ++f) u += s.a[f * M + m] * static_cast<double>(fc2_w[f]);
     s.u[m] = u;
   }
   parallel_for_even(blocks, 8, [&](Index, Index b0, Index b1) {
-    versioned(isa, [&](auto k) { k.output_stocks(out, s, cw, w.dense2_w, w.dense2_b, base, sum_w2, N, F, M, b0, b1); });
+    versioned(isa, [&](auto k) {
+      k.output_stocks(out, s, cw, dense2.weight.value(), dense2.bias.value(), base, sum_w2, N, F, M, b0, b1);
+    });
   });
 }
 
 template <class T>
-void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout, const StockHeadWeights<const T*>& w,
-                         Index stocks, Index fused, Index market, const double* stash) {
+void stock_head_backward(T* dy, const T* dout, const nn::NoGraphMixer<T>& stock_mixer, const nn::Linear<T>& time_fc,
+                         const nn::Linear<T>& time_fc_, Index stocks, Index fused, Index market, const double* stash,
+                         StockHeadWorkspace& workspace) {
   using namespace detail::stock_head;
   const Index N = stocks, F = fused, M = market, Np = padded(N), blocks = Np / kPad;
   const Saved s(const_cast<double*>(stash), N, F, M);  // read only
   const Isa isa = kernel_isa();
+  const nn::Linear<T>&dense1 = stock_mixer.dense1, &dense2 = stock_mixer.dense2;
+  const T* fc2_w = time_fc_.weight.value();
   // Scratch: dout widened to Np, g [F, Np], then v, dh and the dense2 pass's partial sums.
   const Index chunks = std::clamp<Index>(N / kChunkStocks, 1, kChunks);
-  double* d = scratch(Np + F * Np + M + F * M + chunks * (M + 2));
+  double* d = workspace.scratch.get(Np + F * Np + M + F * M + chunks * (M + 2));
   double *G = d + Np, *v = G + F * Np, *dh = v + M, *part = dh + F * M;
   widen_rows(d, dout, N, 0, 1);
 
   // The heads and dense2: O(N·(F + M)), by fixed chunks of stocks whose partial sums
   // (v [M], Σ d, Σ b2·d) are then added in chunk order.
   double sum_w2 = 0.0;
-  for (Index f = 0; f < F; ++f) sum_w2 += static_cast<double>(w.fc2_w[f]);
+  for (Index f = 0; f < F; ++f) sum_w2 += static_cast<double>(fc2_w[f]);
   parallel_for_even(N, chunks, [&](Index c, Index n0, Index n1) {
     versioned(isa, [&](auto k) {
-      k.dense2_stocks(part + c * (M + 2), grad.dense2_w, grad.dense2_b, w.dense2_w, w.dense2_b, d, s.u, sum_w2, M, n0,
-                      n1);
+      k.dense2_stocks(part + c * (M + 2), dense2.weight.grad(), dense2.bias.grad(), dense2.weight.value(),
+                      dense2.bias.value(), d, s.u, sum_w2, M, n0, n1);
     });
   });
   double sum_d = 0.0, sum_b2d = 0.0;
@@ -562,33 +569,33 @@ void stock_head_backward(T* dy, const StockHeadWeights<T*>& grad, const T* dout,
     sum_d += pc[M];
     sum_b2d += pc[M + 1];
   }
-  grad.fc_b[0] += static_cast<T>(sum_d);
-  grad.fc2_b[0] += static_cast<T>(sum_d);
+  time_fc.bias.grad()[0] += static_cast<T>(sum_d);
+  time_fc_.bias.grad()[0] += static_cast<T>(sum_d);
   versioned(isa, [&](auto k) {
     for (Index f = 0; f < F; ++f) {  // Σ_n y[f, n] · d[n] = Σ_n x̂[f, n] · d[n] / rstd_f + mean_f · Σ_n d[n]
       double dw2 = sum_b2d;
       for (Index m = 0; m < M; ++m) dw2 += s.a[f * M + m] * v[m];
-      grad.fc_w[f] += static_cast<T>(k.row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
-      grad.fc2_w[f] += static_cast<T>(dw2);
+      time_fc.weight.grad()[f] += static_cast<T>(k.row_dot(s.xhat + f * Np, d, Np) / s.rstd[f] + s.mean[f] * sum_d);
+      time_fc_.weight.grad()[f] += static_cast<T>(dw2);
     }
   });
   // Hardswish and dense1's bias.
   for (Index f = 0; f < F; ++f)
     for (Index m = 0; m < M; ++m)
-      dh[f * M + m] = static_cast<double>(w.fc2_w[f]) * v[m] * hardswish_grad(s.h[f * M + m]);
+      dh[f * M + m] = static_cast<double>(fc2_w[f]) * v[m] * hardswish_grad(s.h[f * M + m]);
   for (Index m = 0; m < M; ++m) {
     double db = 0.0;
     for (Index f = 0; f < F; ++f) db += dh[f * M + m];
-    grad.dense1_b[m] += static_cast<T>(db);
+    dense1.bias.grad()[m] += static_cast<T>(db);
   }
   // dense1's weight, the LayerNorm's parameters and g: O(N·M·F), by blocks of stocks.
   double* g = dy ? G : nullptr;
   parallel_for_even(blocks, 8, [&](Index, Index b0, Index b1) {
-    versioned(isa, [&](auto k) { k.backward_stocks(g, grad, s, s.w1, s.ln_w, dh, N, F, M, b0, b1); });
+    versioned(isa, [&](auto k) { k.backward_stocks(g, stock_mixer, s, s.w1, s.ln_w, dh, N, F, M, b0, b1); });
   });
   if (!dy) return;
   parallel_for(F, 4, [&](Index f0, Index f1) {
-    versioned(isa, [&](auto k) { k.dy_rows(dy, d, w.fc_w, s, G, N, f0, f1); });
+    versioned(isa, [&](auto k) { k.dy_rows(dy, d, time_fc.weight.value(), s, G, N, f0, f1); });
   });
 }
 

@@ -1,5 +1,7 @@
-// stockmixer/kernels/per_stock.hpp — everything StockMixer does to one stock before the stock mixer,
+// stockmixer/model/per_stock.hpp — everything StockMixer does to one stock before the stock mixer,
 // fused: conv, both Mixer2dTriU blocks, the concatenation and channel_fc, for 16 stocks at a time.
+// It reads and accumulates into the modules' own parameters (nn/, PyTorch's names); its scratch
+// comes from the caller (PerStockWorkspace, owned by the model).
 //
 //   shapes    x [N, T, C] -> y [F, N], F = 2T + S, S = T / 2: model.hpp's `y` transposed, the layout
 //             the stock mixer works in (stock_head.hpp reads it; rows of stocks are contiguous)
@@ -17,9 +19,10 @@
 // Why fused: every op here is tiny per stock (5 x 5 Linears, 16 x 16 triangles, LayerNorms of 80
 // values), so op by op the time goes to passes over N·T·C-sized buffers, GEMM packing and the tape.
 // Here stocks are SIMD lanes: each group holds 16 stocks in [rows][16] arrays, every row is one
-// vector (kernels/lanes.hpp), every step is a loop over rows, and the weights are scalars broadcast
-// across lanes. Parameter gradients accumulate per lane, are added over
-// lanes in double at the end of a chunk of groups, and the chunks' sums are added in chunk order.
+// vector (lanes.hpp), every step is a loop over rows, and the weights are scalars broadcast across
+// lanes. Parameter gradients accumulate per lane (in lane accumulators laid out as the parameter store
+// is), are added over lanes in double at the end of a chunk of groups, and the chunks' sums are added
+// in chunk order.
 //
 // Numerics follow the op-by-op kernels: LayerNorm statistics and its backward's row sums in double,
 // GELU with the same algorithms as gelu.hpp's packets (Eigen's float erf and exp) on the lane vectors
@@ -31,84 +34,93 @@
 // Derivation: docs/math/per_stock.md · tests: tests/test_model.cpp · benchmark: benchmarks/bench_kernels.cpp
 #pragma once
 
-#include "stockmixer/common.hpp"
+#include "stockmixer/isa.hpp"
 #include "stockmixer/kernels/gelu.hpp"
-#include "stockmixer/kernels/lanes.hpp"
+#include "stockmixer/kernels/layernorm.hpp"
+#include "stockmixer/lanes.hpp"
+#include "stockmixer/nn/layers.hpp"
+#include "stockmixer/nn/mixers.hpp"
 #include "stockmixer/parallel.hpp"
+#include "stockmixer/workspace.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
-#include <vector>
 
 namespace stockmixer {
 
 // ---- interface -------------------------------------------------------------------------------------
 
-// One Mixer2dTriU(L, C): LN_1 and LN_2 weight/bias [L, C], TriU weight [L, L] (lower triangle) and bias
-// [L], channel MixerBlock dense_1 and dense_2 weight [C, C] and bias [C]. P is const T* for values
-// and T* for gradients.
-template <class P>
-struct Mixer2dWeights {
-  P ln1_w, ln1_b, ln2_w, ln2_b, triu_w, triu_b, fc1_w, fc1_b, fc2_w, fc2_b;
-};
-
-// conv weight [C, C, 2] and bias [C]; mix_layer (L = T) and scale_mix_layer (L = S); channel_fc
-// weight [1, C] and bias [1].
-template <class P>
-struct PerStockWeights {
-  P conv_w, conv_b;
-  Mixer2dWeights<P> mix, scale_mix;
-  P fc_w, fc_b;
-};
-
-// The forward, x [N, T, C] -> y [F, N]. With a stash (per_stock_stash_size values, or null) it also
-// keeps there what the backward reads, so that the backward need not recompute it.
+// The block's scratch: one group buffer per thread, and the backward's partial sums per chunk.
 template <class T>
-void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                       Index channels, T* stash = nullptr);
+struct PerStockWorkspace {
+  PerThread<T> groups;
+  Scratch<double> partials;
+};
+
+// The forward, x [N, T, C] -> y [F, N], with StockMixer's conv, mixer and channel_fc. With a stash
+// (per_stock_stash_size values, or null) it also keeps there what the backward reads, so that the
+// backward need not recompute it.
+template <class T>
+void per_stock_forward(T* y, const T* x, const nn::Conv1d<T>& conv, const nn::MultTime2dMixer<T>& mixer,
+                       const nn::Linear<T>& channel_fc, Index stocks, Index steps, Index channels, T* stash,
+                       PerStockWorkspace<T>& workspace);
 template <class T>
 Index per_stock_stash_size(Index stocks, Index steps, Index channels);
 
-// From dy [F, N]: accumulates every parameter gradient into `grad` (no pointer may be null) and, when dx
-// is not null, the input gradient. `stash`: the forward's, or null to recompute each group's forward (the same
-// values, bit for bit).
+// From dy [F, N]: accumulates the gradient of every parameter of conv, mixer and channel_fc and, when
+// dx is not null, the input gradient. `stash`: the forward's, or null to recompute each group's
+// forward (the same values, bit for bit).
 template <class T>
-void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
-                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels,
-                        T* stash = nullptr);
+void per_stock_backward(T* dx, const T* dy, const T* x, const nn::Conv1d<T>& conv, const nn::MultTime2dMixer<T>& mixer,
+                        const nn::Linear<T>& channel_fc, Index stocks, Index steps, Index channels, T* stash,
+                        PerStockWorkspace<T>& workspace);
 
 // ---- implementation --------------------------------------------------------------------------------
 
 namespace detail::per_stock {
 
-using namespace detail::lanes;
+using namespace lanes;
 constexpr Index kMaxChunks = 32;      // parameter-gradient chunks (their partial sums are kept)
 constexpr Index kGroupsPerChunk = 16;  // groups a chunk aims at
 
-// Calls f(pointer, size) for each parameter tensor of one Mixer2dTriU, in a fixed order.
-template <class P, class F>
-void for_each_tensor(Mixer2dWeights<P>& m, Index L, Index C, F&& f) {
-  f(m.ln1_w, L * C);
-  f(m.ln1_b, L * C);
-  f(m.ln2_w, L * C);
-  f(m.ln2_b, L * C);
-  f(m.triu_w, L * L);
-  f(m.triu_b, L);
-  f(m.fc1_w, C * C);
-  f(m.fc1_b, C);
-  f(m.fc2_w, C * C);
-  f(m.fc2_b, C);
+// The modules the block reads, StockMixer's own.
+template <class T>
+struct Modules {
+  const nn::Conv1d<T>& conv;
+  const nn::MultTime2dMixer<T>& mixer;
+  const nn::Linear<T>& channel_fc;
+};
+
+// Calls f(p) for each parameter tensor the block reads (module tensors: TriU's whole [L, L] weight).
+template <class T, class F>
+void for_each_parameter(const Modules<T>& w, F&& f) {
+  for (const nn::Mixer2dTriU<T>* m : {&w.mixer.mix_layer, &w.mixer.scale_mix_layer})
+    for (const Parameter<T>* p : {&m->LN_1.weight, &m->LN_1.bias, &m->LN_2.weight, &m->LN_2.bias, &m->timeMixer.weight,
+                                  &m->timeMixer.bias, &m->channelMixer.dense_1.weight, &m->channelMixer.dense_1.bias,
+                                  &m->channelMixer.dense_2.weight, &m->channelMixer.dense_2.bias})
+      f(*p);
+  f(w.channel_fc.weight);
+  f(w.channel_fc.bias);
+  f(w.conv.weight);
+  f(w.conv.bias);
 }
-template <class P, class F>
-void for_each_tensor(PerStockWeights<P>& w, Index T_, Index C, F&& f) {
-  f(w.conv_w, C * C * 2);
-  f(w.conv_b, C);
-  for_each_tensor(w.mix, T_, C, f);
-  for_each_tensor(w.scale_mix, T_ / 2, C, f);
-  f(w.fc_w, C);
-  f(w.fc_b, Index(1));
+
+// The span of the parameter store those tensors lie in, [first, first + size): the block's lane
+// accumulators and partial sums are laid out as the store is, so a tensor's lanes are found from its
+// offset. (Tensors of other modules inside the span, time_fc's in StockMixer, keep zero lanes.)
+struct StoreSpan {
+  Index first = 0, size = 0;
+};
+template <class T>
+StoreSpan parameter_span(const Modules<T>& w) {
+  Index first = -1, end = 0;
+  for_each_parameter(w, [&](const Parameter<T>& p) {
+    first = first < 0 ? p.offset() : std::min(first, p.offset());
+    end = std::max(end, p.offset() + p.size());
+  });
+  return {first, end - first};
 }
 
 // The channel steps take the channel count C both at run time and, as CC, at compile time (CC = 0:
@@ -129,18 +141,10 @@ struct MixerActs {
   T *xhat1, *a1, *xhat2, *x2, *h, *g, *out, *rstd1, *rstd2;
 };
 
-// Values in all parameter tensors.
-inline Index parameter_count(Index steps, Index channels) {
-  Index n = 0;
-  PerStockWeights<const void*> w{};
-  for_each_tensor(w, steps, channels, [&](const void*, Index size) { n += size; });
-  return n;
-}
-
 // ---- every step on groups of W stocks: each buffer is [rows][W] (lanes.hpp), row-major in the
 // per-stock layout, each row one vector of W lanes. W follows the instruction set the code is compiled
 // for (16 floats for AVX-512, 8 for AVX2, 4 for SSE2): a row must be one register, or GCC keeps every
-// vector temporary in memory (the AVX2 build ran 5 to 7 times slower with 16 lanes).
+// vector temporary in memory and each operation loads and stores.
 template <int W>
 struct Kernel {
 
@@ -361,9 +365,7 @@ static void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma
         a[0] += v;
         a[1] += v * v;
       });
-      mean = sum[0] / static_cast<double>(D);
-      var = sum[1] / static_cast<double>(D) - mean * mean;
-      var = var > 0.0 ? var : Doubles{};
+      layernorm_moments(mean, var, sum[0], sum[1], static_cast<double>(D));
     } else {  // double: two passes, the deviations summed
       Doubles sum[1], sq[1];
       sum4(sum, D, [&](Index j, Doubles(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
@@ -441,7 +443,8 @@ static void layernorm_backward(T* dx, const T* init, const T* add, T* dgamma, T*
   const Lanes<T>*I = rows(init), *A = rows(add);
   Lanes<T>* dX = rows(dx);
   for (Index j = 0; j < D; ++j) {
-    const Lanes<T> d = rs * ((dY[j] * gamma[j] - mean_g) - Xh[j] * mean_gx);
+    Lanes<T> d;
+    layernorm_dx(d, rs, dY[j] * gamma[j], mean_g, Xh[j], mean_gx);
     if (init) dX[j] = add ? (I[j] + A[j]) + d : I[j] + d;
     else dX[j] = add ? A[j] + d : d;
   }
@@ -609,10 +612,8 @@ struct Group {
   // add rounding of the size of the result. dy · h of two floats is exact in double.
   double* fc_acc;
   MixerActs<T> mix, scale_mix;
-  T* norm_out[4];             // a1 and x2 of mix, then of scale_mix (never in the stash)
-  PerStockWeights<T*> acc_w;  // views into acc: each tensor [size][lanes]
-  Index acc_size;             // parameter values (acc holds acc_size · lanes)
-
+  T* norm_out[4];  // a1 and x2 of mix, then of scale_mix (never in the stash)
+  StoreSpan span;   // acc holds span.size · lanes: parameter p's lanes at (p.offset() - span.first) · lanes
 
   // Values of what the backward reads from the forward, for one group: both mixers' activations
   // but a1 and x2 (the stash holds one such block per group). The rest lives in the group's scratch:
@@ -625,10 +626,10 @@ struct Group {
   }
   // Values of scratch a group needs (fc_acc first: the buffer's start is aligned for doubles).
   static constexpr Index kPerDouble = static_cast<Index>(sizeof(double) / sizeof(T));
-  static Index scratch_size(Index steps, Index channels) {
+  static Index scratch_size(Index steps, Index channels, StoreSpan span) {
     const Index S = steps / 2, F = 2 * steps + S, tc = steps * channels * W, sc = S * channels * W;
     return (channels + 1) * W * kPerDouble + acts_size(steps, channels) + 3 * (tc + sc) + sc + 2 * F * W +
-           F * channels * W + 4 * tc + parameter_count(steps, channels) * W;
+           F * channels * W + 4 * tc + span.size * W;
   }
 
   // The next n values from p, advancing p.
@@ -638,8 +639,8 @@ struct Group {
     return q;
   }
 
-  Group(T* buffer, Index steps, Index channels) : T_(steps), S(steps / 2), C(channels), F(2 * steps + steps / 2) {
-    acc_size = parameter_count(T_, C);
+  Group(T* buffer, Index steps, Index channels, StoreSpan parameters)
+      : T_(steps), S(steps / 2), C(channels), F(2 * steps + steps / 2), span(parameters) {
     const Index tc = T_ * C * W, sc = S * C * W;
     T* p = buffer;
     fc_acc = reinterpret_cast<double*>(take(p, (C + 1) * W * kPerDouble));
@@ -648,13 +649,11 @@ struct Group {
     use_acts(take(p, acts_size(T_, C)));
     dv = take(p, sc), y = take(p, F * W), dy = take(p, F * W), dh = take(p, F * C * W);
     for (T*& t : tmp) t = take(p, tc);
-    acc = take(p, acc_size * W);
-    T* a = acc;
-    for_each_tensor(acc_w, T_, C, [&](T*& q, Index size) {
-      q = a;
-      a += size * W;
-    });
+    acc = take(p, span.size * W);
   }
+
+  // The lane accumulators of parameter p's gradient, [p.size()][lanes].
+  T* lanes_of(const Parameter<T>& p) const { return acc + (p.offset() - span.first) * W; }
 
   // Row f of h = [x, mix out, scale_mix out] (concatenated in time): C rows of lanes.
   const T* h_row(Index f) const {
@@ -677,36 +676,42 @@ struct Group {
 };
 
 template <int CC, class T>
-static void mixer_forward(MixerActs<T>& a, const T* u, const Mixer2dWeights<const T*>& w, Index L, Index C,
-                          bool grad) {
+static void mixer_forward(MixerActs<T>& a, const T* u, const nn::Mixer2dTriU<T>& m, Index L, Index C, bool grad) {
   const Index D = L * C;
-  layernorm_forward(a.a1, a.xhat1, a.rstd1, u, w.ln1_w, w.ln1_b, D, 1e-5);
-  triu_forward<CC>(a.out, a.a1, w.triu_w, w.triu_b, L, C, u);  // a.out holds TriU(a1) + u, LN_2's input
-  layernorm_forward(a.x2, a.xhat2, a.rstd2, a.out, w.ln2_w, w.ln2_b, D, 1e-5);
-  linear_forward<CC>(a.h, a.x2, w.fc1_w, w.fc1_b, L, C);
+  const nn::Linear<T>&fc1 = m.channelMixer.dense_1, &fc2 = m.channelMixer.dense_2;
+  layernorm_forward(a.a1, a.xhat1, a.rstd1, u, m.LN_1.weight.value(), m.LN_1.bias.value(), D, 1e-5);
+  // a.out holds TriU(a1) + u, LN_2's input
+  triu_forward<CC>(a.out, a.a1, m.timeMixer.weight.value(), m.timeMixer.bias.value(), L, C, u);
+  layernorm_forward(a.x2, a.xhat2, a.rstd2, a.out, m.LN_2.weight.value(), m.LN_2.bias.value(), D, 1e-5);
+  linear_forward<CC>(a.h, a.x2, fc1.weight.value(), fc1.bias.value(), L, C);
   gelu_forward(a.g, a.h, D, grad);  // with grad, a.h holds GELU's derivative from here on
-  linear_forward<CC>(a.out, a.g, w.fc2_w, w.fc2_b, L, C, a.x2);  // + x2, the residual
+  linear_forward<CC>(a.out, a.g, fc2.weight.value(), fc2.bias.value(), L, C, a.x2);  // + x2, the residual
 }
 
-// du (may be null) = d(out)/d(u)^T dout, added to du's values when `accumulate`; lane accumulators
-// `acc` += the parameter gradients.
+// du (may be null) = d(out)/d(u)^T dout, added to du's values when `accumulate`; g's lane accumulators
+// += the parameter gradients.
 template <int CC, class T>
-static void mixer_backward(T* du, bool accumulate, const MixerActs<T>& a, const T* dout,
-                           const Mixer2dWeights<const T*>& w, const Mixer2dWeights<T*>& acc, Index L, Index C,
-                           T* const* tmp) {
+static void mixer_backward(T* du, bool accumulate, const MixerActs<T>& a, const T* dout, const nn::Mixer2dTriU<T>& m,
+                           const Group<T>& g, Index L, Index C) {
   const Index D = L * C;
-  layernorm_output(a.x2, a.xhat2, w.ln2_w, w.ln2_b, D);  // not kept by the forward
-  layernorm_output(a.a1, a.xhat1, w.ln1_w, w.ln1_b, D);
-  T *dhid = tmp[1], *dx2 = tmp[2], *ds = tmp[0], *da1 = tmp[1];
+  const nn::Linear<T>&fc1 = m.channelMixer.dense_1, &fc2 = m.channelMixer.dense_2;
+  const nn::LayerNorm<T>&ln1 = m.LN_1, &ln2 = m.LN_2;
+  layernorm_output(a.x2, a.xhat2, ln2.weight.value(), ln2.bias.value(), D);  // not kept by the forward
+  layernorm_output(a.a1, a.xhat1, ln1.weight.value(), ln1.bias.value(), D);
+  T *dhid = g.tmp[1], *dx2 = g.tmp[2], *ds = g.tmp[0], *da1 = g.tmp[1];
   const T* none = nullptr;  // no init (zero) or no scale (one)
   // dhid = (fc2ᵀ · dout) · GELU'(h) (a.h holds the derivative); dx2 = dout (the residual) + fc1ᵀ · dhid
-  linear_backward<CC>(dhid, none, a.h, acc.fc2_w, acc.fc2_b, dout, a.g, w.fc2_w, L, C);
-  linear_backward<CC>(dx2, dout, none, acc.fc1_w, acc.fc1_b, dhid, a.x2, w.fc1_w, L, C);
-  layernorm_backward(ds, none, none, acc.ln2_w, acc.ln2_b, dx2, a.xhat2, a.rstd2, w.ln2_w, D);
-  triu_backward<CC>(da1, none, acc.triu_w, acc.triu_b, ds, a.a1, w.triu_w, L, C);
+  linear_backward<CC>(dhid, none, a.h, g.lanes_of(fc2.weight), g.lanes_of(fc2.bias), dout, a.g, fc2.weight.value(),
+                      L, C);
+  linear_backward<CC>(dx2, dout, none, g.lanes_of(fc1.weight), g.lanes_of(fc1.bias), dhid, a.x2, fc1.weight.value(),
+                      L, C);
+  layernorm_backward(ds, none, none, g.lanes_of(ln2.weight), g.lanes_of(ln2.bias), dx2, a.xhat2, a.rstd2,
+                     ln2.weight.value(), D);
+  triu_backward<CC>(da1, none, g.lanes_of(m.timeMixer.weight), g.lanes_of(m.timeMixer.bias), ds, a.a1,
+                    m.timeMixer.weight.value(), L, C);
   // du (+)= ds, the residual around LN_1 and TriU, + LN_1's backward, in LN_1's dx pass
-  layernorm_backward(du, accumulate ? du : none, du ? ds : none, acc.ln1_w, acc.ln1_b, da1, a.xhat1, a.rstd1,
-                     w.ln1_w, D);
+  layernorm_backward(du, accumulate ? du : none, du ? ds : none, g.lanes_of(ln1.weight), g.lanes_of(ln1.bias), da1,
+                     a.xhat1, a.rstd1, ln1.weight.value(), D);
 }
 
 // Reads stocks [s0, s0 + count) of x [N, T, C] into g.x ([T, C][lanes]; missing lanes are zero).
@@ -729,18 +734,18 @@ static void load_input(Group<T>& g, const T* x, Index s0, Index count) {
 // activation in g; with `grad` (a backward follows) the activations are those the backward reads (GELU's
 // derivative in place of its input).
 template <int CC, class T>
-static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const PerStockWeights<const T*>& w,
-                          bool grad) {
+static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const Modules<T>& w, bool grad) {
   const Index T_ = g.T_, S = g.S, C = g.C;
   load_input(g, x, s0, count);
-  conv_forward<CC>(g.v, g.x, w.conv_w, w.conv_b, S, C);
-  mixer_forward<CC>(g.mix, g.x, w.mix, T_, C, grad);
-  mixer_forward<CC>(g.scale_mix, g.v, w.scale_mix, S, C, grad);
+  conv_forward<CC>(g.v, g.x, w.conv.weight.value(), w.conv.bias.value(), S, C);
+  mixer_forward<CC>(g.mix, g.x, w.mixer.mix_layer, T_, C, grad);
+  mixer_forward<CC>(g.scale_mix, g.v, w.mixer.scale_mix_layer, S, C, grad);
   // y[f] = fc_b + Σ_c fc_w[c] · h[f, c]
+  const T *fc_w = w.channel_fc.weight.value(), *fc_b = w.channel_fc.bias.value();
   for (Index f = 0; f < g.F; ++f) {
     const Lanes<T>* h = rows(g.h_row(f));
-    Lanes<T> acc = Lanes<T>{} + w.fc_b[0];
-    for (Index c = 0; c < C; ++c) acc += w.fc_w[c] * h[c];
+    Lanes<T> acc = Lanes<T>{} + fc_b[0];
+    for (Index c = 0; c < C; ++c) acc += fc_w[c] * h[c];
     rows(g.y)[f] = acc;
   }
 }
@@ -749,13 +754,14 @@ static void group_forward(Group<T>& g, const T* x, Index s0, Index count, const 
 // g's lane accumulators and, when dx is not null, the input gradient into dx [N, T, C].
 template <int CC, class T>
 static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index s0, Index count,
-                           const PerStockWeights<const T*>& w) {
+                           const Modules<T>& w) {
   const Index T_ = g.T_, S = g.S, C = g.C, F = g.F, tc = T_ * C;
   for (Index f = 0; f < F; ++f)
     if (count == W) rows(g.dy)[f] = *rows(dy + f * stocks + s0);
     else for (int k = 0; k < W; ++k) g.dy[f * W + k] = k < count ? dy[f * stocks + s0 + k] : T(0);
   // channel_fc: dh[f, c] = fc_w[c] · dy[f];  dfc_w[c] += Σ_f dy[f] · h[f, c];  dfc_b += Σ_f dy[f]
   Doubles* fc_acc = reinterpret_cast<Doubles*>(g.fc_acc);  // [C + 1][2 half rows]
+  const T* fc_w = w.channel_fc.weight.value();
   for (Index f = 0; f < F; ++f) {
     const T *h = g.h_row(f), *dyf = g.dy + f * W;
     for (int hh = 0; hh < 2; ++hh) {
@@ -764,16 +770,14 @@ static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index 
       for (Index c = 0; c < C; ++c) fc_acc[2 * c + hh] += d * STOCKMIXER_HALF(T, h + c * W, hh);
     }
     if (f < T_ && !dx) continue;  // dh's first T rows (x's share) are dx's only
-    for (Index c = 0; c < C; ++c) rows(g.dh)[f * C + c] = w.fc_w[c] * rows(g.dy)[f];
+    for (Index c = 0; c < C; ++c) rows(g.dh)[f * C + c] = fc_w[c] * rows(g.dy)[f];
   }
   const T* dh_mix = g.dh + tc * W;          // [T, C]
   const T* dh_scale = g.dh + 2 * tc * W;    // [S, C]
-  const Mixer2dWeights<T*>& am = g.acc_w.mix;
-  const Mixer2dWeights<T*>& as = g.acc_w.scale_mix;
-  mixer_backward<CC>(g.dv, false, g.scale_mix, dh_scale, w.scale_mix, as, S, C, g.tmp);
+  mixer_backward<CC>(g.dv, false, g.scale_mix, dh_scale, w.mixer.scale_mix_layer, g, S, C);
   T* gx = dx ? g.dh : nullptr;  // dx of the group's stocks accumulates in place over dh's x share
-  conv_backward<CC>(gx, g.acc_w.conv_w, g.acc_w.conv_b, g.dv, g.x, w.conv_w, S, C);
-  mixer_backward<CC>(gx, true, g.mix, dh_mix, w.mix, am, T_, C, g.tmp);
+  conv_backward<CC>(gx, g.lanes_of(w.conv.weight), g.lanes_of(w.conv.bias), g.dv, g.x, w.conv.weight.value(), S, C);
+  mixer_backward<CC>(gx, true, g.mix, dh_mix, w.mixer.mix_layer, g, T_, C);
   if (!gx) return;
   Index r0 = 0;
   if (count == W)
@@ -789,9 +793,9 @@ static void group_backward(Group<T>& g, T* dx, const T* dy, Index stocks, Index 
 
 // The workers. Forward of groups [g0, g1) into y [F, N].
 template <int CC, class T>
-static void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                           Index channels, Index g0, Index g1, T* scratch) {
-  Group<T> g(scratch, steps, channels);
+static void forward_groups(T* y, T* stash, const T* x, const Modules<T>& w, StoreSpan span, Index stocks,
+                           Index steps, Index channels, Index g0, Index g1, T* scratch) {
+  Group<T> g(scratch, steps, channels, span);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
     if (stash) g.use_acts(stash + gi * Group<T>::acts_size(steps, channels));
@@ -802,13 +806,34 @@ static void forward_groups(T* y, T* stash, const T* x, const PerStockWeights<con
   }
 }
 
-// Backward of groups [g0, g1): their parameter gradients, summed over lanes in double, into part [P];
-// dx (may be null) for their stocks.
+// part[p] for the values [p0, p1) of the span: each one's W lanes summed in double, in lane order.
+template <class T>
+static void add_lanes(double* part, const T* acc, Index p0, Index p1) {
+  Index p = p0;
+  for (; p + W <= p1; p += W) {  // W values at a time: their rows transposed, lanes then added
+    Lanes<T> a[W];               // across the vector in the same order as below
+    for (int i = 0; i < W; ++i) a[i] = rows(acc)[p + i];
+    transpose<T, W>(a);
+    Doubles s[2] = {};
+    for (int k = 0; k < W; ++k)
+      for (int h = 0; h < 2; ++h) s[h] += STOCKMIXER_HALF(T, reinterpret_cast<const T*>(a + k), h);
+    for (int i = 0; i < W; ++i) part[p + i] = s[i / H][i % H];
+  }
+  for (; p < p1; ++p) {  // lanes in a fixed order
+    double s = 0.0;
+    for (int k = 0; k < W; ++k) s += static_cast<double>(acc[p * W + k]);
+    part[p] = s;
+  }
+}
+
+// Backward of groups [g0, g1): their parameter gradients, summed over lanes in double, into part
+// [span.size] (laid out as the span); dx (may be null) for their stocks.
 template <int CC, class T>
-static void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const PerStockWeights<const T*>& w,
-                            Index stocks, Index steps, Index channels, Index g0, Index g1, T* scratch) {
-  Group<T> g(scratch, steps, channels);
-  std::fill(g.acc, g.acc + g.acc_size * W, T(0));
+static void backward_groups(double* part, T* dx, const T* dy, T* stash, const T* x, const Modules<T>& w,
+                            StoreSpan span, Index stocks, Index steps, Index channels, Index g0, Index g1,
+                            T* scratch) {
+  Group<T> g(scratch, steps, channels, span);
+  std::fill(g.acc, g.acc + span.size * W, T(0));
   std::fill(g.fc_acc, g.fc_acc + (channels + 1) * W, 0.0);
   for (Index gi = g0; gi < g1; ++gi) {
     const Index s0 = gi * W, count = std::min<Index>(W, stocks - s0);
@@ -820,33 +845,31 @@ static void backward_groups(double* part, T* dx, const T* dy, T* stash, const T*
     }
     group_backward<CC>(g, dx, dy, stocks, s0, count, w);
   }
-  const Index fc = g.acc_size - (channels + 1);  // channel_fc's weight and bias: the last C + 1
-  Index p = 0;
-  for (; p + W <= fc; p += W) {  // W parameters at a time: their rows transposed, lanes then added
-    Lanes<T> a[W];               // across the vector in the same order as below
-    for (int i = 0; i < W; ++i) a[i] = rows(g.acc)[p + i];
-    transpose<T, W>(a);
-    Doubles s[2] = {};
-    for (int k = 0; k < W; ++k)
-      for (int h = 0; h < 2; ++h) s[h] += STOCKMIXER_HALF(T, reinterpret_cast<const T*>(a + k), h);
-    for (int i = 0; i < W; ++i) part[p + i] = s[i / H][i % H];
-  }
-  for (; p < fc; ++p) {  // lanes in a fixed order
+  // The lanes of every tensor but channel_fc's, a run of consecutive tensors at a time; channel_fc's
+  // from their double lanes (fc_acc: the weight's C, then the bias).
+  const Parameter<T>&fc_w = w.channel_fc.weight, &fc_b = w.channel_fc.bias;
+  Index run0 = 0, run1 = 0;
+  for_each_parameter(w, [&](const Parameter<T>& p) {
+    if (&p == &fc_w || &p == &fc_b) return;
+    const Index begin = p.offset() - span.first;
+    if (begin != run1) {
+      add_lanes(part, g.acc, run0, run1);
+      run0 = begin;
+    }
+    run1 = begin + p.size();
+  });
+  add_lanes(part, g.acc, run0, run1);
+  for (Index c = 0; c <= channels; ++c) {
     double s = 0.0;
-    for (int k = 0; k < W; ++k) s += static_cast<double>(g.acc[p * W + k]);
-    part[p] = s;
-  }
-  for (Index p = 0; p <= channels; ++p) {  // channel_fc's from their double lanes (fc_acc)
-    double s = 0.0;
-    for (int k = 0; k < W; ++k) s += g.fc_acc[p * W + k];
-    part[fc + p] = s;
+    for (int k = 0; k < W; ++k) s += g.fc_acc[c * W + k];
+    part[c < channels ? fc_w.offset() - span.first + c : fc_b.offset() - span.first] = s;
   }
 }
 };  // struct Kernel
 
 // The production case, float with C = 5 (StockMixer's features, the channel loops unrolled: see
 // kBlock), runs the workers with every step inlined, one version per instruction set with its own
-// lane width (run_versioned, common.hpp). Float results can differ in the last bits between those
+// lane width (run_versioned, isa.hpp). Float results can differ in the last bits between those
 // versions (FMA contraction, lane width), never between runs or thread counts on one machine. double
 // (the reference precision of the tests) and other C run the build's own version: compiling every
 // combination per instruction set would triple the build for no use.
@@ -865,25 +888,21 @@ template <class T, class F>
 void run_kernel(Isa isa, Index channels, F&& f) {
   auto with = [&](auto cc) { return [&f, cc](auto width) { f(Kernel<decltype(width)::value>{}, cc); }; };
   if (versioned_case<T>(channels)) {
-    run_versioned(isa, with(detail::Width<5>{}));
+    run_versioned(isa, with(Width<5>{}));
   } else if (channels == 5) {
-    auto call = with(detail::Width<5>{});
-    detail::run_build(call);
+    run_build(with(Width<5>{}));
   } else {
-    auto call = with(detail::Width<0>{});
-    detail::run_build(call);
+    run_build(with(Width<0>{}));
   }
 }
 
-// The group scratch of the calling thread for the kernel run_kernel picks (lanes.hpp's
-// aligned_scratch: every 64-byte row on its own cache line).
-struct ScratchTag;
+// Sizes a group scratch for each thread, for the kernel run_kernel picks.
 template <class T>
-T* thread_scratch(Isa isa, Index steps, Index channels) {
+void reserve_groups(PerStockWorkspace<T>& workspace, Isa isa, Index steps, Index channels, StoreSpan span) {
   Index size = 0;
   run_kernel<T>(isa, channels,
-                [&](auto k, auto) { size = decltype(k)::template Group<T>::scratch_size(steps, channels); });
-  return aligned_scratch<ScratchTag, T>(size);
+                [&](auto k, auto) { size = decltype(k)::template Group<T>::scratch_size(steps, channels, span); });
+  workspace.groups.reserve(size);
 }
 
 }  // namespace detail::per_stock
@@ -897,25 +916,32 @@ Index per_stock_stash_size(Index stocks, Index steps, Index channels) {
 }
 
 template <class T>
-void per_stock_forward(T* y, const T* x, const PerStockWeights<const T*>& w, Index stocks, Index steps,
-                       Index channels, T* stash) {
+void per_stock_forward(T* y, const T* x, const nn::Conv1d<T>& conv, const nn::MultTime2dMixer<T>& mixer,
+                       const nn::Linear<T>& channel_fc, Index stocks, Index steps, Index channels, T* stash,
+                       PerStockWorkspace<T>& workspace) {
   using namespace detail::per_stock;
+  const Modules<T> w{conv, mixer, channel_fc};
+  const StoreSpan span = parameter_span(w);
   const Isa isa = kernel_isa();
   const int width = group_width<T>(isa, channels);
   const Index groups = (stocks + width - 1) / width;
+  reserve_groups(workspace, isa, steps, channels, span);
   parallel_for(groups, 4, [&](Index g0, Index g1) {
-    T* scratch = thread_scratch<T>(isa, steps, channels);
+    T* scratch = workspace.groups.local();
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       constexpr int CC = decltype(cc)::value;  // passed as the count too: a constant the compiler can unroll
-      k.template forward_groups<CC>(y, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0, g1, scratch);
+      k.template forward_groups<CC>(y, stash, x, w, span, stocks, steps, CC > 0 ? CC : channels, g0, g1, scratch);
     });
   });
 }
 
 template <class T>
-void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, const T* x,
-                        const PerStockWeights<const T*>& w, Index stocks, Index steps, Index channels, T* stash) {
+void per_stock_backward(T* dx, const T* dy, const T* x, const nn::Conv1d<T>& conv, const nn::MultTime2dMixer<T>& mixer,
+                        const nn::Linear<T>& channel_fc, Index stocks, Index steps, Index channels, T* stash,
+                        PerStockWorkspace<T>& workspace) {
   using namespace detail::per_stock;
+  const Modules<T> w{conv, mixer, channel_fc};
+  const StoreSpan span = parameter_span(w);
   const Isa isa = kernel_isa();
   const int width = group_width<T>(isa, channels);
   const Index groups = (stocks + width - 1) / width;
@@ -924,25 +950,23 @@ void per_stock_backward(T* dx, const PerStockWeights<T*>& grad, const T* dy, con
   // floor division makes them: each chunk ends with a lane reduction that costs about a group's
   // backward, and equal chunks keep two (or four, or eight) threads evenly loaded.
   const Index chunks = std::clamp<Index>(groups / kGroupsPerChunk, 1, kMaxChunks);
-  const Index P = parameter_count(steps, channels);
-  static thread_local std::vector<double> partials;  // [chunk][P]
-  if (static_cast<Index>(partials.size()) < chunks * P) partials.resize(static_cast<std::size_t>(chunks * P));
-  double* part = partials.data();
+  const Index P = span.size;
+  double* part = workspace.partials.get(chunks * P);  // [chunk][P]
+  reserve_groups(workspace, isa, steps, channels, span);
   parallel_for_even(groups, chunks, [&](Index c, Index g0, Index g1) {
-    T* scratch = thread_scratch<T>(isa, steps, channels);
+    T* scratch = workspace.groups.local();
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       constexpr int CC = decltype(cc)::value;
-      k.template backward_groups<CC>(part + c * P, dx, dy, stash, x, w, stocks, steps, CC > 0 ? CC : channels, g0, g1,
-                                     scratch);
+      k.template backward_groups<CC>(part + c * P, dx, dy, stash, x, w, span, stocks, steps, CC > 0 ? CC : channels,
+                                     g0, g1, scratch);
     });
   });
-  PerStockWeights<T*> out = grad;
-  Index p = 0;
-  for_each_tensor(out, steps, channels, [&](T* q, Index size) {
-    for (Index i = 0; i < size; ++i, ++p) {
+  for_each_parameter(w, [&](const Parameter<T>& q) {
+    const double* pq = part + (q.offset() - span.first);
+    for (Index i = 0; i < q.size(); ++i) {
       double s = 0.0;
-      for (Index c = 0; c < chunks; ++c) s += part[c * P + p];
-      q[i] += static_cast<T>(s);
+      for (Index c = 0; c < chunks; ++c) s += pq[c * P + i];
+      q.grad()[i] += static_cast<T>(s);
     }
   });
 }

@@ -1,10 +1,10 @@
-// stockmixer/kernels/lanes.hpp — rows of N values as one vector, for the fused kernels.
+// stockmixer/lanes.hpp — rows of N values as one vector, for the fused blocks.
 //
 // A row of N values is one GCC/Clang vector (Lanes<T, N>): arithmetic on it is elementwise, a scalar
 // operand is broadcast, and the compiler emits the SIMD instructions of the target. Its alignment is
-// the element's, so rows need no particular alignment, and it may alias T. The fused kernels
-// (per_stock.hpp, stock_head.hpp) run their loops on such vectors inside functions compiled per
-// instruction set (run_versioned, common.hpp), with N chosen so that a row is one register of that set:
+// the element's, so rows need no particular alignment, and it may alias T. The fused blocks
+// (model/per_stock.hpp, model/stock_head.hpp) run their loops on such vectors inside functions compiled
+// per instruction set (run_versioned, isa.hpp), with N chosen so that a row is one register of that set:
 // GCC keeps a vector wider than the target's registers in memory, and every operation on it then
 // loads and stores.
 #pragma once
@@ -13,9 +13,8 @@
 
 #include <cstdint>
 #include <type_traits>
-#include <vector>
 
-namespace stockmixer::detail::lanes {
+namespace stockmixer::lanes {
 
 // N values of T as one vector (N · sizeof(T) bytes). N has no default: it must come from the
 // version being compiled (run_versioned's width), never be assumed.
@@ -65,16 +64,4 @@ STOCKMIXER_LANE_INLINE void transpose(Lanes<T, N> (&a)[N]) {
   }
 }
 
-// A scratch buffer of at least `size` values of T for the calling thread, starting on a 64-byte
-// boundary (a std::vector's data may sit 16 bytes off, and then every 64-byte row straddles two cache
-// lines), grown to the largest size asked and then reused. Tag keeps different kernels' buffers apart.
-template <class Tag, class T>
-T* aligned_scratch(Index size) {
-  static thread_local std::vector<T> buffer;
-  constexpr Index kAlign = 64 / static_cast<Index>(sizeof(T));
-  if (static_cast<Index>(buffer.size()) < size + kAlign) buffer.resize(static_cast<std::size_t>(size + kAlign));
-  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
-  return buffer.data() + (kAlign - static_cast<Index>(address % 64) / static_cast<Index>(sizeof(T))) % kAlign;
-}
-
-}  // namespace stockmixer::detail::lanes
+}  // namespace stockmixer::lanes
