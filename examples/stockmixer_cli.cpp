@@ -6,16 +6,14 @@
 //   stockmixer bench     [--stocks N --lookback T --features C --market M --threads K --iters I]
 //
 // Every subcommand has --help. Arrays are .npy, weights .safetensors, reports JSON.
-#include <stockmixer/data/eod.hpp>
 #include <stockmixer/data/market.hpp>
-#include <stockmixer/io/checkpoint.hpp>
 #include <stockmixer/io/npy.hpp>
 #include <stockmixer/loss.hpp>
 #include <stockmixer/metrics/evaluate.hpp>
 #include <stockmixer/model.hpp>
-#include <stockmixer/optim/adam.hpp>
 #include <stockmixer/parallel.hpp>
-#include <stockmixer/train/trainer.hpp>
+#include <stockmixer/train/run.hpp>
+#include <stockmixer/train/step.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -201,17 +199,6 @@ double median_ms(Index iters, F&& body) {
   return t[t.size() / 2];
 }
 
-// Writes through "<path>.tmp" renamed over <path>, so a file is never left half-written.
-void write_json(const Args& a, const fs::path& path, const json& j) {
-  const std::string tmp = path.string() + ".tmp";
-  {
-    std::ofstream s(tmp);
-    s << j.dump(1) << "\n";
-    if (!s) a.fail("cannot write " + tmp);
-  }
-  fs::rename(tmp, path);
-}
-
 // ---- predict ---------------------------------------------------------------------------------------
 
 template <class T>
@@ -257,180 +244,29 @@ int gradients(const Args& a) {
 
 // ---- train -----------------------------------------------------------------------------------------
 
-// The market a run trains on: the built-in synthetic one, or a folder laid out as ../shared/data/NASDAQ.
+// The market of --data (a folder laid out as ../shared/data/NASDAQ) or, without it, the synthetic one.
 template <class T>
-struct RunData {
-  data::Market<T> market;
-  json description;
-  Index valid_index = 0, test_index = 0;  // the defaults for this data
-  double signal = 0;                      // synthetic only: the planted signal's strength
-};
-
-template <class T>
-RunData<T> run_data(const Args& a) {
-  RunData<T> d;
-  if (a.str("data").empty()) {
-    data::SyntheticOptions so;
-    so.stocks = a.integer("stocks");
-    so.days = a.integer("days");
-    so.features = a.integer("features");
-    so.seed = static_cast<std::uint64_t>(a.integer("data-seed"));
-    so.signal = a.number("signal");
-    so.missing = a.number("missing");
-    so.steps = a.integer("steps");
-    d.market = data::synthetic_market<T>(so);
-    d.description = {{"source", "synthetic"}, {"stocks", so.stocks}, {"days", so.days}, {"features", so.features},
-                     {"seed", so.seed},       {"signal", so.signal}, {"missing", so.missing}, {"steps", so.steps}};
-    d.valid_index = so.days * 61 / 100;  // NASDAQ's proportions: 756 / 1245 and 1008 / 1245
-    d.test_index = so.days * 81 / 100;
-    d.signal = so.signal;
-    return d;
+train::RunData<T> run_data(const Args& a) {
+  train::DataSource source;
+  source.folder = a.str("data");
+  source.steps = a.integer("steps");
+  if (!source.folder.empty()) {
+    source.market = a.choice("market", {"NASDAQ", "NYSE", "SP500"});
+    source.tickers = a.str("tickers");
   }
-  const std::string name = a.choice("market", {"NASDAQ", "NYSE", "SP500"});
-  const Index steps = a.integer("steps");
-  if (name == "SP500") {
-    d.market = data::load_sp500_npy<T>((fs::path(a.str("data")) / "SP500.npy").string(), steps);
-  } else {
-    d.market = data::load_market_dir<T>(a.str("data"), name, a.str("tickers"), steps).market;
-  }
-  d.description = {{"source", a.str("data")}, {"market", name}, {"tickers", a.str("tickers")},
-                   {"stocks", d.market.stocks()}, {"days", d.market.days()}, {"features", d.market.features()},
-                   {"steps", steps}};
-  d.valid_index = 756;  // the original's split (src/train.py), for every market
-  d.test_index = 1008;
-  return d;
-}
-
-// --order FILE: one line per epoch of window offsets, each line checked by the trainer's own rule
-// (Trainer::order_problem). Read and checked whole before anything is trained or written.
-template <class T>
-std::vector<std::vector<Index>> read_order(const Args& a, const std::string& path, int epochs,
-                                           const train::Trainer<T>& trainer) {
-  std::ifstream in(path);
-  if (!in) a.fail("cannot open --order file " + path);
-  std::vector<std::vector<Index>> order;
-  std::string line;
-  for (int no = 1; std::getline(in, line); ++no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(no) + ": ";
-    std::istringstream is(line);
-    std::vector<Index> offsets;
-    std::string word;
-    while (is >> word) {
-      std::size_t used_chars = 0;
-      long long v = 0;
-      try {
-        v = std::stoll(word, &used_chars);
-      } catch (const std::exception&) {
-        used_chars = 0;
-      }
-      if (used_chars != word.size())
-        a.fail(where + "offset " + std::to_string(offsets.size() + 1) + " is '" + word + "', expected an integer");
-      offsets.push_back(static_cast<Index>(v));
-    }
-    const std::string problem = trainer.order_problem(offsets);
-    if (!problem.empty()) a.fail(where + problem);
-    order.push_back(std::move(offsets));
-  }
-  if (static_cast<int>(order.size()) != epochs)
-    a.fail(path + ": " + std::to_string(order.size()) + " epochs of offsets, expected --epochs = " + std::to_string(epochs));
-  return order;
-}
-
-// One training run into `out`: metrics.jsonl, best.safetensors, summary.json. Returns the summary.
-template <class T>
-json train_run(const Args& a, const RunData<T>& d, train::TrainConfig c, const fs::path& out) {
-  const data::Market<T>& market = d.market;
-  if (fs::exists(out / "metrics.jsonl") && !a.flag("overwrite"))
-    a.fail(out.string() + " already holds a run (metrics.jsonl); pass --overwrite or choose another --out");
-  train::Trainer<T> trainer(market, c);
-  // Replay inputs, checked before the output folder is touched.
-  if (!a.str("init-weights").empty())
-    io::load_parameters(trainer.model().parameters(), io::SafetensorsReader(a.str("init-weights")));
-  std::vector<std::vector<Index>> order;
-  if (!a.str("order").empty())
-    order = read_order(a, a.str("order"), c.epochs, trainer);
-  fs::create_directories(out);
-  std::ofstream metrics(out / "metrics.jsonl", std::ios::trunc);
-  if (!metrics) a.fail("cannot write " + (out / "metrics.jsonl").string());
-  std::cerr << "stockmixer train: " << d.description.value("source", std::string()) << " market N=" << market.stocks()
-            << " D=" << market.days() << ", seed " << c.seed << ", StockMixer " << trainer.model().num_parameters()
-            << " parameters, " << trainer.train_offsets() << " steps per epoch, threads " << num_threads() << "\n";
-  const auto start = std::chrono::steady_clock::now();
-  train::EpochLog best;
-  for (int e = 0; e < c.epochs; ++e) {
-    const train::EpochLog log = order.empty() ? trainer.run_epoch() : trainer.run_epoch(order[static_cast<std::size_t>(e)]);
-    metrics << log.to_json().dump() << "\n" << std::flush;
-    if (log.best) {
-      best = log;
-      save_checkpoint(
-          (out / "best.safetensors").string(), trainer.model(),
-          {{"stockmixer.train", c.to_json().dump()}, {"stockmixer.data", d.description.dump()},
-           {"stockmixer.epoch", std::to_string(log.epoch)}});
-    }
-    char line[256];
-    std::snprintf(line, sizeof line,
-                  "epoch %3d/%d  train loss %.3e  valid loss %.3e IC %+.4f  test IC %+.4f RIC %+.3f  %.1fs%s\n",
-                  log.epoch, c.epochs, log.train_loss, log.valid.loss, log.valid.perf.IC, log.test.perf.IC,
-                  log.test.perf.RIC, log.seconds, log.best ? "  *" : "");
-    std::cerr << line;
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  // Context: the baselines (and, on the synthetic market, the planted signal itself), scored on the same
-  // test days and masks.
-  const train::Baselines baselines = train::evaluate_baselines(market, c.lookback, c.test_index, market.days());
-  json config = c.to_json();
-  if (!a.str("init-weights").empty()) config["init_weights"] = a.str("init-weights");
-  if (!a.str("order").empty()) config["order"] = a.str("order");
-  json summary = {{"best_epoch", best.epoch},
-                  {"valid", best.to_json()["valid"]},
-                  {"test", best.to_json()["test"]},
-                  {"baselines_test", baselines.to_json()},
-                  {"epochs", c.epochs},
-                  {"seconds", seconds},
-                  {"parameters", trainer.model().num_parameters()},
-                  {"precision", a.str("precision")},
-                  {"threads", num_threads()},
-                  {"config", config},
-                  {"data", d.description}};
-  std::string oracle_text;
-  if (d.description.value("source", std::string()) == "synthetic") {
-    const Tensor<T> oracle = data::synthetic_oracle(market, d.signal);
-    data::Batch<T> batch;
-    Tensor<T> op, og, om;
-    train::sweep_period(market, c.lookback, c.test_index, market.days(), batch, op, og, om,
-                        [&, day = c.test_index](const data::Batch<T>&, Tensor<T>& rr) mutable {
-                          for (Index i = 0; i < market.stocks(); ++i) rr(i, 0) = oracle(i, day);
-                          ++day;
-                        });
-    const metrics::Performance oracle_perf = metrics::evaluate(op, og, om);
-    summary["oracle_test"] = oracle_perf.to_json();
-    char text[96];
-    std::snprintf(text, sizeof text, "the planted signal itself: IC %+.4f; ", oracle_perf.IC);
-    oracle_text = text;
-  }
-  std::fprintf(stderr, "best epoch %d: test IC %+.4f, rank IC %+.4f (%s1-day reversal: IC %+.4f)\n", best.epoch,
-               best.test.perf.IC, best.test.perf.rank_ic, oracle_text.c_str(), baselines.reversal.IC);
-  write_json(a, out / "summary.json", summary);
-  return summary;
-}
-
-// mean and population std of a metric over runs (NaN-free runs only), as {"mean", "std", "runs"}.
-json mean_std(const std::vector<json>& runs, const std::string& period, const std::string& key) {
-  std::vector<double> v;
-  for (const auto& r : runs)
-    if (r[period].contains(key) && r[period][key].is_number()) v.push_back(r[period][key].get<double>());
-  double mean = 0, var = 0;
-  for (double x : v) mean += x / static_cast<double>(v.size());
-  for (double x : v) var += (x - mean) * (x - mean) / static_cast<double>(v.size());
-  return {{"mean", v.empty() ? json(nullptr) : json(mean)}, {"std", v.empty() ? json(nullptr) : json(std::sqrt(var))},
-          {"runs", v.size()}};
+  data::SyntheticOptions& so = source.synthetic;
+  so.stocks = a.integer("stocks");
+  so.days = a.integer("days");
+  so.features = a.integer("features");
+  so.seed = static_cast<std::uint64_t>(a.integer("data-seed"));
+  so.signal = a.number("signal");
+  so.missing = a.number("missing");
+  return train::load_data<T>(source);
 }
 
 template <class T>
 int train(const Args& a) {
-  const RunData<T> d = run_data<T>(a);
+  const train::RunData<T> d = run_data<T>(a);
   train::TrainConfig c;
   c.epochs = static_cast<int>(a.integer("epochs"));
   c.lookback = a.integer("lookback");
@@ -444,33 +280,16 @@ int train(const Args& a) {
   c.seed = static_cast<std::uint64_t>(a.integer("seed"));
   c.valid_index = a.given("valid-index") ? a.integer("valid-index") : d.valid_index;
   c.test_index = a.given("test-index") ? a.integer("test-index") : d.test_index;
+  train::RunOptions o;
+  o.out = a.str("out");
+  o.overwrite = a.flag("overwrite");
+  o.init_weights = a.str("init-weights");
+  o.order_file = a.str("order");
+  if (!o.order_file.empty()) o.order = train::read_order(o.order_file, c, d.market.steps);
+  o.precision = a.str("precision");
+  o.progress = &std::cerr;
   const Index seeds = a.integer("seeds");
-  if (seeds < 1) a.fail("--seeds must be at least 1");
-  if (seeds > 1 && (!a.str("init-weights").empty() || !a.str("order").empty()))
-    a.fail("--init-weights and --order replay one run: they cannot be combined with --seeds");
-
-  const fs::path out = a.str("out");
-  if (seeds == 1) {
-    std::cout << train_run(a, d, c, out).dump(1) << "\n";
-    return 0;
-  }
-  // K seeds: one run per seed in out/seed_<s>/, and their mean ± std in out/summary.json.
-  std::vector<json> runs;
-  const std::uint64_t first = c.seed;
-  for (Index k = 0; k < seeds; ++k) {
-    c.seed = first + static_cast<std::uint64_t>(k);
-    runs.push_back(train_run(a, d, c, out / ("seed_" + std::to_string(c.seed))));
-  }
-  json summary = {{"seeds", seeds}, {"first_seed", first}, {"config", runs.front()["config"]},
-                  {"data", d.description}};
-  for (const std::string period : {"valid", "test"})
-    for (const std::string key : {"IC", "RIC", "prec_10", "sharpe5", "rank_ic", "mse"})
-      summary[period][key] = mean_std(runs, period, key);
-  double seconds = 0;
-  for (const auto& r : runs) seconds += r["seconds"].get<double>();
-  summary["seconds"] = seconds;
-  fs::create_directories(out);
-  write_json(a, out / "summary.json", summary);
+  const json summary = seeds == 1 ? train::run(d, c, o) : train::run_seeds(d, c, seeds, o);
   std::cout << summary.dump(1) << "\n";
   return 0;
 }
@@ -479,7 +298,7 @@ int train(const Args& a) {
 
 template <class T>
 int dataset(const Args& a) {
-  const RunData<T> d = run_data<T>(a);
+  const train::RunData<T> d = run_data<T>(a);
   const fs::path out = a.str("out");
   const char* names[] = {"eod.npy", "mask.npy", "gt.npy", "price.npy"};
   for (const char* n : names)

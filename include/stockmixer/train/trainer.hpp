@@ -62,15 +62,10 @@ template <class T, class Predict>
 void sweep_period(const data::Market<T>& market, Index lookback, Index start, Index end, data::Batch<T>& batch,
                   Tensor<T>& pred, Tensor<T>& gt, Tensor<T>& mask, Predict&& predict);
 
-// The baselines of the original protocol's periods, through the same evaluator: the zero prediction
-// (a constant: its IC is undefined, NaN, as in the original) and the 1-day reversal factor
-// rr_i = -(close_i[t] / close_i[t-1] - 1), read from the last two days of the window's close column.
-struct Baselines {
-  metrics::Performance zero, reversal;
-  nlohmann::json to_json() const { return {{"zero", zero.to_json()}, {"reversal", reversal.to_json()}}; }
-};
-template <class T>
-Baselines evaluate_baselines(const data::Market<T>& market, Index lookback, Index start, Index end);
+// What is wrong with `order` as one epoch's window offsets under `config` on a market whose returns
+// look `steps` days ahead, or "" when nothing is: exactly config.valid_index - config.lookback - steps
+// + 1 offsets, each a training offset (below valid_index; with strict_split below that count).
+std::string order_problem(const TrainConfig& config, Index steps, const std::vector<Index>& order);
 
 struct EpochLog {
   int epoch = 0;
@@ -230,17 +225,21 @@ EpochLog Trainer<T>::run_epoch(const std::vector<Index>& order) {
   return run_epoch_over(start);
 }
 
-template <class T>
-std::string Trainer<T>::order_problem(const std::vector<Index>& order) const {
-  const Index used = train_offsets();
-  const Index limit = config_.strict_split ? used : config_.valid_index;
+inline std::string order_problem(const TrainConfig& config, Index steps, const std::vector<Index>& order) {
+  const Index used = config.valid_index - config.lookback - steps + 1;
+  const Index limit = config.strict_split ? used : config.valid_index;
   if (static_cast<Index>(order.size()) != used)
     return std::to_string(order.size()) + " offsets, expected " + std::to_string(used) + " (one epoch's training steps)";
   for (std::size_t k = 0; k < order.size(); ++k)
     if (order[k] < 0 || order[k] >= limit)
       return "offset " + std::to_string(k + 1) + " is '" + std::to_string(order[k]) + "', expected 0 <= offset < " +
-             std::to_string(limit) + (config_.strict_split ? " (strict split)" : "");
+             std::to_string(limit) + (config.strict_split ? " (strict split)" : "");
   return "";
+}
+
+template <class T>
+std::string Trainer<T>::order_problem(const std::vector<Index>& order) const {
+  return train::order_problem(config_, market_.steps, order);
 }
 
 template <class T>
@@ -294,25 +293,6 @@ void sweep_period(const data::Market<T>& market, Index lookback, Index start, In
       mask(i, d) = batch.mask(i, 0);
     }
   }
-}
-
-template <class T>
-Baselines evaluate_baselines(const data::Market<T>& market, Index lookback, Index start, Index end) {
-  if (lookback < 2) throw Error("stockmixer::train::evaluate_baselines: the reversal needs a lookback of 2 or more");
-  data::Batch<T> batch;
-  Tensor<T> pred, gt, mask;
-  Baselines b;
-  sweep_period(market, lookback, start, end, batch, pred, gt, mask, [](const data::Batch<T>&, Tensor<T>& rr) {
-    rr.zero();
-  });
-  b.zero = metrics::evaluate(pred, gt, mask);
-  const Index c = market.features();
-  sweep_period(market, lookback, start, end, batch, pred, gt, mask, [&](const data::Batch<T>& w, Tensor<T>& rr) {
-    for (Index i = 0; i < market.stocks(); ++i)
-      rr(i, 0) = -(w.x(i, lookback - 1, c - 1) / w.x(i, lookback - 2, c - 1) - T(1));
-  });
-  b.reversal = metrics::evaluate(pred, gt, mask);
-  return b;
 }
 
 template <class T>
