@@ -99,120 +99,6 @@ inline Shape with_last(const Shape& s, Index last) {
   return Shape(d.begin(), d.begin() + std::max(s.rank(), 1));
 }
 
-// The records: each op's saved state and its backward.
-template <class T>
-struct LinearRecord {
-  Node<T> *x, *weight, *bias, *y;
-  Index rows, in, out;
-  void backward() const {
-    linear_backward(grad_or_null(x), grad_or_null(weight), grad_or_null(bias), y->grad.data(), x->data(),
-                    weight->data(), rows, in, out);
-  }
-};
-
-template <class T>
-struct LayerNormRecord {
-  Node<T> *x, *gamma, *beta, *y;
-  const T *mean, *rstd;  // [rows] each, saved by the forward
-  Index rows, dim;
-  void backward() const {
-    layernorm_backward(grad_or_null(x), grad_or_null(gamma), grad_or_null(beta), y->grad.data(), x->data(), mean,
-                       rstd, gamma->data(), rows, dim);
-  }
-};
-
-template <class T>
-struct GeluRecord {
-  Node<T> *x, *y;
-  void backward() const { gelu_backward(x->grad.data(), y->grad.data(), x->data(), x->size()); }
-};
-
-template <class T>
-struct HardswishRecord {
-  Node<T> *x, *y;
-  void backward() const { hardswish_backward(x->grad.data(), y->grad.data(), x->data(), x->size()); }
-};
-
-template <class T>
-struct Conv1dRecord {
-  Node<T> *x, *weight, *bias, *y;
-  Index batch, length, cin, cout, kernel;
-  void backward() const {
-    conv1d_backward(grad_or_null(x), grad_or_null(weight), grad_or_null(bias), y->grad.data(), x->data(),
-                    weight->data(), batch, length, cin, cout, kernel);
-  }
-};
-
-template <class T>
-struct TriURecord {
-  Node<T> *x, *weight, *bias, *y;
-  Index batch, length, inner;
-  void backward() const {
-    triu_backward(grad_or_null(x), grad_or_null(weight), grad_or_null(bias), y->grad.data(), x->data(),
-                  weight->data(), batch, length, inner);
-  }
-};
-
-template <class T>
-struct DropoutRecord {
-  Node<T> *x, *y;
-  const T* mask;  // saved by the forward
-  void backward() const { dropout_backward(x->grad.data(), y->grad.data(), mask, x->size()); }
-};
-
-template <class T>
-struct AddRecord {
-  Node<T> *a, *b, *y;
-  void backward() const {
-    const T* dy = y->grad.data();
-    for (Node<T>* n : {a, b})
-      if (T* d = grad_or_null(n))
-        for (Index i = 0; i < y->size(); ++i) d[i] += dy[i];
-  }
-};
-
-template <class T>
-struct Concat1Record {
-  Node<T>* y;
-  std::array<Node<T>*, 4> parts;  // null after the last
-  Index batch, row;               // B, and the values of one output row (Σ L_k · C)
-  void backward() const {
-    const T* dy = y->grad.data();
-    Index offset = 0;
-    for (Node<T>* p : parts) {
-      if (!p) break;
-      const Index block = p->size() / batch;
-      if (T* dp = grad_or_null(p))
-        for (Index b = 0; b < batch; ++b)
-          for (Index i = 0; i < block; ++i) dp[b * block + i] += dy[b * row + offset + i];
-      offset += block;
-    }
-  }
-};
-
-template <class T>
-struct Swap12Record {
-  Node<T> *x, *y;
-  Index batch, rows, cols;
-  void backward() const {
-    for (Index b = 0; b < batch; ++b)
-      MatrixMap<T>(x->grad.data() + b * rows * cols, rows, cols) +=
-          ConstMatrixMap<T>(y->grad.data() + b * rows * cols, cols, rows).transpose();
-  }
-};
-
-template <class T>
-struct RankLossRecord {
-  Node<T> *pred, *base, *gt, *mask, *rr, *loss;
-  const double* hinge;  // S_i per stock, saved by the forward: the backward needs no sort
-  Index n;
-  T alpha;
-  void backward() const {
-    rank_loss_backward_from_hinge(pred->grad.data(), loss->grad.data()[0], rr->data(), base->data(), gt->data(),
-                                  mask->data(), n, alpha, hinge);
-  }
-};
-
 }  // namespace detail
 
 template <class T>
@@ -227,7 +113,15 @@ Node<T>* linear(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index rows = x->size() / in;
   Node<T>* y = tape.node(detail::with_last(x->shape(), out), detail::any_grad<T>({x, weight, bias}));
   linear_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, rows, in, out);
-  if (y->requires_grad()) tape.record(detail::LinearRecord<T>{x, weight, bias, y, rows, in, out});
+  struct Record {
+    Node<T>*x, *weight, *bias, *y;
+    Index rows, in, out;
+    void backward() const {
+      linear_backward(detail::grad_or_null(x), detail::grad_or_null(weight), detail::grad_or_null(bias), y->grad.data(),
+                      x->data(), weight->data(), rows, in, out);
+    }
+  };
+  if (y->requires_grad()) tape.record(Record{x, weight, bias, y, rows, in, out});
   return y;
 }
 
@@ -242,7 +136,16 @@ Node<T>* layernorm(Tape<T>& tape, Node<T>* x, Node<T>* gamma, Node<T>* beta, dou
   Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, gamma, beta}));
   T* stats = tape.template save<T>(2 * rows);  // mean, rstd: what backward needs
   layernorm_forward(y->data(), stats, stats + rows, x->data(), gamma->data(), beta->data(), rows, dim, eps);
-  if (y->requires_grad()) tape.record(detail::LayerNormRecord<T>{x, gamma, beta, y, stats, stats + rows, rows, dim});
+  struct Record {
+    Node<T>*x, *gamma, *beta, *y;
+    const T *mean, *rstd;  // [rows] each, saved by the forward
+    Index rows, dim;
+    void backward() const {
+      layernorm_backward(detail::grad_or_null(x), detail::grad_or_null(gamma), detail::grad_or_null(beta),
+                         y->grad.data(), x->data(), mean, rstd, gamma->data(), rows, dim);
+    }
+  };
+  if (y->requires_grad()) tape.record(Record{x, gamma, beta, y, stats, stats + rows, rows, dim});
   return y;
 }
 
@@ -250,7 +153,11 @@ template <class T>
 Node<T>* gelu(Tape<T>& tape, Node<T>* x) {
   Node<T>* y = tape.node(x->shape(), x->requires_grad());
   gelu_forward(y->data(), x->data(), x->size());
-  if (y->requires_grad()) tape.record(detail::GeluRecord<T>{x, y});
+  struct Record {
+    Node<T>*x, *y;
+    void backward() const { gelu_backward(x->grad.data(), y->grad.data(), x->data(), x->size()); }
+  };
+  if (y->requires_grad()) tape.record(Record{x, y});
   return y;
 }
 
@@ -258,7 +165,11 @@ template <class T>
 Node<T>* hardswish(Tape<T>& tape, Node<T>* x) {
   Node<T>* y = tape.node(x->shape(), x->requires_grad());
   hardswish_forward(y->data(), x->data(), x->size());
-  if (y->requires_grad()) tape.record(detail::HardswishRecord<T>{x, y});
+  struct Record {
+    Node<T>*x, *y;
+    void backward() const { hardswish_backward(x->grad.data(), y->grad.data(), x->data(), x->size()); }
+  };
+  if (y->requires_grad()) tape.record(Record{x, y});
   return y;
 }
 
@@ -280,8 +191,15 @@ Node<T>* conv1d(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index lo = conv1d_output_length(length, kernel);
   Node<T>* y = tape.node({batch, lo, cout}, detail::any_grad<T>({x, weight, bias}));
   conv1d_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, cin, cout, kernel);
-  if (y->requires_grad())
-    tape.record(detail::Conv1dRecord<T>{x, weight, bias, y, batch, length, cin, cout, kernel});
+  struct Record {
+    Node<T>*x, *weight, *bias, *y;
+    Index batch, length, cin, cout, kernel;
+    void backward() const {
+      conv1d_backward(detail::grad_or_null(x), detail::grad_or_null(weight), detail::grad_or_null(bias), y->grad.data(),
+                      x->data(), weight->data(), batch, length, cin, cout, kernel);
+    }
+  };
+  if (y->requires_grad()) tape.record(Record{x, weight, bias, y, batch, length, cin, cout, kernel});
   return y;
 }
 
@@ -298,7 +216,15 @@ Node<T>* triu(Tape<T>& tape, Node<T>* x, Node<T>* weight, Node<T>* bias) {
   const Index batch = x->shape()[0], inner = x->shape().rank() == 3 ? x->shape()[2] : 1;
   Node<T>* y = tape.node(x->shape(), detail::any_grad<T>({x, weight, bias}));
   triu_forward(y->data(), x->data(), weight->data(), bias ? bias->data() : nullptr, batch, length, inner);
-  if (y->requires_grad()) tape.record(detail::TriURecord<T>{x, weight, bias, y, batch, length, inner});
+  struct Record {
+    Node<T>*x, *weight, *bias, *y;
+    Index batch, length, inner;
+    void backward() const {
+      triu_backward(detail::grad_or_null(x), detail::grad_or_null(weight), detail::grad_or_null(bias), y->grad.data(),
+                    x->data(), weight->data(), batch, length, inner);
+    }
+  };
+  if (y->requires_grad()) tape.record(Record{x, weight, bias, y, batch, length, inner});
   return y;
 }
 
@@ -309,7 +235,12 @@ Node<T>* dropout(Tape<T>& tape, Node<T>* x, double p, std::uint64_t seed) {
   dropout_mask(mask, x->size(), p, seed);
   Node<T>* y = tape.node(x->shape(), x->requires_grad());
   dropout_forward(y->data(), x->data(), mask, x->size());
-  if (y->requires_grad()) tape.record(detail::DropoutRecord<T>{x, y, mask});
+  struct Record {
+    Node<T>*x, *y;
+    const T* mask;  // saved by the forward
+    void backward() const { dropout_backward(x->grad.data(), y->grad.data(), mask, x->size()); }
+  };
+  if (y->requires_grad()) tape.record(Record{x, y, mask});
   return y;
 }
 
@@ -320,7 +251,16 @@ Node<T>* add(Tape<T>& tape, Node<T>* a, Node<T>* b) {
   Node<T>* y = tape.node(a->shape(), detail::any_grad<T>({a, b}));
   const Index n = a->size();
   for (Index i = 0; i < n; ++i) y->data()[i] = a->data()[i] + b->data()[i];
-  if (y->requires_grad()) tape.record(detail::AddRecord<T>{a, b, y});
+  struct Record {
+    Node<T>*a, *b, *y;
+    void backward() const {
+      const T* dy = y->grad.data();
+      for (Node<T>* n : {a, b})
+        if (T* d = detail::grad_or_null(n))
+          for (Index i = 0; i < y->size(); ++i) d[i] += dy[i];
+    }
+  };
+  if (y->requires_grad()) tape.record(Record{a, b, y});
   return y;
 }
 
@@ -349,8 +289,25 @@ Node<T>* concat1(Tape<T>& tape, std::initializer_list<Node<T>*> parts) {
       std::copy(p->data() + b * block, p->data() + (b + 1) * block, y->data() + b * total * channels + offset);
     offset += block;
   }
+  struct Record {
+    Node<T>* y;
+    std::array<Node<T>*, 4> parts;  // null after the last
+    Index batch, row;               // B, and the values of one output row (Σ L_k · C)
+    void backward() const {
+      const T* dy = y->grad.data();
+      Index offset = 0;
+      for (Node<T>* p : parts) {
+        if (!p) break;
+        const Index block = p->size() / batch;
+        if (T* dp = detail::grad_or_null(p))
+          for (Index b = 0; b < batch; ++b)
+            for (Index i = 0; i < block; ++i) dp[b * block + i] += dy[b * row + offset + i];
+        offset += block;
+      }
+    }
+  };
   if (grad) {
-    detail::Concat1Record<T> r{y, {}, batch, total * channels};
+    Record r{y, {}, batch, total * channels};
     std::copy(parts.begin(), parts.end(), r.parts.begin());
     tape.record(r);
   }
@@ -372,7 +329,16 @@ Node<T>* swap12(Tape<T>& tape, Node<T>* x) {
   for (Index b = 0; b < batch; ++b)
     MatrixMap<T>(y->data() + b * rows * cols, cols, rows) =
         ConstMatrixMap<T>(x->data() + b * rows * cols, rows, cols).transpose();
-  if (y->requires_grad()) tape.record(detail::Swap12Record<T>{x, y, batch, rows, cols});
+  struct Record {
+    Node<T>*x, *y;
+    Index batch, rows, cols;
+    void backward() const {
+      for (Index b = 0; b < batch; ++b)
+        MatrixMap<T>(x->grad.data() + b * rows * cols, rows, cols) +=
+            ConstMatrixMap<T>(y->grad.data() + b * rows * cols, cols, rows).transpose();
+    }
+  };
+  if (y->requires_grad()) tape.record(Record{x, y, batch, rows, cols});
   return y;
 }
 
@@ -403,7 +369,17 @@ LossOutput<T> rank_loss(Tape<T>& tape, Node<T>* pred, Node<T>* base, Node<T>* gt
   out.loss->data()[0] = l.loss;
   out.reg = l.reg;
   out.rank = l.rank;
-  if (backward) tape.record(detail::RankLossRecord<T>{pred, base, gt, mask, out.rr, out.loss, hinge, n, alpha});
+  struct Record {
+    Node<T>*pred, *base, *gt, *mask, *rr, *loss;
+    const double* hinge;  // S_i per stock, saved by the forward: the backward needs no sort
+    Index n;
+    T alpha;
+    void backward() const {
+      rank_loss_backward_from_hinge(pred->grad.data(), loss->grad.data()[0], rr->data(), base->data(), gt->data(),
+                                    mask->data(), n, alpha, hinge);
+    }
+  };
+  if (backward) tape.record(Record{pred, base, gt, mask, out.rr, out.loss, hinge, n, alpha});
   return out;
 }
 
