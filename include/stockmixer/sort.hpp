@@ -79,10 +79,8 @@ inline void radix_sort_keys(SortKey* keys, SortKey* tmp, Index m) {
 }
 
 // Sorts keys[0, m) (in increasing index order, no NaN) by (value, index): a total order, so the
-// result does not depend on the algorithm. std::sort below kRadixMin keys, the radix sort from there.
-// The crossover is where the radix sort overtook std::sort in the rank loss with a different input
-// every call, as in training (std::sort's comparisons mispredict there; one input repeated lets the
-// branch predictor learn them, and then std::sort looks faster than it is).
+// result does not depend on the algorithm. std::sort below kRadixMin keys (the crossover with a new
+// input every call, as in training), the radix sort from there.
 constexpr Index kRadixMin = 160;
 inline void sort_keys(SortKey* keys, SortKey* tmp, Index m) {
   if (m >= kRadixMin) return radix_sort_keys(keys, tmp, m);

@@ -52,6 +52,7 @@ template <class T>
 class TensorMap {
  public:
   using value_type = std::remove_const_t<T>;
+  using Matrix = Eigen::Map<std::conditional_t<std::is_const_v<T>, const RowMatrix<value_type>, RowMatrix<value_type>>>;
 
   TensorMap() = default;
   TensorMap(T* data, Shape shape) : data_(data), shape_(shape) {}
@@ -70,10 +71,8 @@ class TensorMap {
   T& operator()(I... idx) const { return data_[offset(shape_, idx...)]; }
 
   // [size / last, last] row-major Eigen map, or [rows, cols] after a checked reshape.
-  Eigen::Map<std::conditional_t<std::is_const_v<T>, const RowMatrix<value_type>, RowMatrix<value_type>>>
-  matrix() const { return {data_, shape_.size() / std::max<Index>(shape_.last(), 1), shape_.last()}; }
-  Eigen::Map<std::conditional_t<std::is_const_v<T>, const RowMatrix<value_type>, RowMatrix<value_type>>>
-  matrix(Index rows, Index cols) const;
+  Matrix matrix() const { return {data_, shape_.size() / std::max<Index>(shape_.last(), 1), shape_.last()}; }
+  Matrix matrix(Index rows, Index cols) const;
 
   template <class... I>
   static Index offset(const Shape& s, I... idx);
@@ -170,9 +169,7 @@ Index TensorMap<T>::offset(const Shape& s, I... idx) {
 }
 
 template <class T>
-Eigen::Map<std::conditional_t<std::is_const_v<T>, const RowMatrix<std::remove_const_t<T>>,
-                              RowMatrix<std::remove_const_t<T>>>>
-TensorMap<T>::matrix(Index rows, Index cols) const {
+typename TensorMap<T>::Matrix TensorMap<T>::matrix(Index rows, Index cols) const {
   if (rows * cols != shape_.size())
     throw Error("stockmixer::TensorMap::matrix: cannot view a tensor of shape " + shape_.str() + " as [" +
                 std::to_string(rows) + ", " + std::to_string(cols) + "]");

@@ -42,8 +42,6 @@ struct Node {
   const Shape& shape() const { return value.shape(); }
   Index size() const { return value.size(); }
   T* data() const { return value.data(); }
-  // Changes the shape only (same number of values): squeeze, unsqueeze, flatten are free.
-  void reshape(Shape shape);
 };
 
 enum class Mode { kTrain, kInference };
@@ -57,7 +55,6 @@ class Tape {
   Tape(Tape&&) = default;  // deques and blocks move whole: nodes and buffers handed out stay valid
   Tape& operator=(Tape&&) = default;
 
-  Mode mode() const { return mode_; }
   bool recording() const { return mode_ == Mode::kTrain; }
 
   // A new intermediate of this shape. Its gradient exists (zeroed) when `requires_grad` and the tape
@@ -83,8 +80,6 @@ class Tape {
   void backward(Node<T>* output, TensorMap<const T> seed);
   // Forgets the records and hands every slot back for the next pass. Buffers are kept.
   void reset();
-
-  std::size_t records() const { return records_.size(); }
 
  private:
   struct Slot {
@@ -123,14 +118,6 @@ class Tape {
 };
 
 // ---- implementation --------------------------------------------------------------------------------
-
-template <class T>
-void Node<T>::reshape(Shape shape) {
-  if (shape.size() != value.size())
-    throw Error("stockmixer::autograd::Node::reshape: cannot reshape " + value.shape().str() + " to " + shape.str());
-  value = TensorMap<T>(value.data(), shape);
-  if (grad.data()) grad = TensorMap<T>(grad.data(), shape);
-}
 
 template <class T>
 Node<T>* Tape<T>::node(Shape shape, bool requires_grad) {

@@ -371,8 +371,6 @@ void parse_csv(const std::string& path, const char* begin, const char* end, CsvR
     throw Error(path + ": the file is empty (expected comma-separated rows: the day index, then the features)");
 }
 
-inline bool is_missing(double v) { return std::abs(v - kMissing) < 1e-8; }
-
 inline void check_market_name(const std::string& who, const std::string& market) {
   const std::string problem = ticker_problem(market);
   if (!problem.empty()) throw Error(who + ": the market name '" + market + "' " + problem);
@@ -497,10 +495,7 @@ Market<T> load_eod(const std::string& dir, const std::string& market, const std:
       if (d < 1)
         throw Error(path + ": one row, and for NASDAQ the loader drops the last row (as load_EOD_data does): no "
                            "row is left");
-      m.eod = Tensor<T>({n, d, cols - 1});  // [N, D, C]
-      m.mask = Tensor<T>({n, d});
-      m.gt = Tensor<T>({n, d});
-      m.price = Tensor<T>({n, d});
+      m = detail::zero_market<T>(n, d, cols - 1, steps);  // [N, D, C]
     }
     for (Index row = 0; row < d; ++row) {
       const T close = csv.values[static_cast<std::size_t>(row * cols + cols - 1)];
@@ -552,12 +547,7 @@ Market<T> load_sp500_npy(const std::string& path, Index steps) {
     return path + ": stock " + std::to_string(i) + ", day " + std::to_string(t + kSp500TimeCut) + " (row " +
            std::to_string(t) + " after the cut at 915), feature " + std::to_string(k) + ": ";
   };
-  Market<T> m;
-  m.steps = steps;
-  m.eod = Tensor<T>({n, d, f});
-  m.mask = Tensor<T>({n, d});
-  m.gt = Tensor<T>({n, d});
-  m.price = Tensor<T>({n, d});
+  Market<T> m = detail::zero_market<T>(n, d, f, steps);
   m.mask.fill(T(1));
   for (Index i = 0; i < n; ++i)
     for (Index t = 0; t < d; ++t) {

@@ -176,6 +176,17 @@ inline Index ma_window(Index j) {
 
 constexpr double kMissing = -1234.0;  // the CSV's missing marker
 constexpr double kFill = 1.1;         // what load_EOD_data writes over it
+inline bool is_missing(double v) { return std::abs(v - kMissing) < 1e-8; }
+
+// A market of N stocks, D days and C features, every tensor zero.
+template <class T>
+Market<T> zero_market(Index n, Index d, Index c, Index steps) {
+  Market<T> m;
+  m.steps = steps;
+  m.eod = Tensor<T>({n, d, c});
+  m.mask = m.gt = m.price = Tensor<T>({n, d});
+  return m;
+}
 
 }  // namespace detail
 
@@ -270,7 +281,7 @@ void ingest_eod_rows(Market<T>& m, Index stock, T* rows) {
   if (m.eod.rank() != 3 || m.mask.shape() != Shape{m.stocks(), d} || m.gt.shape() != m.mask.shape() ||
       m.price.shape() != m.mask.shape())
     throw Error("stockmixer::data::ingest_eod_rows: the market's tensors must be [N, D, C] and [N, D] already");
-  auto missing = [](T v) { return std::abs(static_cast<double>(v) - detail::kMissing) < 1e-8; };
+  auto missing = [](T v) { return detail::is_missing(static_cast<double>(v)); };
   for (Index row = 0; row < d; ++row) {
     T* r = rows + row * cols;
     m.mask(stock, row) = T(1);
@@ -351,12 +362,7 @@ Market<T> synthetic_market(const SyntheticOptions& opts) {
     }
   }
 
-  Market<T> m;
-  m.steps = opts.steps;
-  m.eod = Tensor<T>({n, d, c});
-  m.mask = Tensor<T>({n, d});
-  m.gt = Tensor<T>({n, d});
-  m.price = Tensor<T>({n, d});
+  Market<T> m = detail::zero_market<T>(n, d, c, opts.steps);
   m.tickers.resize(static_cast<std::size_t>(n));
   std::vector<T> rows(static_cast<std::size_t>(d * (c + 1)));  // one stock's "CSV": [D, 1 + C]
   for (Index i = 0; i < n; ++i) {

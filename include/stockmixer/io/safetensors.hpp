@@ -93,15 +93,11 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 
 namespace detail {
 
-inline bool host_is_little_endian() {
+inline void require_little_endian(const std::string& path) {
   const std::uint16_t one = 1;
   unsigned char first = 0;
   std::memcpy(&first, &one, 1);
-  return first == 1;
-}
-
-inline void require_little_endian(const std::string& path) {
-  if (!host_is_little_endian())
+  if (first != 1)
     throw Error(path + ": safetensors I/O needs a little-endian host (the format is little-endian)");
 }
 
@@ -120,8 +116,6 @@ inline std::string shape_str(const std::vector<Index>& shape) {
   for (std::size_t a = 0; a < shape.size(); ++a) s += (a ? ", " : "") + std::to_string(shape[a]);
   return s + "]";
 }
-
-inline std::string shape_str(const Shape& shape) { return shape.str(); }
 
 // A JSON value for an error message, cut to 80 characters.
 template <class Json>

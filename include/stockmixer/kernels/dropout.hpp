@@ -29,11 +29,9 @@ void dropout_forward(T* y, const T* x, const T* mask, Index n);
 template <class T>
 void dropout_backward(T* dx, const T* dy, const T* mask, Index n);
 
-// The uniform draw in [0, 1) of element `i` under `seed` (splitmix64 of the counter, top 53 bits).
-inline double dropout_uniform(std::uint64_t seed, std::uint64_t i);
-
 // ---- implementation --------------------------------------------------------------------------------
 
+// The uniform draw in [0, 1) of element `i` under `seed` (splitmix64 of the counter, top 53 bits).
 inline double dropout_uniform(std::uint64_t seed, std::uint64_t i) {
   std::uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

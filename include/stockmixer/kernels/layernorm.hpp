@@ -63,14 +63,20 @@ inline double add_lanes(const double* acc) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+// body(j, k) adds value j's terms into lane k, for j in [0, n): blocks of kLanes, then the tail.
+template <class Body>
+void for_lanes(Index n, Body&& body) {
+  Index j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (Index k = 0; k < kLanes; ++k) body(j + k, k);
+  for (; j < n; ++j) body(j, j % kLanes);
+}
+
 // Σ_j x[j]
 template <class T>
 double row_sum(const T* x, Index n) {
   double acc[kLanes] = {};
-  Index j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (Index k = 0; k < kLanes; ++k) acc[k] += static_cast<double>(x[j + k]);
-  for (; j < n; ++j) acc[j % kLanes] += static_cast<double>(x[j]);
+  for_lanes(n, [&](Index j, Index k) { acc[k] += static_cast<double>(x[j]); });
   return add_lanes(acc);
 }
 
@@ -78,16 +84,10 @@ double row_sum(const T* x, Index n) {
 template <class T>
 double row_sum_sq_dev(const T* x, Index n, double m) {
   double acc[kLanes] = {};
-  Index j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (Index k = 0; k < kLanes; ++k) {
-      const double d = static_cast<double>(x[j + k]) - m;
-      acc[k] += d * d;
-    }
-  for (; j < n; ++j) {
+  for_lanes(n, [&](Index j, Index k) {
     const double d = static_cast<double>(x[j]) - m;
-    acc[j % kLanes] += d * d;
-  }
+    acc[k] += d * d;
+  });
   return add_lanes(acc);
 }
 
@@ -95,15 +95,11 @@ double row_sum_sq_dev(const T* x, Index n, double m) {
 template <class T>
 void row_sums_g_gxhat(double& sum_g, double& sum_gx, const T* dy, const T* gamma, const T* x, T mu, T rs, Index n) {
   double ag[kLanes] = {}, agx[kLanes] = {};
-  auto body = [&](Index j, Index k) {
+  for_lanes(n, [&](Index j, Index k) {
     const double g = static_cast<double>(dy[j]) * gamma[j];
     ag[k] += g;
     agx[k] += g * ((x[j] - mu) * rs);
-  };
-  Index j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (Index k = 0; k < kLanes; ++k) body(j + k, k);
-  for (; j < n; ++j) body(j, j % kLanes);
+  });
   sum_g = add_lanes(ag);
   sum_gx = add_lanes(agx);
 }

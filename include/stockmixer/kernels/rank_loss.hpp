@@ -109,16 +109,11 @@ struct RankLossWorkspace {
   void reserve(Index n) {
     if (n <= capacity_) return;
     const auto u = static_cast<std::size_t>(n);
-    by_gt.resize(u);
-    by_rr.resize(u);
-    sort_gt.resize(u);
-    sort_rr.resize(u);
+    for (auto* v : {&by_gt, &by_rr, &sort_gt, &sort_rr}) v->resize(u);
+    for (auto* v : {&tree_below, &tree_above}) v->resize(u + 1);
+    for (auto* v : {&below, &above}) v->resize(u);
     gt_rank.resize(u);
     items.resize(u);
-    tree_below.resize(u + 1);
-    tree_above.resize(u + 1);
-    below.resize(u);
-    above.resize(u);
     hinge.resize(u);
     capacity_ = n;
   }

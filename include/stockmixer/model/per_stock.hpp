@@ -153,15 +153,9 @@ struct Kernel {
 static constexpr int H = W / 2;
 typedef typename LaneType<double, H>::type Doubles;
 template <class T>
-using Half = typename LaneType<T, H>::type;
-template <class T>
 using Lanes = lanes::Lanes<T, W>;
-template <class T>
-static const Lanes<T>* rows(const T* p) {
-  return lanes::rows<W>(p);
-}
-template <class T>
-static Lanes<T>* rows(T* p) {
+template <class P>
+static auto rows(P* p) {
   return lanes::rows<W>(p);
 }
 // K sums Σ_j over j < D of half rows, in one pass over the rows: add(j, acc) adds row j's K terms

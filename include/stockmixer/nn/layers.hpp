@@ -20,7 +20,7 @@ class Linear {
     store.add(prefix + "weight", weight);
     store.add(prefix + "bias", bias);
   }
-  void init(Init& init);
+  void init(Init& init) { init.weight_and_bias(weight, bias, weight.shape()[1]); }
   Node<T>* forward(Tape<T>& tape, Node<T>* x) {
     return autograd::linear(tape, x, tape.parameter(weight), tape.parameter(bias));
   }
@@ -57,7 +57,7 @@ class Conv1d {
     store.add(prefix + "weight", weight);
     store.add(prefix + "bias", bias);
   }
-  void init(Init& init);
+  void init(Init& init) { init.weight_and_bias(weight, bias, weight.shape()[1] * weight.shape()[2]); }
   Node<T>* forward(Tape<T>& tape, Node<T>* x) {
     return autograd::conv1d(tape, x, tape.parameter(weight), tape.parameter(bias));
   }
@@ -87,20 +87,6 @@ class TriU {
 };
 
 // ---- implementation --------------------------------------------------------------------------------
-
-template <class T>
-void Linear<T>::init(Init& init) {
-  const Index in = weight.shape()[1];
-  init.uniform_fan_in(weight.value(), weight.size(), in);
-  init.uniform_fan_in(bias.value(), bias.size(), in);
-}
-
-template <class T>
-void Conv1d<T>::init(Init& init) {
-  const Index fan_in = weight.shape()[1] * weight.shape()[2];
-  init.uniform_fan_in(weight.value(), weight.size(), fan_in);
-  init.uniform_fan_in(bias.value(), bias.size(), fan_in);
-}
 
 template <class T>
 void TriU<T>::declare(ParameterStore<T>& store, const std::string& prefix) {

@@ -30,6 +30,12 @@ class Init {
     std::uniform_real_distribution<double> dist(-bound, bound);
     for (Index i = 0; i < n; ++i) data[i] = static_cast<T>(dist(rng_));
   }
+  // A Linear's or Conv1d's weight, then its bias, with the same bound.
+  template <class T>
+  void weight_and_bias(const Parameter<T>& weight, const Parameter<T>& bias, Index fan_in) {
+    uniform_fan_in(weight.value(), weight.size(), fan_in);
+    uniform_fan_in(bias.value(), bias.size(), fan_in);
+  }
 
  private:
   std::mt19937_64 rng_;

@@ -198,10 +198,6 @@ void adam_values(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, co
     for (Index i = 0; i < k; ++i) p[i] = p[i] + (neg_step_size * m[i]) / (root[i] / bc2_sqrt + eps);  // p + (−s·m) / (√v / √bc2 + ε)
   }
 }
-template <class T>
-void adam_range(Isa isa, T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, const AdamScalars<T>& a) {
-  run_versioned(isa, [&](auto) { adam_values(param, exp_avg, exp_avg_sq, grad, n, a); });
-}
 }  // namespace detail
 
 template <class T>
@@ -214,7 +210,8 @@ void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, st
   const detail::AdamScalars<T> a = detail::adam_scalars<T>(step, opt);
   const Isa isa = kernel_isa();
   parallel_for(n, detail::kAdamChunk, [&](Index i0, Index i1) {
-    detail::adam_range(isa, param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, a);
+    run_versioned(isa,
+                  [&](auto) { detail::adam_values(param + i0, exp_avg + i0, exp_avg_sq + i0, grad + i0, i1 - i0, a); });
   });
 }
 

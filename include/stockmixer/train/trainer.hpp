@@ -98,9 +98,7 @@ class Trainer {
 
   StockMixer<T>& model() { return model_; }
   Adam<T>& optimizer() { return step_.optimizer(); }
-  const TrainConfig& config() const { return config_; }
   Index train_offsets() const;  // offsets used per epoch
-  int epochs_done() const { return epoch_; }
 
  private:
   const data::Market<T>& market_;
@@ -168,16 +166,6 @@ inline nlohmann::json EpochLog::to_json() const {
 }
 
 namespace detail {
-inline StockMixerConfig model_config(Index stocks, Index features, const TrainConfig& c) {
-  StockMixerConfig m;
-  m.stocks = stocks;
-  m.lookback = c.lookback;
-  m.features = features;
-  m.market = c.market;
-  m.dropout = c.dropout;
-  return m;
-}
-
 template <class T>
 const TrainConfig& checked(const data::Market<T>& market, const TrainConfig& c) {
   market.validate("training market");
@@ -191,7 +179,8 @@ template <class T>
 Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
     : market_(market),
       config_(detail::checked(market, config)),
-      model_(detail::model_config(market.stocks(), market.features(), config), config.seed),
+      model_(StockMixerConfig{market.stocks(), config.lookback, market.features(), config.market, config.dropout},
+             config.seed),
       step_(model_, config.adam, config.alpha),
       rng_(config.seed ^ 0x5DEECE66Dull) {
   offsets_.resize(static_cast<std::size_t>(config_.valid_index));
