@@ -72,7 +72,11 @@ class StockMixer {
   // Every parameter: values, gradients and the state_dict name table.
   ParameterStore<T>& parameters() { return store_; }
   const ParameterStore<T>& parameters() const { return store_; }
-  Index num_parameters() const;  // values under a state_dict name (PyTorch's count)
+  Index num_parameters() const {  // values under a state_dict name (PyTorch's count)
+    Index n = 0;
+    for (const auto& p : store_) n += p.size();
+    return n;
+  }
   void zero_grad() { store_.zero_grad(); }
 
   // The modules, in PyTorch's registration order.
@@ -154,13 +158,6 @@ StockMixer<T>::StockMixer(const StockMixerConfig& config, std::uint64_t seed)
   time_fc_.init(init);
 }
 
-template <class T>
-Index StockMixer<T>::num_parameters() const {
-  Index n = 0;
-  for (const auto& p : store_) n += p.size();
-  return n;
-}
-
 // The fused blocks as ops on the tape: what each backward reads, typed.
 template <class T>
 struct StockMixer<T>::PerStockRecord {
@@ -202,7 +199,7 @@ typename StockMixer<T>::Node* StockMixer<T>::per_stock(Tape& tape, Node* x) {
   Node* y = tape.node({config_.fused(), n}, true);
   // Training keeps the forward's activations for the backward (2.4 KB a stock at T = 16, C = 5) while
   // they fit in 8 MB, about the caches (N up to about 3 300); beyond, the backward recomputes them in
-  // cache, which measured faster than the round trip through memory (docs/math/per_stock.md).
+  // cache rather than read them back from memory (docs/math/per_stock.md).
   const Index stash_size = per_stock_stash_size<T>(n, t, c);
   T* stash = y->requires_grad() && stash_size * static_cast<Index>(sizeof(T)) <= (Index(8) << 20)
                  ? tape.template save<T>(stash_size)

@@ -64,9 +64,19 @@ class ParameterStore {
   // Declaring, before allocate(). A module's tensor p: under one state_dict name, or (add_storage)
   // under none, its parts then named with add_view (offset and shape within p). add(name, shape)
   // declares a tensor the store alone holds (an optimiser's unit tests, a caller's own parameters).
-  void add(const std::string& name, Parameter<T>& p);
-  void add(const std::string& name, Shape shape);
-  void add_storage(Parameter<T>& p);
+  void add(const std::string& name, Parameter<T>& p) {
+    this->name(name, size_, p.shape());  // checks the name first: a refused tensor is not declared
+    declare(p);
+    p.name_ = name;
+  }
+  void add(const std::string& name, Shape shape) {
+    this->name(name, size_, shape);
+    size_ += shape.size();
+  }
+  void add_storage(Parameter<T>& p) {
+    if (done_) throw Error("stockmixer::ParameterStore: a tensor declared after the store was allocated");
+    declare(p);
+  }
   void add_view(const std::string& name, const Parameter<T>& storage, Index offset, Shape shape);
   // One zeroed allocation for every value and gradient; binds every declared tensor. Once only.
   void allocate();
@@ -85,8 +95,15 @@ class ParameterStore {
   const_iterator end() const { return table_.end(); }
   Index count() const { return static_cast<Index>(table_.size()); }  // named tensors
   const Parameter<T>& operator[](Index i) const { return table_.at(static_cast<std::size_t>(i)); }
-  const Parameter<T>* find(const std::string& name) const;  // null when no tensor has that name
-  const Parameter<T>& at(const std::string& name) const;    // throws Error naming it
+  const Parameter<T>* find(const std::string& name) const {  // null when no tensor has that name
+    for (const auto& p : table_)
+      if (p.name() == name) return &p;
+    return nullptr;
+  }
+  const Parameter<T>& at(const std::string& name) const {  // throws Error naming it
+    if (const Parameter<T>* p = find(name)) return *p;
+    throw Error("stockmixer::ParameterStore: no parameter named '" + name + "'");
+  }
 
  private:
   Index declare(Parameter<T>& p);  // assigns p its offset
@@ -120,25 +137,6 @@ void ParameterStore<T>::name(const std::string& name, Index offset, Shape shape)
 }
 
 template <class T>
-void ParameterStore<T>::add(const std::string& name, Parameter<T>& p) {
-  this->name(name, size_, p.shape());  // checks the name first: a refused tensor is not declared
-  declare(p);
-  p.name_ = name;
-}
-
-template <class T>
-void ParameterStore<T>::add(const std::string& name, Shape shape) {
-  this->name(name, size_, shape);
-  size_ += shape.size();
-}
-
-template <class T>
-void ParameterStore<T>::add_storage(Parameter<T>& p) {
-  if (done_) throw Error("stockmixer::ParameterStore: a tensor declared after the store was allocated");
-  declare(p);
-}
-
-template <class T>
 void ParameterStore<T>::add_view(const std::string& name, const Parameter<T>& storage, Index offset, Shape shape) {
   if (offset < 0 || offset + shape.size() > storage.size())
     throw Error("stockmixer::ParameterStore: '" + name + "' " + shape.str() + " at " + std::to_string(offset) +
@@ -158,19 +156,6 @@ void ParameterStore<T>::allocate() {
   for (Parameter<T>* p : pending_) bind(*p);
   for (Parameter<T>& p : table_) bind(p);
   pending_.clear();  // the module tensors may move with their model from here on
-}
-
-template <class T>
-const Parameter<T>* ParameterStore<T>::find(const std::string& name) const {
-  for (const auto& p : table_)
-    if (p.name() == name) return &p;
-  return nullptr;
-}
-
-template <class T>
-const Parameter<T>& ParameterStore<T>::at(const std::string& name) const {
-  if (const Parameter<T>* p = find(name)) return *p;
-  throw Error("stockmixer::ParameterStore: no parameter named '" + name + "'");
 }
 
 }  // namespace stockmixer

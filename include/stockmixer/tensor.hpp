@@ -32,10 +32,22 @@ class Shape {
 
   int rank() const { return rank_; }
   Index operator[](int axis) const { return dims_[static_cast<std::size_t>(axis)]; }
-  Index size() const;             // product of the dims (1 for rank 0)
-  Index stride(int axis) const;   // row-major stride of `axis`, in elements
+  Index size() const {  // product of the dims (1 for rank 0)
+    Index n = 1;
+    for (int a = 0; a < rank_; ++a) n *= dims_[static_cast<std::size_t>(a)];
+    return n;
+  }
+  Index stride(int axis) const {  // row-major stride of `axis`, in elements
+    Index s = 1;
+    for (int a = rank_ - 1; a > axis; --a) s *= dims_[static_cast<std::size_t>(a)];
+    return s;
+  }
   Index last() const { return rank_ == 0 ? 1 : dims_[static_cast<std::size_t>(rank_ - 1)]; }
-  std::string str() const;        // "[1026, 16, 5]"
+  std::string str() const {  // "[1026, 16, 5]"
+    std::string s = "[";
+    for (int a = 0; a < rank_; ++a) s += (a ? ", " : "") + std::to_string(dims_[static_cast<std::size_t>(a)]);
+    return s + "]";
+  }
 
   friend bool operator==(const Shape& a, const Shape& b) {
     return a.rank_ == b.rank_ && std::equal(a.dims_.begin(), a.dims_.begin() + a.rank_, b.dims_.begin());
@@ -109,7 +121,10 @@ class Tensor {
     return storage_[static_cast<std::size_t>(TensorMap<T>::offset(shape_, idx...))];
   }
 
-  void resize(Shape shape);  // contents unspecified after a size change; no allocation if it fits
+  void resize(Shape shape) {  // contents unspecified after a size change; no allocation if it fits
+    shape_ = shape;
+    storage_.resize(static_cast<std::size_t>(shape.size()));
+  }
   void fill(T value) { std::fill(storage_.begin(), storage_.end(), value); }
   void zero() { fill(T(0)); }
 
@@ -140,24 +155,6 @@ Shape::Shape(It first, It last) {
   }
 }
 
-inline Index Shape::size() const {
-  Index n = 1;
-  for (int a = 0; a < rank_; ++a) n *= dims_[static_cast<std::size_t>(a)];
-  return n;
-}
-
-inline Index Shape::stride(int axis) const {
-  Index s = 1;
-  for (int a = rank_ - 1; a > axis; --a) s *= dims_[static_cast<std::size_t>(a)];
-  return s;
-}
-
-inline std::string Shape::str() const {
-  std::string s = "[";
-  for (int a = 0; a < rank_; ++a) s += (a ? ", " : "") + std::to_string(dims_[static_cast<std::size_t>(a)]);
-  return s + "]";
-}
-
 template <class T>
 template <class... I>
 Index TensorMap<T>::offset(const Shape& s, I... idx) {
@@ -182,12 +179,6 @@ Tensor<T>::Tensor(Shape shape, std::initializer_list<T> values) : Tensor(shape) 
     throw Error("stockmixer::Tensor: " + std::to_string(values.size()) + " values given for shape " +
                 shape.str() + " (" + std::to_string(shape.size()) + " expected)");
   std::copy(values.begin(), values.end(), storage_.begin());
-}
-
-template <class T>
-void Tensor<T>::resize(Shape shape) {
-  shape_ = shape;
-  storage_.resize(static_cast<std::size_t>(shape.size()));
 }
 
 }  // namespace stockmixer

@@ -35,7 +35,11 @@ class PerThread {
  public:
   // Sizes a block of `count` values for each of num_threads() threads. Call it before the parallel
   // loop, on the calling thread.
-  void reserve(Index count);
+  void reserve(Index count) {
+    constexpr Index kLine = 64 / static_cast<Index>(sizeof(U));
+    stride_ = (count + kLine - 1) / kLine * kLine;
+    base_ = scratch_.get(stride_ * static_cast<Index>(num_threads()));
+  }
   // The block of the thread that calls it (thread_index()), inside a loop started after reserve.
   U* local() { return base_ + static_cast<Index>(thread_index()) * stride_; }
 
@@ -54,13 +58,6 @@ U* Scratch<U>::get(Index count) {
   if (static_cast<Index>(storage_.size()) < count + kAlign) storage_.resize(static_cast<std::size_t>(count + kAlign));
   const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
   return storage_.data() + (kAlign - static_cast<Index>(address % 64) / static_cast<Index>(sizeof(U))) % kAlign;
-}
-
-template <class U>
-void PerThread<U>::reserve(Index count) {
-  constexpr Index kLine = 64 / static_cast<Index>(sizeof(U));
-  stride_ = (count + kLine - 1) / kLine * kLine;
-  base_ = scratch_.get(stride_ * static_cast<Index>(num_threads()));
 }
 
 }  // namespace stockmixer

@@ -63,7 +63,9 @@ class Tape {
   // A node over memory somebody else owns (an input).
   Node<T>* wrap(TensorMap<T> value, TensorMap<T> grad = {});
   // A parameter's node: its values and, when the tape records, its gradient.
-  Node<T>* parameter(const Parameter<T>& p);
+  Node<T>* parameter(const Parameter<T>& p) {
+    return wrap(TensorMap<T>(p.value(), p.shape()), TensorMap<T>(p.grad(), p.shape()));
+  }
   // `count` values of U kept for a backward (an op's saved statistics or activations), 64-byte
   // aligned, contents unspecified; valid until reset().
   template <class U>
@@ -79,7 +81,11 @@ class Tape {
   // Seeds d(output) = seed (an upstream gradient of output's size) and replays the records.
   void backward(Node<T>* output, TensorMap<const T> seed);
   // Forgets the records and hands every slot back for the next pass. Buffers are kept.
-  void reset();
+  void reset() {
+    records_.clear();
+    used_ = wrapped_used_ = saved_used_ = saved_doubles_used_ = 0;
+    block_ = block_used_ = 0;
+  }
 
  private:
   struct Slot {
@@ -102,7 +108,9 @@ class Tape {
   // Records live in blocks of kBlock bytes, handed out in order and recycled by reset().
   static constexpr std::size_t kBlock = 16384;
   std::byte* allocate_record(std::size_t size, std::size_t align);
-  void replay();
+  void replay() {
+    for (auto it = records_.rbegin(); it != records_.rend(); ++it) (*it)->backward();
+  }
 
   Mode mode_;
   std::deque<Slot> slots_;  // deque: slots never move, so nodes handed out stay valid
@@ -145,11 +153,6 @@ Node<T>* Tape<T>::wrap(TensorMap<T> value, TensorMap<T> grad) {
 }
 
 template <class T>
-Node<T>* Tape<T>::parameter(const Parameter<T>& p) {
-  return wrap(TensorMap<T>(p.value(), p.shape()), TensorMap<T>(p.grad(), p.shape()));
-}
-
-template <class T>
 template <class U>
 U* Tape<T>::save(Index count) {
   static_assert(std::is_same_v<U, T> || std::is_same_v<U, double>, "a tape saves values of T or double");
@@ -185,11 +188,6 @@ void Tape<T>::record(const Op& op) {
 }
 
 template <class T>
-void Tape<T>::replay() {
-  for (auto it = records_.rbegin(); it != records_.rend(); ++it) (*it)->backward();
-}
-
-template <class T>
 void Tape<T>::backward(Node<T>* output) {
   if (!recording()) throw Error("stockmixer::autograd::Tape::backward: the tape is in inference mode");
   if (!output->requires_grad() || output->size() != 1)
@@ -207,13 +205,6 @@ void Tape<T>::backward(Node<T>* output, TensorMap<const T> seed) {
                 " does not match the output " + output->shape().str());
   std::copy(seed.data(), seed.data() + seed.size(), output->grad.data());
   replay();
-}
-
-template <class T>
-void Tape<T>::reset() {
-  records_.clear();
-  used_ = wrapped_used_ = saved_used_ = saved_doubles_used_ = 0;
-  block_ = block_used_ = 0;
 }
 
 }  // namespace stockmixer::autograd

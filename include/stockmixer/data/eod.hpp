@@ -15,10 +15,8 @@
 // read_trading_dates(path), date_of_row(dates, row)
 //   The lines of <MARKET>_aver_line_dates.csv, each trimmed (NASDAQ: "2012-11-19 16:00:00"); blank
 //   lines at the end are ignored, a blank line before the end is an error (it would shift every date).
-//   Row r of a ticker file is the date dates[r + 29] (0-based; the 1-based line r + 30): checked on the
-//   real data, NASDAQ_aver_line_dates.csv has 1275 lines from 2012-11-19, row 0 (2013-01-02) is its
-//   line 30 and row 1244, the last row the loader keeps, is 2017-12-08 (line 1274); the 1275 lines are
-//   exactly 29 + the 1246 rows of a ticker file. date_of_row throws when row + 29 is outside the list.
+//   Row r of a ticker file is the date dates[r + 29] (0-based; the 1-based line r + 30): the dates file
+//   holds 29 dates before a ticker file's first row. date_of_row throws when row + 29 is outside the list.
 //
 // load_eod<T>(dir, market, tickers, steps)  ==  load_EOD_data(data_path, market_name, tickers, steps)
 //   For each ticker, in order, reads <dir>/<market>_<ticker>_1.csv (dir is the original's data_path,

@@ -34,19 +34,16 @@
 // ma5, ma10, ma20, ma30, close (for C != 5: C - 1 moving averages of 5, 10, 20, 30, 40, 50, ...
 // days, then close). The planted part is a fixed function of the last feature row of the model's
 // window: the same ratio in normalised units, since normalising divides both by the same number.
-// With signal = 0.15 its oracle (synthetic_oracle) has a mean daily cross-sectional Pearson IC with
-// the next day's gt of 0.147 for the default options (days 100..500, stocks present on both days;
-// tests/test_data.cpp checks it), 0.142-0.153 over seeds 1..10, 0.148 at NASDAQ's size (1026 x 1245);
-// about 0.10 at signal 0.1 and 0.19 at signal 0.2. A shuffled oracle scores 0.
+// With the default signal = 0.15 its oracle (synthetic_oracle) has a mean daily cross-sectional Pearson
+// IC with the next day's gt of 0.147 (tests/test_data.cpp checks it); a shuffled oracle scores 0.
 // Missing cells: runs of 1..10 days at uniformly drawn (stock, start) until exactly
 // round(missing * N * D) cells are missing; then every stock's rows go through load_EOD_data's loop
 // (ingest_eod_rows below), so mask, gt, price and the 1.1 fill are what the loader would produce.
 //
 // Normalisation. The real NASDAQ files are not min-max normalised column by column: all five columns
-// of a stock are divided by that stock's largest close over the period (the close column's maximum
-// is exactly 1 for 1002 of the 1026 stocks, the moving averages share its scale and exceed 1 in
-// places, the smallest value anywhere is 0.035). The synthetic market does the same with the largest
-// close over its present days, so close lies in (0, 1] and is never 0: gt and the loss divide by it.
+// of a stock are divided by that stock's largest close over the period (the moving averages share its
+// scale and exceed 1 in places). The synthetic market does the same with the largest close over its
+// present days, so close lies in (0, 1] and is never 0: gt and the loss divide by it.
 // A min-max map would send each stock's lowest close to 0 and break that division.
 //
 // Determinism: mt19937_64 is specified bit for bit by the standard, and the transforms to uniforms

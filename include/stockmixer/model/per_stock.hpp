@@ -323,8 +323,7 @@ static void triu_backward(T* dx, const T* init, T* dw, T* db, const T* dy, const
 }
 
 // √v lane by lane (v >= 0), the same correctly rounded roots as std::sqrt: with GCC on x86 the
-// version's vector square root (std::sqrt on a lane compiles to a scalar root and an errno check,
-// and the 16 of them at the end of every LayerNorm's statistics cost a quarter of its time).
+// version's vector square root (std::sqrt on a lane compiles to a scalar root and an errno check).
 static STOCKMIXER_LANE_INLINE void sqrt_lanes(Doubles& out, const Doubles& v) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #pragma GCC diagnostic push

@@ -27,7 +27,7 @@
 //             backward reads nothing else of the forward (y enters it through x̂).
 //
 // Why fused: op by op this is two transposes, a LayerNorm over 1026 values, four Eigen GEMMs of
-// inner size 20 or 40 (SSE code in a build without -march) and two GEMVs: a third of NASDAQ's step.
+// inner size 20 or 40 (SSE code in a build without -march) and two GEMVs.
 // Here every value is computed once, in double, on the [F, N] layout with V stocks as the lanes of
 // one vector, and the three products that cost N·M·F (dense1 forward, dW1, dxn) run as register
 // tiles of 4 x 4 vectors, in passes compiled per instruction set with vectors
@@ -219,8 +219,7 @@ static STOCKMIXER_LANE_INLINE void add_row(T* p, const Doubles& v, Index count) 
 }
 
 // p[l] += v[l] for all V lanes, with one vector load and store of p (add_row's lane loop reads p one
-// value at a time where the compiler cannot prove the V values contiguous; in the dW1 tiles that loop
-// is the faster one).
+// value at a time where the compiler cannot prove the V values contiguous; the dW1 tiles keep add_row).
 template <class T>
 static STOCKMIXER_LANE_INLINE void add_vector(T* p, const Doubles& v) {
   Lanes<T, V> sum;

@@ -70,9 +70,17 @@ class Adam {
  public:
   // Validates the options and allocates the moments of every value of the store (allocated before),
   // zero-filled; nothing allocates after this. The store must outlive the optimiser.
-  explicit Adam(ParameterStore<T>& store, AdamOptions options = {});
+  explicit Adam(ParameterStore<T>& store, AdamOptions options = {}) : store_(&store), options_(options) {
+    options_.validate();
+    if (!store.allocated()) throw Error("stockmixer::Adam: the parameter store is not allocated yet");
+    moments_ = Tensor<T>(Shape{2 * store.size()});
+  }
 
-  void step();       // t += 1, then adam_update's update of every value with the same t
+  void step() {  // t += 1, then adam_update's update of every value with the same t
+    kernel_isa();  // before anything changes: a bad STOCKMIXER_MAX_ISA throws here
+    const Index n = store_->size();
+    adam_update(store_->values(), moments_.data(), moments_.data() + n, store_->grads(), n, ++steps_, options_);
+  }
   void zero_grad();  // every gradient set to 0
 
   std::int64_t steps() const { return steps_; }
@@ -86,7 +94,10 @@ class Adam {
   TensorMap<T> exp_avg_sq(const Parameter<T>& p) { return {moments_.data() + store_->size() + p.offset(), p.shape()}; }
 
   // Restores the step count of a checkpoint (the moments are restored through exp_avg / exp_avg_sq).
-  void set_state(std::int64_t steps);
+  void set_state(std::int64_t steps) {
+    if (steps < 0) throw Error("stockmixer::Adam::set_state: negative step count " + std::to_string(steps));
+    steps_ = steps;
+  }
 
  private:
   ParameterStore<T>* store_;
@@ -216,30 +227,10 @@ void adam_update(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, st
 }
 
 template <class T>
-Adam<T>::Adam(ParameterStore<T>& store, AdamOptions options) : store_(&store), options_(options) {
-  options_.validate();
-  if (!store.allocated()) throw Error("stockmixer::Adam: the parameter store is not allocated yet");
-  moments_ = Tensor<T>(Shape{2 * store.size()});
-}
-
-template <class T>
-void Adam<T>::step() {
-  kernel_isa();  // before anything changes: a bad STOCKMIXER_MAX_ISA throws here
-  const Index n = store_->size();
-  adam_update(store_->values(), moments_.data(), moments_.data() + n, store_->grads(), n, ++steps_, options_);
-}
-
-template <class T>
 void Adam<T>::zero_grad() {
   // By step()'s chunks, so that each thread clears the gradients it reads in step() (and its cache holds).
   T* g = store_->grads();
   parallel_for(store_->size(), detail::kAdamChunk, [&](Index i0, Index i1) { std::fill(g + i0, g + i1, T(0)); });
-}
-
-template <class T>
-void Adam<T>::set_state(std::int64_t steps) {
-  if (steps < 0) throw Error("stockmixer::Adam::set_state: negative step count " + std::to_string(steps));
-  steps_ = steps;
 }
 
 }  // namespace stockmixer

@@ -32,7 +32,8 @@ template <class T>
 class TrainStep {
  public:
   // Trains `model` (which must outlive the step) with Adam(options) and rank-loss weight alpha.
-  TrainStep(StockMixer<T>& model, const AdamOptions& options, double alpha);
+  TrainStep(StockMixer<T>& model, const AdamOptions& options, double alpha)
+      : model_(model), adam_(model.parameters(), options), alpha_(static_cast<T>(alpha)) {}
 
   // One step on one window (x [N, T, C]; gt, base, mask [N, 1]). Throws Error, before any weight
   // changes, when the loss is not finite.
@@ -49,10 +50,6 @@ class TrainStep {
 };
 
 // ---- implementation --------------------------------------------------------------------------------
-
-template <class T>
-TrainStep<T>::TrainStep(StockMixer<T>& model, const AdamOptions& options, double alpha)
-    : model_(model), adam_(model.parameters(), options), alpha_(static_cast<T>(alpha)) {}
 
 template <class T>
 StepLoss TrainStep<T>::operator()(const data::Batch<T>& b) {

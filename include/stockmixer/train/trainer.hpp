@@ -89,7 +89,9 @@ class Trainer {
   // train_offsets()). Throws naming the first bad one. The trainer's own shuffle is not advanced.
   EpochLog run_epoch(const std::vector<Index>& order);
   // What is wrong with `order` as one epoch's offsets for run_epoch(order), or "" when nothing is.
-  std::string order_problem(const std::vector<Index>& order) const;
+  std::string order_problem(const std::vector<Index>& order) const {
+    return train::order_problem(config_, market_.steps, order);
+  }
   // One training step (TrainStep) on the window at `offset`. After its first call it allocates nothing
   // (tests/test_alloc.cpp counts). Throws, naming the epoch and the offset, if the loss is not finite.
   StepLoss train_step(Index offset);
@@ -98,7 +100,9 @@ class Trainer {
 
   StockMixer<T>& model() { return model_; }
   Adam<T>& optimizer() { return step_.optimizer(); }
-  Index train_offsets() const;  // offsets used per epoch
+  Index train_offsets() const {  // offsets used per epoch
+    return config_.valid_index - config_.lookback - market_.steps + 1;
+  }
 
  private:
   const data::Market<T>& market_;
@@ -188,11 +192,6 @@ Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
 }
 
 template <class T>
-Index Trainer<T>::train_offsets() const {
-  return config_.valid_index - config_.lookback - market_.steps + 1;
-}
-
-template <class T>
 EpochLog Trainer<T>::run_epoch() {
   const auto start = std::chrono::steady_clock::now();
   const Index used = train_offsets();
@@ -224,11 +223,6 @@ inline std::string order_problem(const TrainConfig& config, Index steps, const s
       return "offset " + std::to_string(k + 1) + " is '" + std::to_string(order[k]) + "', expected 0 <= offset < " +
              std::to_string(limit) + (config.strict_split ? " (strict split)" : "");
   return "";
-}
-
-template <class T>
-std::string Trainer<T>::order_problem(const std::vector<Index>& order) const {
-  return train::order_problem(config_, market_.steps, order);
 }
 
 template <class T>
