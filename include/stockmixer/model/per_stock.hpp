@@ -898,6 +898,18 @@ void reserve_groups(PerStockWorkspace<T>& workspace, Isa isa, Index steps, Index
   workspace.groups.reserve(size);
 }
 
+// What both passes set up: the instruction set, the groups of lanes, and each thread's group scratch.
+template <class T>
+struct Setup {
+  Isa isa = kernel_isa();
+  Index groups;
+  Setup(PerStockWorkspace<T>& workspace, Index stocks, Index steps, Index channels, StoreSpan span) {
+    const int width = group_width<T>(isa, channels);
+    groups = (stocks + width - 1) / width;
+    reserve_groups(workspace, isa, steps, channels, span);
+  }
+};
+
 }  // namespace detail::per_stock
 
 // Sized for 16-lane groups, the widest: narrower groups need no more (a group's activations grow
@@ -915,11 +927,9 @@ void per_stock_forward(T* y, const T* x, const nn::Conv1d<T>& conv, const nn::Mu
   using namespace detail::per_stock;
   const Modules<T> w{conv, mixer, channel_fc};
   const StoreSpan span = parameter_span(w);
-  const Isa isa = kernel_isa();
-  const int width = group_width<T>(isa, channels);
-  const Index groups = (stocks + width - 1) / width;
-  reserve_groups(workspace, isa, steps, channels, span);
-  parallel_for(groups, 4, [&](Index g0, Index g1) {
+  const Setup<T> setup(workspace, stocks, steps, channels, span);
+  const Isa isa = setup.isa;
+  parallel_for(setup.groups, 4, [&](Index g0, Index g1) {
     T* scratch = workspace.groups.local();
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
       constexpr int CC = decltype(cc)::value;  // passed as the count too: a constant the compiler can unroll
@@ -935,9 +945,9 @@ void per_stock_backward(T* dx, const T* dy, const T* x, const nn::Conv1d<T>& con
   using namespace detail::per_stock;
   const Modules<T> w{conv, mixer, channel_fc};
   const StoreSpan span = parameter_span(w);
-  const Isa isa = kernel_isa();
-  const int width = group_width<T>(isa, channels);
-  const Index groups = (stocks + width - 1) / width;
+  const Setup<T> setup(workspace, stocks, steps, channels, span);
+  const Isa isa = setup.isa;
+  const Index groups = setup.groups;
   if (groups == 0) return;
   // Chunks of about kGroupsPerChunk groups (at least one chunk, at most kMaxChunks), sizes as equal as
   // floor division makes them: each chunk ends with a lane reduction that costs about a group's
@@ -945,7 +955,6 @@ void per_stock_backward(T* dx, const T* dy, const T* x, const nn::Conv1d<T>& con
   const Index chunks = std::clamp<Index>(groups / kGroupsPerChunk, 1, kMaxChunks);
   const Index P = span.size;
   double* part = workspace.partials.get(chunks * P);  // [chunk][P]
-  reserve_groups(workspace, isa, steps, channels, span);
   parallel_for_even(groups, chunks, [&](Index c, Index g0, Index g1) {
     T* scratch = workspace.groups.local();
     run_kernel<T>(isa, channels, [&](auto k, auto cc) {
