@@ -98,7 +98,7 @@ std::string nasdaq_dir() {
 
 // ---- load_eod: hand-worked values ------------------------------------------------------------------
 
-TEMPLATE_TEST_CASE("load_eod: NASDAQ drops the last row; mask, gt (the 1.1 quirk), price, the 1.1 fill",
+TEMPLATE_TEST_CASE("load_eod: NASDAQ drops the last row: mask, gt (the 1.1 quirk), price, the 1.1 fill",
                    "[eod][load]", float, double) {
   using T = TestType;
   TempDir dir;
@@ -119,7 +119,7 @@ TEMPLATE_TEST_CASE("load_eod: NASDAQ drops the last row; mask, gt (the 1.1 quirk
   CHECK(values(m.gt) == std::vector<T>{0, 1, 0, q_aa, 0, q_bb, T(-0.5), T(-0.5)});
 }
 
-TEMPLATE_TEST_CASE("load_eod: another market keeps the last row; steps = 2", "[eod][load]", float, double) {
+TEMPLATE_TEST_CASE("load_eod: another market keeps the last row, steps = 2", "[eod][load]", float, double) {
   using T = TestType;
   TempDir dir;
   write_tiny(dir, "NYSE");
@@ -264,7 +264,7 @@ TEST_CASE("load_eod: every bad input names the file, line and column, and nothin
 
 // ---- the ticker and date lists, the folder layout ----------------------------------------------------
 
-TEST_CASE("read_tickers: trimmed lines, blank lines skipped; its errors name the file and lines", "[eod][lists]") {
+TEST_CASE("read_tickers: trimmed lines, blank lines skipped, and its errors name the file and lines", "[eod][lists]") {
   TempDir dir;
   CHECK(read_tickers(dir.write("t.csv", "  AAPL \n\nMSFT\r\n\tGOOG\n\n")) ==
         std::vector<std::string>{"AAPL", "MSFT", "GOOG"});

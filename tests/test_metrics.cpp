@@ -324,7 +324,7 @@ TEST_CASE("hand-computed: a constant prediction among valid stocks", "[metrics][
   CHECK(std::isnan(q.ic_valid_ir));
 }
 
-TEST_CASE("to_json names every field; NaN becomes null", "[metrics]") {
+TEST_CASE("to_json names every field, and NaN becomes null", "[metrics]") {
   const auto P = matrix(3, 2, {0.5, 0.2, 0.4, 0.2, 0.3, 0.1});
   const auto G = matrix(3, 2, {0.2, 0.1, 0.1, 0.3, 0.4, -0.2});
   const auto M = matrix(3, 2, {0, 1, 0, 1, 0, 1});

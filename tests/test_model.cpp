@@ -20,7 +20,9 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <map>
+#include <sstream>
 
 using namespace stockmixer;
 using autograd::Mode;
@@ -558,4 +560,136 @@ TEMPLATE_TEST_CASE("MultiScaleTimeMixer equals the original where the original r
   compare("multiscale dx", dx, fx.expected("dx"));
   for (const auto& p : params)
     compare("multiscale grad " + p.name(), std::vector<T>(p.grad(), p.grad() + p.size()), fx.expected("grads/" + p.name()));
+}
+
+// ---- the fused blocks' backward accumulates --------------------------------------------------------
+
+namespace {
+
+// Which gradient value `i` of the store is, by name (the named tensors; a value no name covers is
+// named by its offset).
+template <class T>
+std::string store_value_name(const ParameterStore<T>& store, Index i) {
+  for (const auto& p : store)
+    if (i >= p.offset() && i < p.offset() + p.size()) return p.name() + "[" + std::to_string(i - p.offset()) + "]";
+  return "store value " + std::to_string(i);
+}
+
+// Every value of after - garbage equals from_zero within tol · (|garbage| + |from_zero|), exactly where
+// both are zero. `store`, when given, names the values.
+template <class T>
+void require_accumulated(const std::string& what, const std::vector<T>& after, const std::vector<T>& garbage,
+                         const std::vector<T>& from_zero, double tol, const ParameterStore<T>* store = nullptr) {
+  REQUIRE(after.size() == garbage.size());
+  REQUIRE(from_zero.size() == garbage.size());
+  std::size_t bad = 0;
+  std::string first;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const double g = garbage[i], a = from_zero[i], b = after[i];
+    const double err = std::abs((b - g) - a), scale = std::abs(g) + std::abs(a);
+    worst = std::max(worst, scale > 0.0 ? err / scale : err);
+    if (err <= tol * scale) continue;
+    if (bad++ == 0) {
+      std::ostringstream s;
+      s << (store ? store_value_name(*store, static_cast<Index>(i)) : what + "[" + std::to_string(i) + "]") << ": "
+        << b << " - garbage " << g << " = " << b - g << ", from zero " << a;
+      first = s.str();
+    }
+  }
+  INFO(what << ": " << bad << " of " << after.size() << " values are not garbage + the gradient from zero (first: "
+            << first << "); worst error relative to |garbage| + |gradient| " << worst << ", tolerance " << tol);
+  REQUIRE(bad == 0);
+}
+
+// Values of v that are not zero: a run from zero must give gradients, or the comparison proves nothing.
+template <class T>
+std::size_t nonzero(const T* v, Index n) {
+  return static_cast<std::size_t>(std::count_if(v, v + n, [](T x) { return x != T(0); }));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("the fused blocks' backward adds to every parameter gradient and to dx and dy, overwriting nothing",
+                   "[model][fused][accumulate]", float, double) {
+  using T = TestType;
+  // per_stock_backward and stock_head_backward are called directly, once with every gradient (the
+  // whole parameter store, and dx or dy) at zero and once with the same gradients holding garbage;
+  // (second - garbage) must equal the first run. Each value is written once, as
+  // grad += (T) gradient, and both runs compute the same gradient bit for bit, so the two differ by the
+  // rounding of garbage + gradient alone: in double within 1e-12 relative to |garbage| + |gradient|
+  // (the rounding is 2^-53); in float one float rounding, at most 2^-24 relative to |garbage + gradient|,
+  // checked against FLT_EPSILON = 2^-23 to leave room for the double arithmetic of the check itself.
+  // Gradients of modules a block does not own must come back as the garbage, untouched.
+  const double tol = std::is_same_v<T, double> ? 1e-12 : static_cast<double>(std::numeric_limits<float>::epsilon());
+  // C = 5 (the unrolled channel path; in float the version run_versioned picks, as in training) and
+  // C = 3 (the generic path); 37 and 21 stocks leave a partial group of lanes.
+  for (const StockMixerConfig cfg : {StockMixerConfig{37, 16, 5, 7}, StockMixerConfig{21, 6, 3, 4}}) {
+    DYNAMIC_SECTION("N " << cfg.stocks << " T " << cfg.lookback << " C " << cfg.features << " M " << cfg.market) {
+      const Index n = cfg.stocks, t = cfg.lookback, c = cfg.features, m = cfg.market, f = 2 * t + t / 2;
+      StockMixer<T> model(cfg, 3);
+      ParameterStore<T>& store = model.parameters();
+      std::uint64_t seed = 40;
+      for (const auto& p : store) {  // random weights: LayerNorm gains and biases away from 1 and 0
+        const auto v = random_vector<T>(static_cast<std::size_t>(p.size()), seed++, -1, 1);
+        std::copy(v.begin(), v.end(), p.value());
+      }
+      const std::size_t P = static_cast<std::size_t>(store.size());
+      const std::vector<T> zero_grads(P, T(0)), garbage = random_vector<T>(P, 90, -1, 1);
+      auto set_grads = [&](const std::vector<T>& g) { std::copy(g.begin(), g.end(), store.grads()); };
+      auto grads = [&] { return std::vector<T>(store.grads(), store.grads() + store.size()); };
+
+      // per_stock_backward: conv, mixer and channel_fc's gradients, dx [N, T, C]; from the forward's stash.
+      {
+        const auto x = random_vector<T>(static_cast<std::size_t>(n * t * c), 91, -2, 2);
+        const auto dy = random_vector<T>(static_cast<std::size_t>(f * n), 92, -1, 1);
+        const auto dx_garbage = random_vector<T>(x.size(), 93, -1, 1);
+        PerStockWorkspace<T> ws;
+        Scratch<T> stash_memory;
+        T* stash = stash_memory.get(per_stock_stash_size<T>(n, t, c));
+        std::vector<T> y(static_cast<std::size_t>(f * n));
+        auto run = [&](const std::vector<T>& grads_before, std::vector<T> dx) {
+          set_grads(grads_before);
+          per_stock_forward(y.data(), x.data(), model.conv, model.mixer, model.channel_fc, n, t, c, stash, ws);
+          per_stock_backward(dx.data(), dy.data(), x.data(), model.conv, model.mixer, model.channel_fc, n, t, c, stash,
+                             ws);
+          return std::make_pair(grads(), dx);
+        };
+        const auto [g0, dx0] = run(zero_grads, std::vector<T>(x.size(), T(0)));
+        const auto [g1, dx1] = run(garbage, dx_garbage);
+        const nn::Linear<T>& fc = model.channel_fc;
+        REQUIRE(nonzero(g0.data() + fc.weight.offset(), fc.weight.size()) > 0);
+        REQUIRE(nonzero(g0.data() + model.conv.weight.offset(), model.conv.weight.size()) > 0);
+        REQUIRE(nonzero(dx0.data(), static_cast<Index>(dx0.size())) > 0);
+        require_accumulated("per_stock_backward, parameter gradients", g1, garbage, g0, tol, &store);
+        require_accumulated("per_stock_backward, dx", dx1, dx_garbage, dx0, tol);
+      }
+
+      // stock_head_backward: stock_mixer, time_fc and time_fc_'s gradients, dy [F, N].
+      {
+        const auto y = random_vector<T>(static_cast<std::size_t>(f * n), 94, -2, 2);
+        const auto dout = random_vector<T>(static_cast<std::size_t>(n), 95, -1, 1);
+        const auto dy_garbage = random_vector<T>(y.size(), 96, -1, 1);
+        StockHeadWorkspace ws;
+        Scratch<double> stash_memory;
+        double* stash = stash_memory.get(stock_head_stash_size(n, f, m));
+        std::vector<T> out(static_cast<std::size_t>(n));
+        auto run = [&](const std::vector<T>& grads_before, std::vector<T> dy) {
+          set_grads(grads_before);
+          stock_head_forward(out.data(), y.data(), model.stock_mixer, model.time_fc, model.time_fc_, n, f, m, stash, ws);
+          stock_head_backward(dy.data(), dout.data(), model.stock_mixer, model.time_fc, model.time_fc_, n, f, m, stash,
+                              ws);
+          return std::make_pair(grads(), dy);
+        };
+        const auto [g0, dy0] = run(zero_grads, std::vector<T>(y.size(), T(0)));
+        const auto [g1, dy1] = run(garbage, dy_garbage);
+        const nn::Linear<T>& dense1 = model.stock_mixer.dense1;
+        REQUIRE(nonzero(g0.data() + dense1.weight.offset(), dense1.weight.size()) > 0);
+        REQUIRE(g0[static_cast<std::size_t>(model.time_fc.bias.offset())] != T(0));
+        REQUIRE(nonzero(dy0.data(), static_cast<Index>(dy0.size())) > 0);
+        require_accumulated("stock_head_backward, parameter gradients", g1, garbage, g0, tol, &store);
+        require_accumulated("stock_head_backward, dy", dy1, dy_garbage, dy0, tol);
+      }
+    }
+  }
 }
