@@ -358,7 +358,13 @@ static void layernorm_forward(T* y, T* xhat, T* rstd, const T* x, const T* gamma
         a[0] += v;
         a[1] += v * v;
       });
+#if defined(__clang__)  // values, not Doubles references, into the deduced formula (lanes.hpp, Reg)
+      Reg<double, H> m, v;
+      layernorm_moments(m, v, Reg<double, H>(sum[0]), Reg<double, H>(sum[1]), static_cast<double>(D));
+      mean = m, var = v;
+#else
       layernorm_moments(mean, var, sum[0], sum[1], static_cast<double>(D));
+#endif
     } else {  // double: two passes, the deviations summed
       Doubles sum[1], sq[1];
       sum4(sum, D, [&](Index j, Doubles(&a)[1]) { a[0] += STOCKMIXER_HALF(T, x + j * W, h); });
@@ -437,7 +443,14 @@ static void layernorm_backward(T* dx, const T* init, const T* add, T* dgamma, T*
   Lanes<T>* dX = rows(dx);
   for (Index j = 0; j < D; ++j) {
     Lanes<T> d;
+#if defined(__clang__)  // values, not Lanes references, into the deduced formula (lanes.hpp, Reg)
+    Reg<T, W> r;
+    layernorm_dx(r, Reg<T, W>(rs), Reg<T, W>(dY[j] * gamma[j]), Reg<T, W>(mean_g), Reg<T, W>(Xh[j]),
+                 Reg<T, W>(mean_gx));
+    d = r;
+#else
     layernorm_dx(d, rs, dY[j] * gamma[j], mean_g, Xh[j], mean_gx);
+#endif
     if (init) dX[j] = add ? (I[j] + A[j]) + d : I[j] + d;
     else dX[j] = add ? A[j] + d : d;
   }

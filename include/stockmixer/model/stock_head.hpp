@@ -418,7 +418,13 @@ static void dy_rows(T* dy, const double* d, const T* fc_w, const Saved& s, const
     const double w = static_cast<double>(fc_w[f]), rstd = s.rstd[f];
     for (Index n = 0; n < N; n += V) {
       Doubles r;
+#if defined(__clang__)  // values, not Doubles references, into the deduced formula (lanes.hpp, Reg)
+      Reg<double, V> dx;
+      layernorm_dx(dx, rstd, Reg<double, V>(at(g + n)), mean_g, Reg<double, V>(at(xh + n)), mean_gx);
+      r = dx;
+#else
       layernorm_dx(r, rstd, at(g + n), mean_g, at(xh + n), mean_gx);
+#endif
       r = w * at(d + n) + r;
       if (N - n >= V) add_vector(dy + f * N + n, r);  // one vector load and store where the row is whole
       else add_row(dy + f * N + n, r, N - n);
