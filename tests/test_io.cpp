@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <unistd.h>
+#include <sys/stat.h>
 
 using namespace stockmixer;
 using stockmixer::io::SafetensorsReader;
@@ -123,7 +124,6 @@ void round_trip(const TempDir& dir) {
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"epoch", "12"}, {"note", "ä ✓"}};
   save_safetensors<T>(path, {{"t4", t4}, {"t0", t0}, {"t2", t2}, {"empty", te}, {"t1", t1}, {"t3", t3}}, meta);
 
-  REQUIRE_FALSE(fs::exists(path + ".tmp"));
   const std::string raw = slurp(path);
   REQUIRE(raw.size() >= 8);
   std::uint64_t h = 0;
@@ -414,30 +414,41 @@ TEST_CASE("safetensors: save rejects bad input and never leaves a half-written f
                       Catch::Contains(path) && Catch::Contains("UTF-8"));
   REQUIRE(slurp(path) == before);
 
-  // The tmp file cannot be created: a directory is in its way (and is not ours to remove).
-  fs::create_directories(path + ".tmp");
-  REQUIRE_THROWS_WITH(save_safetensors<float>(path, {{"v", v}}),
-                      Catch::Contains(path) && Catch::Contains("cannot create"));
-  REQUIRE(fs::is_directory(path + ".tmp"));
-  fs::remove(path + ".tmp");
-  REQUIRE(slurp(path) == before);
-
-  // A directory that does not exist.
-  const std::string nowhere = dir.file("no/such/dir/model.safetensors");
-  REQUIRE_THROWS_WITH(save_safetensors<float>(nowhere, {{"v", v}}), Catch::Contains(nowhere));
-  REQUIRE_FALSE(fs::exists(nowhere));
-
-  // The rename fails (the target is a non-empty directory): the tmp file is removed.
+  // Only a regular file is replaced: a link (its target is never written through), a FIFO, a folder.
+  const std::string victim = dir.file("victim.txt"), link = dir.file("link.safetensors");
+  { std::ofstream(victim) << "keep me"; }
+  fs::create_symlink(victim, link);
+  REQUIRE_THROWS_WITH(save_safetensors<float>(link, {{"v", v}}),
+                      Catch::Contains(link) && Catch::Contains("not a regular file"));
+  REQUIRE(slurp(victim) == "keep me");
+  REQUIRE(fs::is_symlink(link));
+  const std::string fifo = dir.file("fifo.safetensors");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  REQUIRE_THROWS_WITH(save_safetensors<float>(fifo, {{"v", v}}),
+                      Catch::Contains(fifo) && Catch::Contains("not a regular file"));
+  REQUIRE(fs::is_fifo(fifo));
   const std::string target_dir = dir.file("occupied");
   fs::create_directories(target_dir + "/inside");
   REQUIRE_THROWS_WITH(save_safetensors<float>(target_dir, {{"v", v}}),
-                      Catch::Contains(target_dir) && Catch::Contains("cannot rename"));
-  REQUIRE_FALSE(fs::exists(target_dir + ".tmp"));
+                      Catch::Contains(target_dir) && Catch::Contains("not a regular file"));
   REQUIRE(fs::is_directory(target_dir + "/inside"));
+  // A file at the name the old writer used for its temporary file is neither used nor followed.
+  fs::create_symlink(victim, path + ".tmp");
+  save_safetensors<float>(path, {{"w", w}}, {{"epoch", "1"}});
+  REQUIRE(slurp(victim) == "keep me");
+  REQUIRE(slurp(path) == before);
+  fs::remove(path + ".tmp");
 
-  // A good save replaces the old file whole and leaves no tmp behind.
+  // A directory that does not exist.
+  const std::string nowhere = dir.file("no/such/dir/model.safetensors");
+  REQUIRE_THROWS_WITH(save_safetensors<float>(nowhere, {{"v", v}}), Catch::Contains(nowhere) && Catch::Contains("cannot create"));
+  REQUIRE_FALSE(fs::exists(nowhere));
+
+  // A good save replaces the old file whole and leaves no temporary file behind.
   save_safetensors<float>(path, {{"v", v}});
-  REQUIRE_FALSE(fs::exists(path + ".tmp"));
+  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path()))
+    CHECK(entry.path().filename().string().rfind(".", 0) != 0);  // write_file's temporaries start with '.'
+
   const SafetensorsReader r(path);
   REQUIRE(r.names() == std::vector<std::string>{"v"});
   REQUIRE(bit_equal(r.read<float>("v"), v));

@@ -29,7 +29,9 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace stockmixer {
 
@@ -111,7 +113,18 @@ void save_checkpoint(const std::string& path, const StockMixer<T>& model,
                      const std::map<std::string, std::string>& metadata = {});
 // The model dims a checkpoint's weights imply (N, T, C, M from their shapes; dropout from the metadata).
 StockMixerConfig checkpoint_config(const io::SafetensorsReader& file);
-// A model of the checkpoint's dims with its weights.
+// Every state_dict entry of a StockMixer of dims c, in state_dict order, as f(name, shape): the
+// original PyTorch model's names and shapes, computed from the dims alone (tests/test_io.cpp checks
+// them against the model's own name table).
+template <class F>
+void for_each_checkpoint_tensor(const StockMixerConfig& c, F&& f);
+// A model of the checkpoint's dims with its weights. Before the model is built, the file's tensor set
+// and shapes are checked against those the dims imply (every one present with its shape, no other):
+// the memory rule is that a model is built only from a file that holds every one of its parameters,
+// so its values and gradients take at most 2 * sizeof(T) / 4 times the file's size (4x for float32
+// data read as double), never more than the file itself justifies: a small file that declares a
+// [100000, 1] LayerNorm is refused before anything of that size is allocated. Then every value is
+// checked finite (io::load_parameters) before any is copied.
 template <class T>
 StockMixer<T> load_checkpoint(const std::string& path);
 
@@ -272,8 +285,13 @@ inline StockMixerConfig checkpoint_config(const io::SafetensorsReader& file) {
   c.lookback = ln[0];
   c.features = ln[1];
   if (file.metadata().count("stockmixer.config")) {
+    const std::string& text = file.metadata().at("stockmixer.config");
+    const std::string too_deep = io::json_depth_problem(text.data(), text.data() + text.size());
+    if (!too_deep.empty()) throw Error(file.path() + ": metadata 'stockmixer.config' is " + too_deep);
     try {
-      c.dropout = nlohmann::json::parse(file.metadata().at("stockmixer.config")).value("dropout", 0.0);
+      const nlohmann::json j = nlohmann::json::parse(text);
+      if (!j.is_object()) throw Error(file.path() + ": metadata 'stockmixer.config' is not a JSON object");
+      c.dropout = j.value("dropout", 0.0);
     } catch (const nlohmann::json::exception& e) {
       throw Error(file.path() + ": metadata 'stockmixer.config' is not valid JSON (" + e.what() + ")");
     }
@@ -286,10 +304,58 @@ inline StockMixerConfig checkpoint_config(const io::SafetensorsReader& file) {
   return c;
 }
 
+template <class F>
+void for_each_checkpoint_tensor(const StockMixerConfig& c, F&& f) {
+  using Dims = std::vector<Index>;
+  const Index n = c.stocks, t = c.lookback, ch = c.features, m = c.market, s = c.scale(), fused = c.fused();
+  auto linear = [&](const std::string& prefix, Index in, Index out) {
+    f(prefix + "weight", Dims{out, in});
+    f(prefix + "bias", Dims{out});
+  };
+  auto mixer2d_triu = [&](const std::string& prefix, Index steps) {  // Mixer2dTriU(steps, C)
+    for (const char* ln : {"LN_1.", "LN_2."}) {
+      f(prefix + ln + "weight", Dims{steps, ch});
+      f(prefix + ln + "bias", Dims{steps, ch});
+    }
+    for (Index i = 0; i < steps; ++i) linear(prefix + "timeMixer.triU." + std::to_string(i) + ".", i + 1, 1);
+    linear(prefix + "channelMixer.dense_1.", ch, ch);
+    linear(prefix + "channelMixer.dense_2.", ch, ch);
+  };
+  mixer2d_triu("mixer.mix_layer.", t);
+  mixer2d_triu("mixer.scale_mix_layer.", s);
+  linear("channel_fc.", ch, 1);
+  linear("time_fc.", fused, 1);
+  f("conv.weight", Dims{ch, ch, 2});
+  f("conv.bias", Dims{ch});
+  linear("stock_mixer.dense1.", n, m);
+  linear("stock_mixer.dense2.", m, n);
+  f("stock_mixer.layer_norm_stock.weight", Dims{n});
+  f("stock_mixer.layer_norm_stock.bias", Dims{n});
+  linear("time_fc_.", fused, 1);
+}
+
 template <class T>
 StockMixer<T> load_checkpoint(const std::string& path) {
   const io::SafetensorsReader file(path);
-  StockMixer<T> model(checkpoint_config(file));
+  const StockMixerConfig config = checkpoint_config(file);
+  // The tensor set and shapes the dims imply, before the model is built. Each entry visited is one the
+  // file holds (the first that it lacks stops the walk), so the walk is as long as the file's header.
+  const std::string dims = "N = " + std::to_string(config.stocks) + ", T = " + std::to_string(config.lookback) +
+                           ", C = " + std::to_string(config.features) + ", M = " + std::to_string(config.market);
+  std::set<std::string> implied;
+  for_each_checkpoint_tensor(config, [&](const std::string& name, const std::vector<Index>& shape) {
+    if (!file.contains(name))
+      throw Error(path + ": missing tensor '" + name + "' " + io::detail::shape_str(shape) + " (the weights' dims " +
+                  dims + " imply it)");
+    if (file.info(name).shape != shape)
+      throw Error(path + ": tensor '" + name + "' has shape " + io::detail::shape_str(file.info(name).shape) +
+                  ", expected " + io::detail::shape_str(shape) + " (the weights' dims " + dims + " imply it)");
+    implied.insert(name);
+  });
+  for (const auto& name : file.names())
+    if (!implied.count(name))
+      throw Error(path + ": unexpected tensor '" + name + "' (not a parameter of StockMixer with " + dims + ")");
+  StockMixer<T> model(config);
   io::load_parameters(model.parameters(), file);
   return model;
 }

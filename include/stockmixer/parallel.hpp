@@ -10,6 +10,8 @@
 #include "stockmixer/common.hpp"
 
 #include <algorithm>
+#include <string>
+#include <thread>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -37,12 +39,22 @@ inline int thread_index() {
 #endif
 }
 
-// Sets the number of threads kernels use; a no-op without OpenMP.
+// The most threads set_num_threads accepts: 4 times the hardware threads, and at least 256. Our loops
+// split work into fixed chunks, so threads beyond the cores only wait; a count far above them makes
+// the OpenMP runtime fail to create its threads (libgomp aborts at 100 000).
+inline int max_threads() {
+  const unsigned hardware = std::thread::hardware_concurrency();  // 0 when unknown
+  return static_cast<int>(std::max<unsigned>(256, 4 * std::min<unsigned>(hardware, 1u << 20)));
+}
+
+// Sets the number of threads kernels use (a no-op without OpenMP); Error unless 1 <= n <= max_threads().
 inline void set_num_threads(int n) {
+  if (n < 1 || n > max_threads())
+    throw Error("stockmixer::set_num_threads: " + std::to_string(n) + " threads; expected 1 to " +
+                std::to_string(max_threads()) + " (4 x the " + std::to_string(std::thread::hardware_concurrency()) +
+                " hardware threads, at least 256)");
 #ifdef _OPENMP
-  omp_set_num_threads(std::max(1, n));
-#else
-  (void)n;
+  omp_set_num_threads(n);
 #endif
 }
 

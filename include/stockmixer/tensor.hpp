@@ -32,7 +32,7 @@ class Shape {
 
   int rank() const { return rank_; }
   Index operator[](int axis) const { return dims_[static_cast<std::size_t>(axis)]; }
-  Index size() const {  // product of the dims (1 for rank 0)
+  Index size() const {  // product of the dims (1 for rank 0); construction checks that it fits in Index
     Index n = 1;
     for (int a = 0; a < rank_; ++a) n *= dims_[static_cast<std::size_t>(a)];
     return n;
@@ -147,11 +147,15 @@ class Tensor {
 
 template <class It>
 Shape::Shape(It first, It last) {
+  Index nonzero = 1;  // the product of the nonzero dims so far: it must fit in Index
   for (; first != last; ++first) {
     if (rank_ == kMaxRank) throw Error("stockmixer::Shape: rank above 4 is not supported");
     const auto d = static_cast<Index>(*first);
     if (d < 0) throw Error("stockmixer::Shape: negative dimension " + std::to_string(d));
     dims_[static_cast<std::size_t>(rank_++)] = d;
+    if (d > 0 && __builtin_mul_overflow(nonzero, d, &nonzero))
+      throw Error("stockmixer::Shape: the product of the dimensions " + str() +
+                  " overflows Index (more than 2^63 - 1 elements)");
   }
 }
 

@@ -4,13 +4,17 @@
 // own checkpoints (its dims in the metadata, a model built from a file) are in model.hpp.
 //
 // Loading checks the whole file against the name table first (every name present, every shape as
-// expected, F32 or F64, no tensor the store does not have), each problem an Error naming the file and
-// the tensor; nothing is written into the store until all of it has been checked.
+// expected, F32 or F64, no tensor the store does not have, every value finite in the store's type:
+// NaN, Inf, or an F64 value beyond float's range read into float, would only make NaN predictions),
+// each problem an Error naming the file, the tensor and, for a value, its flat index; nothing is
+// written into the store until all of it has been checked.
 #pragma once
 
 #include "stockmixer/io/safetensors.hpp"
 #include "stockmixer/parameters.hpp"
 
+#include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <string>
@@ -56,6 +60,19 @@ void load_parameters(ParameterStore<T>& store, const SafetensorsReader& file) {
   for (const auto& name : file.names())
     if (!expected.count(name))
       throw Error(file.path() + ": unexpected tensor '" + name + "' (not a parameter of this model)");
+  for (const auto& p : store) {
+    double v = 0;
+    const Index at = file.template first_non_finite<T>(p.name(), &v);
+    if (at >= 0) {
+      char value[32];
+      if (std::isnan(v)) std::snprintf(value, sizeof value, "NaN");
+      else if (std::isinf(v)) std::snprintf(value, sizeof value, v > 0 ? "+Inf" : "-Inf");
+      else std::snprintf(value, sizeof value, "%.9g", v);
+      throw Error(file.path() + ": tensor '" + p.name() + "' " + p.shape().str() + " holds " + value +
+                  " at flat index " + std::to_string(at) +
+                  (std::isfinite(v) ? " (beyond the range of float)" : "") + ": weights must be finite");
+    }
+  }
   for (const auto& p : store) file.read<T>(p.name(), TensorMap<T>(p.value(), p.shape()));  // all checked: copy
 }
 

@@ -9,21 +9,26 @@
 //               offsets counted from the first byte after the header
 //
 // SafetensorsReader reads the whole file and validates every header entry on open, with errors that
-// name the file and what is wrong; it never reads outside the file. Any dtype the format knows may
+// name the file and what is wrong; it never reads outside the file. Only a regular file is opened (a
+// FIFO or a device is refused by name), the header length is checked against the file's size and
+// its JSON nesting against io::kMaxJsonDepth before it is parsed (io/input.hpp). Any dtype the format knows may
 // be present; `read` converts F32 or F64 data to float or double. Overlapping tensors are rejected,
 // gaps between them are allowed (some writers leave them). save_safetensors writes F32 (float) or
-// F64 (double) in the order given, through "<path>.tmp" renamed over <path>, so an existing file is
-// replaced whole or not at all. Both need a little-endian host (checked, an Error otherwise).
+// F64 (double) in the order given, through io::write_file, so an existing file is replaced whole or
+// not at all and only a regular file is ever replaced. Both need a little-endian host (checked, an Error otherwise).
 // PyTorch cross-check: tests/make_io_fixtures.py · tests: tests/test_io.cpp
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/io/files.hpp"
+#include "stockmixer/io/input.hpp"
 #include "stockmixer/tensor.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +36,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <new>
 #include <set>
 #include <string>
 #include <system_error>
@@ -70,6 +76,11 @@ class SafetensorsReader {
   // The tensor as a new Tensor<T> (rank <= 4).
   template <class T>
   Tensor<T> read(const std::string& name) const;
+  // The flat index of tensor `name`'s first value that is NaN or infinite, or that read as T would be
+  // (an F64 value beyond float's range); -1 when every value is finite. `value` receives it (as
+  // stored). F32 or F64 only (an Error otherwise, as read).
+  template <class T>
+  Index first_non_finite(const std::string& name, double* value = nullptr) const;
 
   // Header limits: a longer header is taken for a corrupt file rather than allocated.
   static constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
@@ -83,8 +94,8 @@ class SafetensorsReader {
 };
 
 // Writes `tensors` (float -> F32, double -> F64) in the given order, with `metadata`. Duplicate or
-// reserved ("__metadata__") names, a write failure or a failed rename throw Error; a pre-existing
-// file at `path` is then left as it was.
+// reserved ("__metadata__") names, a write failure, a failed rename or a `path` that is not a regular
+// file (a link, a device, a FIFO) throw Error; a pre-existing file at `path` is then left as it was.
 template <class T>
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, TensorMap<const T>>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
@@ -209,25 +220,21 @@ std::string dtype_name() {
 inline SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
   detail::require_little_endian(path);
 
-  // ---- the bytes ----
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(path + ": cannot read safetensors file: is a directory");
+  // ---- the bytes (a regular file only: a FIFO would block, a device never end) ----
+  const std::uint64_t file_size = regular_file_size(path, "safetensors file");
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error(path + ": cannot open safetensors file (" +
-                (std::filesystem::exists(path, ec) ? "unreadable" : "no such file") + ")");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw Error(path + ": cannot read safetensors file (cannot determine its size)");
-  in.seekg(0, std::ios::beg);
-  bytes_.resize(static_cast<std::size_t>(size));
-  if (size > 0) in.read(bytes_.data(), size);
-  if (!in || in.gcount() != size)
-    throw Error(path + ": cannot read safetensors file (read " + std::to_string(in.gcount()) + " of " +
-                std::to_string(size) + " bytes)");
+  if (!in) throw Error(path + ": cannot open the safetensors file (unreadable)");
+  try {
+    bytes_.resize(static_cast<std::size_t>(file_size));
+  } catch (const std::bad_alloc&) {
+    throw Error(path + ": cannot allocate " + byte_size(file_size) + " to read the safetensors file: out of memory");
+  }
+  if (file_size > 0) in.read(bytes_.data(), static_cast<std::streamsize>(file_size));
+  if (static_cast<std::uint64_t>(in.gcount()) != file_size)
+    throw Error(path + ": cannot read the safetensors file (read " + std::to_string(in.gcount()) + " of " +
+                std::to_string(file_size) + " bytes)");
 
   // ---- header length ----
-  const auto file_size = static_cast<std::uint64_t>(size);
   if (file_size < 8)
     throw Error(path + ": file is " + std::to_string(file_size) +
                 " bytes, shorter than 8 bytes (the header length alone takes 8): not a safetensors file");
@@ -243,7 +250,9 @@ inline SafetensorsReader::SafetensorsReader(const std::string& path) : path_(pat
   data_start_ = static_cast<std::size_t>(8 + header_len);
   const std::uint64_t data_size = file_size - 8 - header_len;
 
-  // ---- header JSON: an object, no duplicate top-level keys ----
+  // ---- header JSON: nesting bounded (before anything recurses over it), an object, no duplicate keys ----
+  const std::string too_deep = json_depth_problem(bytes_.data() + 8, bytes_.data() + data_start_);
+  if (!too_deep.empty()) throw Error(path + ": header is not a safetensors header: " + too_deep);
   nlohmann::json header;
   std::string duplicate;
   try {
@@ -355,6 +364,29 @@ Tensor<T> SafetensorsReader::read(const std::string& name) const {
 }
 
 template <class T>
+Index SafetensorsReader::first_non_finite(const std::string& name, double* value) const {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "safetensors: float or double");
+  const TensorInfo& ti = info(name);
+  const char* src = bytes_.data() + data_start_ + ti.begin;  // in bounds: checked on open
+  auto scan = [&](auto tag) -> Index {
+    using S = decltype(tag);
+    const auto n = static_cast<Index>((ti.end - ti.begin) / sizeof(S));
+    for (Index i = 0; i < n; ++i) {
+      S v;
+      std::memcpy(&v, src + static_cast<std::size_t>(i) * sizeof(S), sizeof(S));
+      if (!std::isfinite(v) || !std::isfinite(static_cast<T>(v))) {
+        if (value) *value = static_cast<double>(v);
+        return i;
+      }
+    }
+    return -1;
+  };
+  if (ti.dtype == "F32") return scan(float{});
+  if (ti.dtype == "F64") return scan(double{});
+  throw Error(path_ + ": tensor '" + name + "' has dtype " + ti.dtype + ", which cannot be read (supported: F32, F64)");
+}
+
+template <class T>
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, TensorMap<const T>>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "safetensors: save float or double");
@@ -391,31 +423,13 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   char len[8];
   for (int b = 0; b < 8; ++b) len[b] = static_cast<char>((static_cast<std::uint64_t>(text.size()) >> (8 * b)) & 0xFF);
 
-  // ---- "<path>.tmp", then rename over path ----
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path + ": cannot write safetensors file (cannot create " + tmp + ")");
-    out.write(len, 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& kv : tensors)
-      if (kv.second.size() > 0)
-        out.write(reinterpret_cast<const char*>(kv.second.data()),
-                  static_cast<std::streamsize>(static_cast<std::size_t>(kv.second.size()) * sizeof(T)));
-    out.flush();
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw Error(path + ": writing safetensors file failed (while writing " + tmp + ")");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw Error(path + ": cannot rename " + tmp + " over it (" + std::generic_category().message(err) + ")");
-  }
+  // ---- the bytes, then io::write_file: a unique temporary file, synced, renamed over path ----
+  std::string bytes(len, 8);
+  bytes += text;
+  for (const auto& kv : tensors)
+    if (kv.second.size() > 0)
+      bytes.append(reinterpret_cast<const char*>(kv.second.data()), static_cast<std::size_t>(kv.second.size()) * sizeof(T));
+  write_file(path, bytes);
 }
 
 }  // namespace stockmixer::io
