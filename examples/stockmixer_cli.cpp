@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -35,6 +37,9 @@ using namespace stockmixer;
 using nlohmann::json;
 
 namespace {
+
+// Set by SIGINT (a lock-free atomic: safe to store from a signal handler).
+std::atomic<bool> interrupt_requested{false};
 
 // ---- arguments -------------------------------------------------------------------------------------
 
@@ -283,6 +288,11 @@ int train(const Args& a) {
   train::RunOptions o;
   o.out = a.str("out");
   o.overwrite = a.flag("overwrite");
+  o.resume = a.flag("resume");
+  if (o.resume && o.overwrite) a.fail("--resume and --overwrite exclude each other");
+  // Ctrl-C: the run finishes its current step, writes the summary of its completed epochs and stops.
+  std::signal(SIGINT, [](int) { interrupt_requested.store(true); });
+  o.stop = &interrupt_requested;
   o.init_weights = a.str("init-weights");
   o.order_file = a.str("order");
   if (!o.order_file.empty()) o.order = train::read_order(o.order_file, c, d.market.steps);
@@ -462,6 +472,7 @@ int run(int argc, char** argv) {
            {{"out", "stockmixer-run", "output folder"},
             {"config", "", "JSON file of options (command-line options win)"},
             {"overwrite", "false", "replace a run already in --out", true},
+            {"resume", "false", "continue the run in --out from its last completed epoch (--epochs is the total)", true},
             {"epochs", "100", "training epochs"},
             {"lr", "0.001", "Adam learning rate"},
             {"alpha", "0.1", "weight of the rank loss"},
@@ -550,6 +561,9 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
+  } catch (const train::Interrupted& e) {
+    std::cerr << e.what() << "\n";
+    return 130;  // as a shell reports a run stopped by SIGINT
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     return 1;

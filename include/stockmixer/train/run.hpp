@@ -2,12 +2,22 @@
 // (a folder laid out as the original's, or the built-in synthetic one), the original protocol
 // (Trainer), and the run folder it leaves:
 //
-//   metrics.jsonl      one EpochLog a line, written as each epoch ends
+//   metrics.jsonl      one EpochLog a line, rewritten whole as each epoch ends
 //   best.safetensors   the weights of the epoch with the lowest validation loss, with the training
 //                      configuration, the data's description and the epoch in the metadata
+//   state.safetensors  after each epoch: the weights, Adam's moments and step count, the shuffle
+//                      generator and the best so far; `resume` continues from it
 //   summary.json       that epoch's validation and test metrics beside the baselines' (the zero
 //                      prediction and the 1-day reversal), on the synthetic market the planted
 //                      signal's own, and the run's configuration
+//
+// A folder holds one run: one process writes it at a time (io::FolderLock), a run's files are
+// replaced whole (io::write_file), --overwrite removes the last run's files before anything new is
+// written, and a run killed at any moment (kill -9 included) leaves files that `resume` continues:
+// state.safetensors is written before the first epoch and after each one's best.safetensors, and a
+// resumed run writes metrics.jsonl back to the epochs that state holds (its metadata keeps them).
+// Resumed or not, a run ends with the same metrics.jsonl and summary.json (but for their "seconds")
+// and the same best.safetensors, byte for byte.
 //
 // run_seeds makes K such runs, seed after seed, in <out>/seed_<s>/, and writes their mean and
 // population std per metric in <out>/summary.json.
@@ -15,13 +25,17 @@
 
 #include "stockmixer/data/eod.hpp"
 #include "stockmixer/data/market.hpp"
+#include "stockmixer/io/files.hpp"
 #include "stockmixer/model.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/train/trainer.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -76,14 +90,21 @@ struct RunOptions {
   std::string precision = "f32";          // for the summary
   std::ostream* progress = nullptr;       // human-readable lines as the run goes (null: none)
   std::function<bool(const EpochLog&)> on_epoch;  // after each epoch; false stops the run there
+  bool resume = false;                    // continue the run in `out` from its last completed epoch
+  const std::atomic<bool>* stop = nullptr;  // read between steps: once true the run stops (Interrupted)
 };
+
+// The files a run writes into its folder.
+inline constexpr const char* kRunFiles[] = {"metrics.jsonl", "best.safetensors", "state.safetensors", "summary.json"};
 
 // A replay file: one line per epoch of that epoch's window offsets (blank lines skipped), each line
 // checked by order_problem; exactly config.epochs of them. Errors name the file and the line.
 std::vector<std::vector<Index>> read_order(const std::string& path, const TrainConfig& config, Index steps);
 
 // One run into options.out; returns the summary (also written as summary.json). Everything it reads
-// (initial weights, the replay order) is checked before the folder is touched.
+// (initial weights, the replay order, a resumed run's state and configuration) is checked before the
+// folder's files are touched. With options.stop set, the run ends after the current step by throwing
+// Interrupted, having written the summary of the epochs it completed; `resume` continues it.
 template <class T>
 nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunOptions& options);
 
@@ -175,15 +196,33 @@ inline std::vector<std::vector<Index>> read_order(const std::string& path, const
 
 namespace detail {
 
-// Writes through "<path>.tmp" renamed over <path>, so a file is never left half-written.
+// Replaces path whole or not at all (io::write_file).
 inline void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
-  const std::string tmp = path.string() + ".tmp";
-  {
-    std::ofstream s(tmp);
-    s << j.dump(1) << "\n";
-    if (!s) throw Error("stockmixer::train: cannot write " + tmp);
-  }
-  std::filesystem::rename(tmp, path);
+  io::write_file(path.string(), j.dump(1) + "\n");
+}
+
+// The resumable state after an epoch: the store's values and Adam's moments as flat tensors, the rest
+// in the metadata (doubles as hex floats, so that they read back exactly).
+inline std::string hex(double v) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%a", v);
+  return text;
+}
+template <class T>
+void save_state(const std::filesystem::path& path, Trainer<T>& trainer, const nlohmann::json& identity,
+                const nlohmann::json& best, const std::string& metrics, double seconds) {
+  ParameterStore<T>& store = trainer.model().parameters();
+  Adam<T>& adam = trainer.optimizer();
+  const Progress p = trainer.progress();
+  const nlohmann::json meta = {{"epoch", p.epoch},   {"adam_steps", adam.steps()}, {"rng", p.rng},
+                               {"best_valid_loss", hex(p.best_valid_loss)},      {"best", best},
+                               {"seconds", hex(seconds)}, {"identity", identity}, {"metrics", metrics}};
+  const Shape shape{store.size()};
+  io::save_safetensors<T>(path.string(),
+                          {{"values", TensorMap<const T>(store.values(), shape)},
+                           {"exp_avg", TensorMap<const T>(adam.exp_avg().data(), shape)},
+                           {"exp_avg_sq", TensorMap<const T>(adam.exp_avg_sq().data(), shape)}},
+                          {{"stockmixer.state", meta.dump()}});
 }
 
 // The synthetic market's planted signal scored on the test days, as the model is.
@@ -208,9 +247,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
   namespace fs = std::filesystem;
   const data::Market<T>& market = data.market;
   const fs::path& out = options.out;
-  if (fs::exists(out / "metrics.jsonl") && !options.overwrite)
-    throw Error("stockmixer train: " + out.string() +
-                " already holds a run (metrics.jsonl); pass --overwrite or choose another --out");
+  auto file = [&](const char* name) { return out / name; };
   Trainer<T> trainer(market, config);
   // What the run reads, checked before the output folder is touched.
   if (!options.init_weights.empty())
@@ -222,39 +259,107 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
     const std::string problem = trainer.order_problem(options.order[e]);
     if (!problem.empty()) throw Error("stockmixer train: epoch " + std::to_string(e + 1) + " of the order: " + problem);
   }
+  // What makes two runs the same run: a resumed one must match it in everything but the epoch count.
+  nlohmann::json identity = config.to_json();
+  identity.erase("epochs");
+  identity["data"] = data.description;
+  identity["init_weights"] = options.init_weights;
+  identity["order"] = options.order_file;
+  identity["precision"] = options.precision;
+
   fs::create_directories(out);
-  std::ofstream metrics(out / "metrics.jsonl", std::ios::trunc);
-  if (!metrics) throw Error("stockmixer train: cannot write " + (out / "metrics.jsonl").string());
+  const io::FolderLock lock(out);
+  nlohmann::json best = nullptr;  // the best epoch's EpochLog
+  std::string metrics;            // metrics.jsonl's lines
+  double seconds = 0;             // of the epochs done, over every session of the run
+  // A run killed before it saved its first state left nothing to lose: resuming it starts it.
+  bool resume = options.resume && fs::exists(file("state.safetensors"));
+  if (options.resume && !resume)
+    for (const char* name : kRunFiles)
+      if (fs::exists(file(name)))
+        throw Error("stockmixer train: " + out.string() + " holds no resumable run (" + name +
+                    " but no state.safetensors): pass --overwrite to replace it");
+  if (resume) {
+    const io::SafetensorsReader state(file("state.safetensors").string());
+    nlohmann::json meta;
+    try {
+      meta = nlohmann::json::parse(state.metadata().at("stockmixer.state"));
+    } catch (const std::exception& e) {
+      throw Error(state.path() + ": no readable stockmixer.state metadata (" + e.what() + ")");
+    }
+    if (meta.at("identity") != identity)
+      throw Error("stockmixer train: " + out.string() + " holds a run of another configuration or data: resume "
+                  "it with the options it started with (only --epochs may change)\n  that run: " +
+                  meta.at("identity").dump() + "\n  this one: " + identity.dump());
+    const int done = meta.at("epoch").get<int>();
+    if (done > config.epochs)
+      throw Error("stockmixer train: " + out.string() + " already holds " + std::to_string(done) +
+                  " epochs; --epochs is the total, so it must be at least that");
+    ParameterStore<T>& store = trainer.model().parameters();
+    Adam<T>& adam = trainer.optimizer();
+    for (const char* name : {"values", "exp_avg", "exp_avg_sq"})
+      if (!state.contains(name) || state.info(name).shape != std::vector<Index>{store.size()})
+        throw Error(state.path() + ": tensor '" + name + "' is not [" + std::to_string(store.size()) + "]");
+    state.read<T>("values", TensorMap<T>(store.values(), Shape{store.size()}));
+    state.read<T>("exp_avg", adam.exp_avg());
+    state.read<T>("exp_avg_sq", adam.exp_avg_sq());
+    adam.set_state(meta.at("adam_steps").get<std::int64_t>());
+    trainer.restore({done, meta.at("rng").get<std::string>(),
+                     std::strtod(meta.at("best_valid_loss").get<std::string>().c_str(), nullptr)});
+    best = meta.at("best");
+    seconds = std::strtod(meta.at("seconds").get<std::string>().c_str(), nullptr);
+    // metrics.jsonl as the state has it (a kill may have come before or after the next epoch's line).
+    metrics = meta.at("metrics").get<std::string>();
+    io::write_file(file("metrics.jsonl").string(), metrics);
+  } else {
+    for (const char* name : kRunFiles)
+      if (fs::exists(file(name)) && !options.overwrite)
+        throw Error("stockmixer train: " + out.string() + " already holds a run (" + name +
+                    "); pass --overwrite, --resume, or choose another --out");
+    for (const char* name : kRunFiles) fs::remove(file(name));  // --overwrite: none of the last run is kept
+    // The state of epoch 0 first: from here on the folder always holds a state to resume from.
+    detail::save_state(file("state.safetensors"), trainer, identity, best, metrics, seconds);
+  }
+  trainer.set_stop(options.stop);
   std::ostream* log = options.progress;
   if (log)
     *log << "stockmixer train: " << data.description.value("source", std::string()) << " market N=" << market.stocks()
          << " D=" << market.days() << ", seed " << config.seed << ", StockMixer " << trainer.model().num_parameters()
-         << " parameters, " << trainer.train_offsets() << " steps per epoch, threads " << num_threads() << "\n";
-  const auto start = std::chrono::steady_clock::now();
-  EpochLog best;
-  int epochs = 0;
-  for (int e = 0; e < config.epochs; ++e) {
-    const EpochLog epoch = options.order.empty() ? trainer.run_epoch() : trainer.run_epoch(options.order[e]);
-    ++epochs;
-    metrics << epoch.to_json().dump() << "\n" << std::flush;
-    if (epoch.best) {
-      best = epoch;
-      save_checkpoint((out / "best.safetensors").string(), trainer.model(),
-                      {{"stockmixer.train", config.to_json().dump()},
-                       {"stockmixer.data", data.description.dump()},
-                       {"stockmixer.epoch", std::to_string(epoch.epoch)}});
+         << " parameters, " << trainer.train_offsets() << " steps per epoch, threads " << num_threads()
+         << (resume ? ", resumed after epoch " + std::to_string(trainer.progress().epoch)
+                    : options.resume ? ", nothing to resume: starting" : "")
+         << "\n";
+  int epochs = trainer.progress().epoch;
+  std::string interrupted;
+  try {
+    while (epochs < config.epochs) {
+      const EpochLog epoch =
+          options.order.empty() ? trainer.run_epoch() : trainer.run_epoch(options.order[static_cast<std::size_t>(epochs)]);
+      ++epochs;
+      seconds += epoch.seconds;
+      metrics += epoch.to_json().dump() + "\n";
+      if (epoch.best) {
+        best = epoch.to_json();
+        save_checkpoint(file("best.safetensors").string(), trainer.model(),
+                        {{"stockmixer.train", config.to_json().dump()},
+                         {"stockmixer.data", data.description.dump()},
+                         {"stockmixer.epoch", std::to_string(epoch.epoch)}});
+      }
+      detail::save_state(file("state.safetensors"), trainer, identity, best, metrics, seconds);  // the epoch is done
+      io::write_file(file("metrics.jsonl").string(), metrics);
+      if (log) {
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "epoch %3d/%d  train loss %.3e  valid loss %.3e IC %+.4f  test IC %+.4f RIC %+.3f  %.1fs%s\n",
+                      epoch.epoch, config.epochs, epoch.train_loss, epoch.valid.loss, epoch.valid.perf.IC,
+                      epoch.test.perf.IC, epoch.test.perf.RIC, epoch.seconds, epoch.best ? "  *" : "");
+        *log << line;
+      }
+      if (options.on_epoch && !options.on_epoch(epoch)) break;
     }
-    if (log) {
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "epoch %3d/%d  train loss %.3e  valid loss %.3e IC %+.4f  test IC %+.4f RIC %+.3f  %.1fs%s\n",
-                    epoch.epoch, config.epochs, epoch.train_loss, epoch.valid.loss, epoch.valid.perf.IC,
-                    epoch.test.perf.IC, epoch.test.perf.RIC, epoch.seconds, epoch.best ? "  *" : "");
-      *log << line;
-    }
-    if (options.on_epoch && !options.on_epoch(epoch)) break;
+  } catch (const Interrupted& e) {
+    interrupted = e.what();
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // Context: the baselines (and, on the synthetic market, the planted signal itself), scored on the same
   // test days and masks.
@@ -262,9 +367,10 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
   nlohmann::json run_config = config.to_json();
   if (!options.init_weights.empty()) run_config["init_weights"] = options.init_weights;
   if (!options.order_file.empty()) run_config["order"] = options.order_file;
-  nlohmann::json summary = {{"best_epoch", best.epoch},
-                            {"valid", best.to_json()["valid"]},
-                            {"test", best.to_json()["test"]},
+  auto of_best = [&](const char* key) { return best.is_object() ? best.at(key) : nlohmann::json(nullptr); };
+  nlohmann::json summary = {{"best_epoch", best.is_object() ? best.at("epoch") : nlohmann::json(0)},
+                            {"valid", of_best("valid")},
+                            {"test", of_best("test")},
                             {"baselines_test", baselines.to_json()},
                             {"epochs", epochs},
                             {"seconds", seconds},
@@ -273,6 +379,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
                             {"threads", num_threads()},
                             {"config", run_config},
                             {"data", data.description}};
+  if (!interrupted.empty()) summary["interrupted"] = true;
   std::string oracle_text;
   if (data.description.value("source", std::string()) == "synthetic") {
     const metrics::Performance oracle = detail::oracle_performance(data, config.lookback, config.test_index);
@@ -281,13 +388,18 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
     std::snprintf(text, sizeof text, "the planted signal itself: IC %+.4f; ", oracle.IC);
     oracle_text = text;
   }
-  if (log) {
+  if (log && best.is_object()) {
+    auto number = [](const nlohmann::json& j) { return j.is_number() ? j.get<double>() : std::nan(""); };
     char line[256];
     std::snprintf(line, sizeof line, "best epoch %d: test IC %+.4f, rank IC %+.4f (%s1-day reversal: IC %+.4f)\n",
-                  best.epoch, best.test.perf.IC, best.test.perf.rank_ic, oracle_text.c_str(), baselines.reversal.IC);
+                  best.at("epoch").get<int>(), number(best.at("test").at("IC")), number(best.at("test").at("rank_ic")),
+                  oracle_text.c_str(), baselines.reversal.IC);
     *log << line;
   }
-  detail::write_json(out / "summary.json", summary);
+  detail::write_json(file("summary.json"), summary);
+  if (!interrupted.empty())
+    throw Interrupted(interrupted + "; " + std::to_string(epochs) + " epochs are saved in " + out.string() +
+                      ": run the same command with --resume to continue");
   return summary;
 }
 

@@ -20,12 +20,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -67,6 +69,20 @@ void sweep_period(const data::Market<T>& market, Index lookback, Index start, In
 // + 1 offsets, each a training offset (below valid_index; with strict_split below that count).
 std::string order_problem(const TrainConfig& config, Index steps, const std::vector<Index>& order);
 
+// Thrown between two training steps when the trainer's stop flag is set: the epoch is cut short and the
+// trainer's weights are mid-epoch (continue from the last completed epoch's saved state instead).
+struct Interrupted : Error {
+  using Error::Error;
+};
+
+// Beside the weights and the optimiser's state, what continues a run after its last completed epoch
+// exactly as if it had never stopped.
+struct Progress {
+  int epoch = 0;                // epochs done
+  std::string rng;              // the shuffle generator, as std::mt19937_64 writes itself
+  double best_valid_loss = std::numeric_limits<double>::infinity();
+};
+
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, train_reg = 0, train_rank = 0;
@@ -100,6 +116,10 @@ class Trainer {
 
   StockMixer<T>& model() { return model_; }
   Adam<T>& optimizer() { return step_.optimizer(); }
+  Progress progress() const;
+  void restore(const Progress& progress);  // Error when the generator's text does not read back
+  // A flag read between two training steps: once it holds true, run_epoch throws Interrupted.
+  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
   Index train_offsets() const {  // offsets used per epoch
     return config_.valid_index - config_.lookback - market_.steps + 1;
   }
@@ -118,6 +138,7 @@ class Trainer {
   // Trains over the first train_offsets() of offsets_, then validates and tests.
   EpochLog run_epoch_over(std::chrono::steady_clock::time_point start);
   int epoch_ = 0;
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -231,6 +252,9 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
   EpochLog log;
   log.epoch = ++epoch_;
   for (Index k = 0; k < used; ++k) {
+    if (stop_ && stop_->load())
+      throw Interrupted("stockmixer::train: interrupted in epoch " + std::to_string(epoch_) + " after " +
+                        std::to_string(k) + " of its " + std::to_string(used) + " steps");
     const StepLoss step = train_step(offsets_[static_cast<std::size_t>(k)]);
     log.train_loss += step.loss;
     log.train_reg += step.reg;
@@ -246,6 +270,23 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
   if (log.best) best_valid_loss_ = log.valid.loss;
   log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return log;
+}
+
+template <class T>
+Progress Trainer<T>::progress() const {
+  std::ostringstream rng;
+  rng << rng_;
+  return {epoch_, rng.str(), best_valid_loss_};
+}
+
+template <class T>
+void Trainer<T>::restore(const Progress& progress) {
+  std::istringstream in(progress.rng);
+  std::mt19937_64 rng;
+  if (!(in >> rng)) throw Error("stockmixer::train: the saved shuffle generator does not read back");
+  rng_ = rng;
+  epoch_ = progress.epoch;
+  best_valid_loss_ = progress.best_valid_loss;
 }
 
 template <class T>

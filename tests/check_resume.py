@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""A training run survives faults: killed with SIGKILL at random moments and resumed (--resume, as
+often as it takes), or stopped with SIGINT and resumed, it ends with the same metrics.jsonl and
+summary.json (but for their wall-clock "seconds") and the same best.safetensors, byte for byte, as the
+run that was never stopped. Also: one writer per folder, --overwrite keeps nothing of the last run,
+a plain run refuses a folder holding any run file, and --resume refuses another configuration (an
+empty folder it starts).
+
+    /usr/bin/python3 tests/check_resume.py build/examples/stockmixer [--kills 8]
+"""
+import argparse
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FAILURES = []
+ARGS = ["--stocks", "120", "--days", "400", "--epochs", "5", "--threads", "1"]
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        FAILURES.append(what)
+
+
+def train(cli, out, *extra):
+    return subprocess.run([cli, "train", *ARGS, "--out", str(out), *extra], capture_output=True, text=True)
+
+
+def start(cli, out, *extra):
+    return subprocess.Popen([cli, "train", *ARGS, "--out", str(out), *extra], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def without_seconds(text):
+    return re.sub(r'"seconds":[^,}]*', '"seconds":_', text)
+
+
+def same_run(a, b, what):
+    m = without_seconds((a / "metrics.jsonl").read_text()) == without_seconds((b / "metrics.jsonl").read_text())
+    s = without_seconds((a / "summary.json").read_text()) == without_seconds((b / "summary.json").read_text())
+    w = (a / "best.safetensors").read_bytes() == (b / "best.safetensors").read_bytes()
+    check(m and s and w, f"{what}: metrics.jsonl {'same' if m else 'DIFFERS'}, summary.json "
+                         f"{'same' if s else 'DIFFERS'}, best.safetensors {'same' if w else 'DIFFERS'}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cli")
+    ap.add_argument("--kills", type=int, default=8)
+    args = ap.parse_args()
+    cli = args.cli
+    rng = random.Random(2026)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.monotonic()
+        p = train(cli, tmp / "ref")
+        whole = time.monotonic() - t0
+        check(p.returncode == 0, f"the uninterrupted run ({whole:.2f} s)")
+
+        # SIGKILL at random moments, then --resume until the run completes (each resume may be killed too).
+        for k in range(args.kills):
+            out = tmp / f"kill{k}"
+            proc = start(cli, out)
+            time.sleep(rng.uniform(0.02, whole))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills, tries = 1, 0
+            while True:
+                tries += 1
+                proc = start(cli, out, "--resume")
+                if kills < 3 and rng.random() < 0.5:
+                    time.sleep(rng.uniform(0.02, whole))
+                    if proc.poll() is None:
+                        proc.send_signal(signal.SIGKILL)
+                        kills += 1
+                _, err = proc.communicate()
+                if proc.returncode == 0 or tries > 6:
+                    break
+            check(proc.returncode == 0, f"kill {k}: resumed to the end after {kills} SIGKILL(s) ({err.strip()[-200:]})")
+            if proc.returncode == 0:
+                same_run(tmp / "ref", out, f"kill {k}")
+
+        # SIGINT: the current step finishes, the summary of the completed epochs is written, exit 130.
+        out = tmp / "sigint"
+        proc = start(cli, out)
+        time.sleep(whole * 0.6)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate()
+        check(proc.returncode == 130 and "--resume" in err,
+              f"SIGINT: exit {proc.returncode} with how to resume ({err.strip()[-160:]})")
+        if proc.returncode == 130:
+            summary = json.loads((out / "summary.json").read_text())
+            check(summary.get("interrupted") is True, "SIGINT: summary.json of the completed epochs, marked interrupted")
+        p = train(cli, out, "--resume")
+        check(p.returncode == 0, "SIGINT: --resume completes the run")
+        if p.returncode == 0:
+            same_run(tmp / "ref", out, "SIGINT then --resume")
+
+        # One writer per folder.
+        out = tmp / "locked"
+        first = start(cli, out, "--epochs", "30")
+        time.sleep(0.3)
+        second = train(cli, out, "--overwrite")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        check(second.returncode == 1 and "another run is writing into this folder" in second.stderr,
+              "a second run into a folder in use is refused")
+
+        # A folder holding any run file is refused without --overwrite; --overwrite keeps nothing of it.
+        out = tmp / "old"
+        out.mkdir()
+        (out / "summary.json").write_text("{\"an\": \"old run\"}\n")
+        (out / "best.safetensors").write_bytes(b"old")
+        p = train(cli, out)
+        check(p.returncode == 1 and "already holds a run" in p.stderr and (out / "best.safetensors").read_bytes() == b"old",
+              "a folder with an old run's best.safetensors and summary.json is refused, untouched")
+        p = train(cli, out, "--overwrite")
+        check(p.returncode == 0, "--overwrite replaces it")
+        same_run(tmp / "ref", out, "--overwrite over an old run")
+
+        # --resume refuses a run of another configuration, naming the difference.
+        p = train(cli, tmp / "ref", "--resume", "--lr", "0.002")
+        check(p.returncode == 1 and "another configuration" in p.stderr, "--resume with another --lr is refused")
+        p = train(cli, tmp / "nothing", "--resume")
+        check(p.returncode == 0 and "nothing to resume" in p.stderr, "--resume of an empty folder starts the run")
+        p = train(cli, tmp / "old", "--resume")
+        (tmp / "old" / "state.safetensors").unlink()
+        p = train(cli, tmp / "old", "--resume")
+        check(p.returncode == 1 and "no resumable run" in p.stderr,
+              "--resume of run files without a state is refused")
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) failed")
+        return 1
+    print("all resume checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
