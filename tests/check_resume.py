@@ -2,7 +2,7 @@
 """A training run survives faults: killed with SIGKILL at random moments and resumed (--resume, as
 often as it takes), or stopped with SIGINT and resumed, it ends with the same metrics.jsonl and
 summary.json (but for their wall-clock "seconds") and the same best.safetensors, byte for byte, as the
-run that was never stopped. Also: one writer per folder, --overwrite keeps nothing of the last run,
+run that was never stopped. Also: the run's provenance, one writer per folder, --overwrite keeps nothing of the last run,
 a plain run refuses a folder holding any run file, and --resume refuses another configuration (an
 empty folder it starts).
 
@@ -50,6 +50,41 @@ def same_run(a, b, what):
                          f"{'same' if s else 'DIFFERS'}, best.safetensors {'same' if w else 'DIFFERS'}")
 
 
+def safetensors_metadata(path):
+    raw = Path(path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]).get("__metadata__", {})
+
+
+def check_provenance(cli, tmp):
+    """Every run records what produced it: the build, this machine's choices, the data, the split."""
+    summary = json.loads((tmp / "ref" / "summary.json").read_text())
+    prov = summary.get("provenance", {})
+    build, data, split = prov.get("build", {}), prov.get("data", {}), prov.get("split", {})
+    check(re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", build.get("commit", "")) is not None
+          and re.fullmatch(r"\d+\.\d+\.\d+", build.get("version", "")) is not None
+          and re.match(r"(GCC|Clang) \d", build.get("compiler", "")) is not None
+          and build.get("isa") in ("baseline", "avx2", "avx512") and build.get("threads") == 1,
+          f"provenance: version, commit, compiler, instruction set, threads ({build})")
+    check(re.fullmatch(r"[0-9a-f]{16}", data.get("data_fnv1a64", "")) is not None
+          and re.fullmatch(r"[0-9a-f]{16}", data.get("tickers_fnv1a64", "")) is not None
+          and data.get("stocks") == 120 and data.get("days") == 400,
+          f"provenance: the data's shape and hashes ({data})")
+    check(split.get("valid_index") == summary["config"]["valid_index"]
+          and split.get("test_index") == summary["config"]["test_index"] and split.get("lookback") == 16,
+          f"provenance: the split days ({split})")
+    meta = safetensors_metadata(tmp / "ref" / "best.safetensors")
+    check(json.loads(meta.get("stockmixer.provenance", "null")) == prov,
+          "provenance: best.safetensors carries the summary's")
+    other = tmp / "other-data"
+    p = subprocess.run([cli, "train", *ARGS, "--epochs", "1", "--data-seed", "7", "--out", str(other)],
+                       capture_output=True, text=True)
+    theirs = json.loads((other / "summary.json").read_text())["provenance"]["data"] if p.returncode == 0 else {}
+    check(theirs.get("data_fnv1a64") not in (None, data.get("data_fnv1a64"))
+          and theirs.get("tickers_fnv1a64") == data.get("tickers_fnv1a64"),
+          "provenance: other data (another --data-seed) hashes differently, the same tickers alike")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cli")
@@ -63,6 +98,7 @@ def main():
         p = train(cli, tmp / "ref")
         whole = time.monotonic() - t0
         check(p.returncode == 0, f"the uninterrupted run ({whole:.2f} s)")
+        check_provenance(cli, tmp)
 
         # SIGKILL at random moments, then --resume until the run completes (each resume may be killed too).
         for k in range(args.kills):

@@ -42,6 +42,8 @@ enum class Isa { baseline, avx2, avx512 };
 // machine (where only the build's own version exists, that is what runs, whatever the cap). Decided
 // once per process; a cap that names no instruction set throws Error.
 Isa kernel_isa();
+// "baseline", "avx2" or "avx512": what STOCKMIXER_MAX_ISA accepts.
+const char* isa_name(Isa isa);
 
 // The floats in one register of the build's own target: what runs where no other version exists.
 #if defined(__AVX512F__)
@@ -92,6 +94,10 @@ inline Isa kernel_isa() {
     return limit < best ? limit : best;
   }();
   return isa;
+}
+
+inline const char* isa_name(Isa isa) {
+  return isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "baseline";
 }
 
 namespace detail {

@@ -28,6 +28,7 @@
 #include "stockmixer/io/files.hpp"
 #include "stockmixer/model.hpp"
 #include "stockmixer/parallel.hpp"
+#include "stockmixer/provenance.hpp"
 #include "stockmixer/train/trainer.hpp"
 
 #include <nlohmann/json.hpp>
@@ -65,6 +66,7 @@ template <class T>
 struct RunData {
   data::Market<T> market;
   nlohmann::json description;
+  std::vector<std::string> dates;         // the dates file's lines, where the data has one (data::date_of_row)
   Index valid_index = 0, test_index = 0;  // this data's default split
   double signal = 0;                      // synthetic only: the planted signal's strength
 };
@@ -131,8 +133,11 @@ RunData<T> load_data(const DataSource& source) {
   }
   if (source.market == "SP500")
     d.market = data::load_sp500_npy<T>((std::filesystem::path(source.folder) / "SP500.npy").string(), source.steps);
-  else
-    d.market = data::load_market_dir<T>(source.folder, source.market, source.tickers, source.steps).market;
+  else {
+    data::LoadedMarket<T> loaded = data::load_market_dir<T>(source.folder, source.market, source.tickers, source.steps);
+    d.market = std::move(loaded.market);
+    d.dates = std::move(loaded.dates);
+  }
   d.description = {{"source", source.folder},         {"market", source.market},
                    {"tickers", source.tickers},       {"stocks", d.market.stocks()},
                    {"days", d.market.days()},         {"features", d.market.features()},
@@ -225,6 +230,27 @@ void save_state(const std::filesystem::path& path, Trainer<T>& trainer, const nl
                           {{"stockmixer.state", meta.dump()}});
 }
 
+// Where the run's periods begin and end: day indices (windows end the day before their target) and,
+// where the data has a dates file, the dates of those days.
+template <class T>
+nlohmann::json split_days(const RunData<T>& data, const TrainConfig& config) {
+  const Index days = data.market.days();
+  nlohmann::json split = {{"lookback", config.lookback},     {"steps", data.market.steps},
+                          {"valid_index", config.valid_index}, {"test_index", config.test_index},
+                          {"days", days}};
+  if (!data.dates.empty()) {
+    try {
+      split["first_date"] = data::date_of_row(data.dates, 0);
+      split["valid_first_date"] = data::date_of_row(data.dates, config.valid_index);
+      split["test_first_date"] = data::date_of_row(data.dates, config.test_index);
+      split["last_date"] = data::date_of_row(data.dates, days - 1);
+    } catch (const Error& e) {  // a dates file shorter than the data: the indices say it all
+      split["dates"] = std::string("not all known (") + e.what() + ")";
+    }
+  }
+  return split;
+}
+
 // The synthetic market's planted signal scored on the test days, as the model is.
 template <class T>
 metrics::Performance oracle_performance(const RunData<T>& d, Index lookback, Index test_index) {
@@ -263,6 +289,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
   nlohmann::json identity = config.to_json();
   identity.erase("epochs");
   identity["data"] = data.description;
+  identity["data_fingerprint"] = data_fingerprint(market);  // the same folder with other contents is other data
   identity["init_weights"] = options.init_weights;
   identity["order"] = options.order_file;
   identity["precision"] = options.precision;
@@ -321,6 +348,10 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
     detail::save_state(file("state.safetensors"), trainer, identity, best, metrics, seconds);
   }
   trainer.set_stop(options.stop);
+  // What produced this run: the library's build, this machine's choices, the data and its split.
+  const nlohmann::json provenance = {{"build", build_info()},
+                                     {"data", identity["data_fingerprint"]},
+                                     {"split", detail::split_days(data, config)}};
   std::ostream* log = options.progress;
   if (log)
     *log << "stockmixer train: " << data.description.value("source", std::string()) << " market N=" << market.stocks()
@@ -343,6 +374,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
         save_checkpoint(file("best.safetensors").string(), trainer.model(),
                         {{"stockmixer.train", config.to_json().dump()},
                          {"stockmixer.data", data.description.dump()},
+                         {"stockmixer.provenance", provenance.dump()},
                          {"stockmixer.epoch", std::to_string(epoch.epoch)}});
       }
       detail::save_state(file("state.safetensors"), trainer, identity, best, metrics, seconds);  // the epoch is done
@@ -378,7 +410,8 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
                             {"precision", options.precision},
                             {"threads", num_threads()},
                             {"config", run_config},
-                            {"data", data.description}};
+                            {"data", data.description},
+                            {"provenance", provenance}};
   if (!interrupted.empty()) summary["interrupted"] = true;
   std::string oracle_text;
   if (data.description.value("source", std::string()) == "synthetic") {
