@@ -11,12 +11,45 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xnpy.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <string>
 #include <vector>
+
+// This executable's global operator new can be armed to fail one chosen allocation (counted from
+// arming), from any thread: the tests below make every allocation evaluate performs fail in turn.
+// GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
+// exactly the pairing intended here.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+namespace {
+std::atomic<long> g_allocation_count{0};
+std::atomic<long> g_fail_allocation{-1};  // -1: none fails
+void* counted_malloc(std::size_t size, std::size_t align) {
+  if (g_allocation_count.fetch_add(1) == g_fail_allocation.load()) throw std::bad_alloc();
+  void* p = align ? std::aligned_alloc(align, (size + align - 1) / align * align) : std::malloc(size ? size : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+void* operator new(std::size_t size) { return counted_malloc(size, 0); }
+void* operator new[](std::size_t size) { return counted_malloc(size, 0); }
+void* operator new(std::size_t size, std::align_val_t a) { return counted_malloc(size, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t size, std::align_val_t a) { return counted_malloc(size, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace stockmixer;
 using metrics::evaluate;
@@ -361,4 +394,80 @@ TEST_CASE("evaluate rejects mismatched shapes, empty inputs and non-finite value
   REQUIRE_THROWS_WITH(evaluate(a, bad, m), Contains("ground_truth") && Contains("-Inf") && Contains("stock 2, day 1"));
   REQUIRE_THROWS_WITH(evaluate(a, b, bad), Contains("mask") && Contains("stock 2, day 1"));
   REQUIRE_NOTHROW(evaluate(a, b, m));
+}
+
+// ---- hostile magnitudes and memory ---------------------------------------------------------------
+
+TEST_CASE("IC does not depend on the predictions' scale: no overflow at 1e160", "[metrics][scale]") {
+  // The NASDAQ-shaped fixture (1026 stocks, 20 days, predictions around 1e-2). Scaled by a power of two
+  // every IC is bit for bit the same (Pearson scales by powers of two itself); by another factor the
+  // scaled values are rounded (0.5 ulp each), which moves r by a few ulps: 1e-12 relative bounds that
+  // with a wide margin. Before the scaling, 1e160 made Σ dx² overflow to +Inf and every daily IC 0.
+  const std::string dir = fixture_dir("nasdaq_1026x20");
+  const auto pred = load_matrix(dir + "prediction.npy");
+  const auto gt = load_matrix(dir + "ground_truth.npy");
+  const auto mask = load_matrix(dir + "mask.npy");
+  const Performance base = evaluate(pred, gt, mask);
+  REQUIRE(std::abs(base.IC) > 1e-3);
+  for (const double factor : {0x1p-1000, 0x1p-60, 0x1p+7, 0x1p+520, 0x1p+1000}) {
+    INFO("factor " << factor);
+    Tensor<double> scaled = pred;
+    for (Index k = 0; k < scaled.size(); ++k) scaled.data()[k] *= factor;
+    const Performance p = evaluate(scaled, gt, mask);
+    CHECK(p.IC == base.IC);
+    CHECK(p.RIC == base.RIC);
+    CHECK(p.ic_valid == base.ic_valid);
+  }
+  for (const double factor : {1e-300, 1e-160, 3.7, 1e160, 1e300}) {
+    INFO("factor " << factor);
+    Tensor<double> scaled = pred;
+    for (Index k = 0; k < scaled.size(); ++k) scaled.data()[k] *= factor;
+    const Performance p = evaluate(scaled, gt, mask);
+    CHECK(same(p.IC, base.IC, 1e-12));
+    CHECK(same(p.RIC, base.RIC, 1e-12));
+    CHECK(same(p.ic_valid, base.ic_valid, 1e-12));
+  }
+  // pearson alone, at the extremes of double: the largest finite values and subnormal ones.
+  const double x[] = {1.0, 2.0, 4.0, 3.0}, y[] = {0.5, 0.1, 0.9, 0.7};
+  const double r = metrics::pearson(x, y, 4);
+  for (const double factor : {0x1p-1070, 0x1p+1020}) {
+    double xs[4];
+    for (int k = 0; k < 4; ++k) xs[k] = x[k] * factor;
+    INFO("factor " << factor);
+    CHECK(metrics::pearson(xs, y, 4) == r);
+  }
+}
+
+TEST_CASE("evaluate: every allocation it makes may fail: an Error naming the bytes, never std::terminate",
+          "[metrics][memory]") {
+  // Fails the k-th allocation of one evaluate call, for k = 0, 1, ... until a call makes fewer than k
+  // allocations and succeeds. An allocation inside the days' OpenMP region that threw there would end
+  // the program; every one now happens before it, and a failure is an Error that names the size.
+  const std::string dir = fixture_dir("nasdaq_1026x20");  // 20 days: two chunks of days, two threads
+  const auto pred = load_matrix(dir + "prediction.npy");
+  const auto gt = load_matrix(dir + "ground_truth.npy");
+  const auto mask = load_matrix(dir + "mask.npy");
+  const Performance base = evaluate(pred, gt, mask);
+  long k = 0;
+  for (;; ++k) {
+    REQUIRE(k < 100000);
+    std::string error;
+    bool done = false;
+    g_allocation_count = 0;
+    g_fail_allocation = k;
+    try {
+      const Performance p = evaluate(pred, gt, mask);
+      done = true;
+      g_fail_allocation = -1;
+      CHECK(p.IC == base.IC);
+    } catch (const Error& e) {
+      g_fail_allocation = -1;
+      error = e.what();
+    }
+    g_fail_allocation = -1;
+    if (done) break;
+    INFO("allocation " << k << " failed: " << error);
+    CHECK_THAT(error, Contains("cannot allocate") && Contains("bytes") && Contains("1026 stocks over 20 days"));
+  }
+  CHECK(k > 0);  // at least one allocation was made to fail
 }

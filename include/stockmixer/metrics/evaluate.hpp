@@ -50,12 +50,22 @@
 //   - to_json writes NaN and ±Inf as null (JSON has no NaN).
 // Threads: the days run on the threads (each day's quantities depend on that day alone) and are
 // added in day order afterwards, so every field is the same on any thread count.
+// Memory: every buffer evaluate needs (one scratch set per thread, the per-day results) is allocated
+// before the days run, and nothing allocates inside the parallel region (numpy_argsort keeps its
+// partition stack on the stack, the ranks go to the thread's scratch); a failed allocation is an Error
+// naming the bytes asked for, and any exception a day raises is caught in its thread and rethrown
+// after the region (an exception leaving an OpenMP region would end the program).
+// Pearson scales each vector by a power of two that brings its largest magnitude into [0.5, 1)
+// before summing: r does not change under that scaling, and every operation of the formula commutes
+// with it exactly, so the result is bit for bit the unscaled formula's wherever that one neither
+// overflows nor underflows, and stays right for predictions of any magnitude (1e160 squared overflows).
 //
 // Tests: tests/test_metrics.cpp (fixtures: tests/make_metrics_fixtures.py, which runs the original),
 // tests/test_threads.cpp (1 and 2 threads).
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/io/input.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/sort.hpp"
 #include "stockmixer/tensor.hpp"
@@ -63,8 +73,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <exception>
 #include <limits>
+#include <new>
 #include <numeric>
 #include <string>
 #include <utility>
@@ -99,7 +113,9 @@ void numpy_argsort(Index* order, const double* values, Index n);
 // order = np.argsort(values, kind="heapsort"); also the introsort's fallback on a deep partition.
 void numpy_argsort_heapsort(Index* order, const double* values, Index n);
 // Pearson correlation r = Σ dx·dy / √Σ dx² / √Σ dy², clipped to [−1, 1]; NaN when n < 2 or x or y is
-// constant.
+// constant. Each of x and y is first scaled by a power of two (exact; see the header comment), so
+// finite inputs of any magnitude give a finite r, and x scaled by any positive factor gives the same r
+// up to the rounding of the scaled values.
 double pearson(const double* x, const double* y, Index n);
 // 1-based ranks; equal values share the mean of the ranks they occupy (pandas' method="average").
 // x must hold no NaN (evaluate rejects one before ranking).
@@ -190,6 +206,21 @@ inline bool constant(const double* x, Index n) {
   return true;
 }
 
+// Two powers of two whose product p brings max |x| into [0.5, 1): x[k] * a * b is x[k] * p exactly
+// whenever that is a normal double. Two factors, because p alone would overflow for subnormal inputs
+// (max |x| = 2^-1070 needs p = 2^1070); each factor stays within 2^±538.
+inline std::pair<double, double> unit_scale(const double* x, Index n) {
+  double top = 0;
+  for (Index k = 0; k < n; ++k) top = std::max(top, std::abs(x[k]));
+  int e = 0;
+  std::frexp(top, &e);  // top = f * 2^e, f in [0.5, 1); e = 0 for top = 0
+  const int half = -e / 2;
+  return {std::ldexp(1.0, half), std::ldexp(1.0, -e - half)};
+}
+
+// 1-based average ranks into `ranks`, with `sorted` and `tmp` of n keys as scratch (no allocation).
+inline void average_ranks(double* ranks, const double* x, Index n, SortKey* sorted, SortKey* tmp);
+
 template <class T>
 void check_finite(const TensorMap<const T>& t, const char* name) {
   const Index days = t.dim(1);
@@ -213,16 +244,27 @@ struct DayResult {
   double rank_ic = 0, pearson = 0;  // Spearman and Pearson over the valid stocks (when !skipped)
 };
 
-// Buffers one thread reuses from day to day.
+// Buffers one thread reuses from day to day, all sized here: a day allocates nothing.
 struct DayScratch {
   std::vector<double> p, g, m;     // [N] one day's columns
   std::vector<double> pm, gm;      // [N] P·M, G·M
-  std::vector<double> pv, gv;      // [valid] the valid stocks' P and G
+  std::vector<double> pv, gv;      // [valid] the valid stocks' P and G (capacity N)
+  std::vector<double> rp, rg;      // [valid] their average ranks (capacity N)
+  std::vector<SortKey> sorted, tmp;  // [N] average_ranks' keys
   std::vector<Index> order_p, order_g;  // [N] np.argsort of P and of G
-  std::vector<Index> top;          // the predicted top 10, best first
+  std::vector<Index> top;          // the predicted top 10, best first (capacity 11: top_by_value holds k + 1)
   explicit DayScratch(Index N)
-      : p(static_cast<std::size_t>(N)), g(p.size()), m(p.size()), pm(p.size()), gm(p.size()),
-        order_p(p.size()), order_g(p.size()) {}
+      : p(static_cast<std::size_t>(N)), g(p.size()), m(p.size()), pm(p.size()), gm(p.size()), rp(p.size()),
+        rg(p.size()), sorted(p.size()), tmp(p.size()), order_p(p.size()), order_g(p.size()) {
+    pv.reserve(p.size());
+    gv.reserve(p.size());
+    top.reserve(11);
+  }
+  // The bytes one DayScratch of N stocks takes (for the out-of-memory message).
+  static std::uint64_t bytes(Index N) {
+    return static_cast<std::uint64_t>(N) * (9 * sizeof(double) + 2 * sizeof(SortKey) + 2 * sizeof(Index)) +
+           11 * sizeof(Index);
+  }
 };
 
 template <class T>
@@ -304,7 +346,9 @@ DayResult evaluate_day(TensorMap<const T> prediction, TensorMap<const T> ground_
   if (nv < 2 || detail::constant(pv.data(), nv) || detail::constant(gv.data(), nv)) {
     day.skipped = true;
   } else {
-    day.rank_ic = spearman(pv.data(), gv.data(), nv);
+    average_ranks(sc.rp.data(), pv.data(), nv, sc.sorted.data(), sc.tmp.data());
+    average_ranks(sc.rg.data(), gv.data(), nv, sc.sorted.data(), sc.tmp.data());
+    day.rank_ic = pearson(sc.rp.data(), sc.rg.data(), nv);  // spearman, on the scratch
     day.pearson = pearson(pv.data(), gv.data(), nv);
   }
   return day;
@@ -320,15 +364,19 @@ inline void numpy_argsort_heapsort(Index* order, const double* values, Index n) 
 // numpy's aquicksort_ (npysort/quicksort.cpp), the same decisions on indices instead of pointers:
 // partitions longer than 16 are split around the median of (first, middle, last), the larger side is
 // pushed on a stack; each partition gets a depth budget of 2·⌊log2 n⌋ splits before it is heapsorted;
-// short partitions are insertion-sorted.
+// short partitions are insertion-sorted. The stack lives on the stack, as numpy's (PYA_QS_STACK = 128):
+// the larger side is pushed and the smaller one sorted first, so it never holds more than log2(n) < 64
+// partitions.
 inline void numpy_argsort(Index* order, const double* values, Index n) {
   using detail::numpy_less;
   for (Index k = 0; k < n; ++k) order[k] = k;
   if (n < 2) return;
   constexpr Index kSmall = 15;  // numpy's SMALL_QUICKSORT
   const double* v = values;
-  std::vector<std::pair<Index, Index>> stack;  // pushed (pl, pr) partitions
-  std::vector<int> depths;                     // their depth budgets
+  constexpr std::size_t kStack = 128;
+  std::array<std::pair<Index, Index>, kStack> stack;  // pushed (pl, pr) partitions
+  std::array<int, kStack> depths;                     // their depth budgets
+  std::size_t top = 0;                                // entries in use
   Index pl = 0, pr = n - 1;
   int cdepth = 0;
   for (Index u = n; u >>= 1;) ++cdepth;  // npy_get_msb(n)
@@ -354,13 +402,13 @@ inline void numpy_argsort(Index* order, const double* values, Index n) {
         }
         std::swap(order[pi], order[pr - 1]);
         if (pi - pl < pr - pi) {
-          stack.emplace_back(pi + 1, pr);
+          stack[top] = {pi + 1, pr};
           pr = pi - 1;
         } else {
-          stack.emplace_back(pl, pi - 1);
+          stack[top] = {pl, pi - 1};
           pl = pi + 1;
         }
-        depths.push_back(--cdepth);
+        depths[top++] = --cdepth;
       }
       for (Index pi = pl + 1; pi <= pr; ++pi) {  // insertion sort
         const Index vi = order[pi];
@@ -370,26 +418,28 @@ inline void numpy_argsort(Index* order, const double* values, Index n) {
         order[pj] = vi;
       }
     }
-    if (stack.empty()) break;
-    std::tie(pl, pr) = stack.back();
-    stack.pop_back();
-    cdepth = depths.back();
-    depths.pop_back();
+    if (top == 0) break;
+    --top;
+    std::tie(pl, pr) = stack[top];
+    cdepth = depths[top];
   }
 }
 
 inline double pearson(const double* x, const double* y, Index n) {
   if (n < 2 || detail::constant(x, n) || detail::constant(y, n)) return detail::kNaN;
+  // x and y scaled by powers of two first: |x|, |y| < 1, so no sum below can overflow.
+  const auto [xa, xb] = detail::unit_scale(x, n);
+  const auto [ya, yb] = detail::unit_scale(y, n);
   double mx = 0, my = 0;
   for (Index k = 0; k < n; ++k) {
-    mx += x[k];
-    my += y[k];
+    mx += x[k] * xa * xb;
+    my += y[k] * ya * yb;
   }
   mx /= static_cast<double>(n);
   my /= static_cast<double>(n);
   double sxx = 0, syy = 0, sxy = 0;
   for (Index k = 0; k < n; ++k) {
-    const double dx = x[k] - mx, dy = y[k] - my;
+    const double dx = x[k] * xa * xb - mx, dy = y[k] * ya * yb - my;
     sxx += dx * dx;
     syy += dy * dy;
     sxy += dx * dy;
@@ -399,11 +449,23 @@ inline double pearson(const double* x, const double* y, Index n) {
 }
 
 inline void average_ranks(double* ranks, const double* x, Index n) {
+  std::vector<SortKey> sorted, tmp;
+  try {
+    sorted.resize(static_cast<std::size_t>(n));
+    tmp.resize(static_cast<std::size_t>(n));
+  } catch (const std::bad_alloc&) {
+    throw Error("stockmixer::metrics::average_ranks: cannot allocate " +
+                io::byte_size(2 * static_cast<std::uint64_t>(n) * sizeof(SortKey)) + " to rank " +
+                std::to_string(n) + " values: out of memory");
+  }
+  detail::average_ranks(ranks, x, n, sorted.data(), tmp.data());
+}
+
+inline void detail::average_ranks(double* ranks, const double* x, Index n, SortKey* sorted, SortKey* tmp) {
   // (value, index) keys sorted (sort.hpp): equal values get one rank, so their order does not matter
-  std::vector<SortKey> sorted(static_cast<std::size_t>(n)), tmp(static_cast<std::size_t>(n));
-  for (Index k = 0; k < n; ++k) sorted[static_cast<std::size_t>(k)] = {x[k], k};
-  stockmixer::detail::sort_keys(sorted.data(), tmp.data(), n);
-  auto at = [&sorted](Index k) -> const SortKey& { return sorted[static_cast<std::size_t>(k)]; };
+  for (Index k = 0; k < n; ++k) sorted[k] = {x[k], k};
+  stockmixer::detail::sort_keys(sorted, tmp, n);
+  auto at = [sorted](Index k) -> const SortKey& { return sorted[k]; };
   for (Index start = 0; start < n;) {
     Index end = start + 1;  // [start, end): one group of equal values
     while (end < n && at(end).value == at(start).value) ++end;
@@ -414,7 +476,15 @@ inline void average_ranks(double* ranks, const double* x, Index n) {
 }
 
 inline double spearman(const double* x, const double* y, Index n) {
-  std::vector<double> rx(static_cast<std::size_t>(n)), ry(static_cast<std::size_t>(n));
+  std::vector<double> rx, ry;
+  try {
+    rx.resize(static_cast<std::size_t>(n));
+    ry.resize(static_cast<std::size_t>(n));
+  } catch (const std::bad_alloc&) {
+    throw Error("stockmixer::metrics::spearman: cannot allocate " +
+                io::byte_size(2 * static_cast<std::uint64_t>(n) * sizeof(double)) + " for the ranks of " +
+                std::to_string(n) + " values: out of memory");
+  }
   average_ranks(rx.data(), x, n);
   average_ranks(ry.data(), y, n);
   return pearson(rx.data(), ry.data(), n);
@@ -456,15 +526,47 @@ Performance evaluate(TensorMap<const T> prediction, TensorMap<const T> ground_tr
   }
   perf.mse = squares / mask_sum;
 
-  // Each day on its own (any thread: every day's results depend on that day alone), then the days'
-  // results added in day order, so the fields are the same on any thread count.
-  std::vector<detail::DayResult> days(static_cast<std::size_t>(D));
-  parallel_for(D, 16, [&](Index i0, Index i1) {
-    detail::DayScratch scratch(N);
-    for (Index i = i0; i < i1; ++i)
-      days[static_cast<std::size_t>(i)] = detail::evaluate_day(prediction, ground_truth, mask, i, scratch);
-  });
+  // Every buffer first (one scratch set per thread, one result and one failure slot per day chunk, the
+  // daily series), so that nothing allocates while the days run.
+  constexpr Index kGrain = 16;  // days per chunk
+  const Index chunks = (D + kGrain - 1) / kGrain;
+  const auto threads = static_cast<std::size_t>(std::max(1, num_threads()));
+  std::vector<detail::DayResult> days;
+  std::vector<detail::DayScratch> scratch;
+  std::vector<std::exception_ptr> failures;
   std::vector<double> ic, r5, prec10, rank_days, pearson_days;  // [D] or [kept days]
+  try {
+    days.resize(static_cast<std::size_t>(D));
+    scratch.reserve(threads);
+    for (std::size_t t = 0; t < threads; ++t) scratch.emplace_back(N);
+    failures.resize(static_cast<std::size_t>(chunks));
+    for (auto* series : {&ic, &r5, &prec10, &rank_days, &pearson_days}) series->reserve(static_cast<std::size_t>(D));
+  } catch (const std::bad_alloc&) {
+    const std::uint64_t bytes = threads * detail::DayScratch::bytes(N) +
+                                static_cast<std::uint64_t>(D) * (sizeof(detail::DayResult) + 5 * sizeof(double)) +
+                                static_cast<std::uint64_t>(chunks) * sizeof(std::exception_ptr);
+    throw Error("stockmixer::metrics::evaluate: cannot allocate " + io::byte_size(bytes) + " of working memory for " +
+                std::to_string(N) + " stocks over " + std::to_string(D) + " days on " + std::to_string(threads) +
+                " threads: out of memory");
+  }
+
+  // Each day on its own (any thread: every day's results depend on that day alone), then the days'
+  // results added in day order, so the fields are the same on any thread count. An exception stays
+  // in its chunk's slot until the region has ended; the first chunk's is rethrown.
+  parallel_for(D, kGrain, [&](Index i0, Index i1) {
+    try {
+      const auto t = static_cast<std::size_t>(thread_index());
+      if (t >= scratch.size())
+        throw Error("stockmixer::metrics::evaluate: thread " + std::to_string(t) + " of a team larger than the " +
+                    std::to_string(scratch.size()) + " threads num_threads() announced");
+      for (Index i = i0; i < i1; ++i)
+        days[static_cast<std::size_t>(i)] = detail::evaluate_day(prediction, ground_truth, mask, i, scratch[t]);
+    } catch (...) {
+      failures[static_cast<std::size_t>(i0 / kGrain)] = std::current_exception();
+    }
+  });
+  for (const std::exception_ptr& failure : failures)
+    if (failure) std::rethrow_exception(failure);
   double mrr_sum = 0;
   Index all_miss_days = 0;
   for (const detail::DayResult& day : days) {
