@@ -30,8 +30,6 @@ Isa cpu_best() {
 #endif
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "baseline"; }
-
 // The floats per register of the version that runs for isa: one per instruction set where the build
 // compiles per-ISA versions, else only the build's own.
 int expected_width(Isa isa) {
