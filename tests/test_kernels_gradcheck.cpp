@@ -77,12 +77,12 @@ TEST_CASE("layernorm backward matches finite differences", "[gradcheck][layernor
       Buffers in_{{"x", random_vector<double>(rows * dim, 4, -2, 2)},
                   {"gamma", random_vector<double>(dim, 5, 0.5, 1.5)},
                   {"beta", random_vector<double>(dim, 6)}};
-      auto fwd = [&](const Buffers& b) {
+      auto fwd = [&, rows = rows, dim = dim](const Buffers& b) {
         std::vector<double> y(rows * dim), mean(rows), rstd(rows);
         layernorm_forward(y.data(), mean.data(), rstd.data(), r(b, "x"), r(b, "gamma"), r(b, "beta"), rows, dim);
         return y;
       };
-      auto bwd = [&](const Buffers& b, const std::vector<double>& dy, Buffers& g) {
+      auto bwd = [&, rows = rows, dim = dim](const Buffers& b, const std::vector<double>& dy, Buffers& g) {
         std::vector<double> y(rows * dim), mean(rows), rstd(rows);
         layernorm_forward(y.data(), mean.data(), rstd.data(), r(b, "x"), r(b, "gamma"), r(b, "beta"), rows, dim);
         layernorm_backward(w(g, "x"), w(g, "gamma"), w(g, "beta"), dy.data(), r(b, "x"), mean.data(), rstd.data(),
@@ -147,12 +147,13 @@ TEST_CASE("triu backward matches finite differences", "[gradcheck][triu]") {
       Buffers in_{{"x", random_vector<double>(batch * length * inner, 12)},
                   {"weight", random_vector<double>(length * length, 13)},
                   {"bias", random_vector<double>(length, 14)}};
-      auto fwd = [&](const Buffers& b) {
+      auto fwd = [&, batch = batch, length = length, inner = inner](const Buffers& b) {
         std::vector<double> y(batch * length * inner);
         triu_forward(y.data(), r(b, "x"), r(b, "weight"), r(b, "bias"), batch, length, inner);
         return y;
       };
-      auto bwd = [&](const Buffers& b, const std::vector<double>& dy, Buffers& g) {
+      auto bwd = [&, batch = batch, length = length, inner = inner](const Buffers& b, const std::vector<double>& dy,
+                                                                    Buffers& g) {
         triu_backward(w(g, "x"), w(g, "weight"), w(g, "bias"), dy.data(), r(b, "x"), r(b, "weight"), batch, length,
                       inner);
       };
