@@ -1,7 +1,10 @@
 // safetensors checkpoints (stockmixer/io/safetensors.hpp): round trips, conversions, every malformed
 // file the reader must reject with a precise error, atomic saves, and PyTorch both ways
 // (tests/make_io_fixtures.py writes tests/fixtures/io/ and checks that PyTorch reads what we write).
+#include <stockmixer/io/input.hpp>
+#include <stockmixer/io/npy.hpp>
 #include <stockmixer/io/safetensors.hpp>
+#include <stockmixer/model.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -16,8 +19,62 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+#include <limits>
+#include <new>
+
 #include <unistd.h>
 #include <sys/stat.h>
+
+// This executable's global operator new records the largest request made while a LargestAllocation
+// is alive, and refuses (std::bad_alloc) any request above its cap: the hostile-file tests below show
+// that a small file never makes the reader ask for what the file only declares.
+// GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
+// exactly the pairing intended here.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+namespace {
+std::atomic<bool> g_watching{false};
+std::atomic<std::size_t> g_largest{0};
+std::atomic<std::size_t> g_cap{0};
+void* watched_malloc(std::size_t size, std::size_t align) {
+  if (g_watching.load()) {
+    std::size_t seen = g_largest.load();
+    while (size > seen && !g_largest.compare_exchange_weak(seen, size)) {
+    }
+    if (size > g_cap.load()) throw std::bad_alloc();
+  }
+  void* p = align ? std::aligned_alloc(align, (size + align - 1) / align * align) : std::malloc(size ? size : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+// While alive: the largest request so far (largest()), and every request above `cap` bytes refused.
+class LargestAllocation {
+ public:
+  explicit LargestAllocation(std::size_t cap) {
+    g_largest = 0;
+    g_cap = cap;
+    g_watching = true;
+  }
+  ~LargestAllocation() { g_watching = false; }
+  LargestAllocation(const LargestAllocation&) = delete;
+  LargestAllocation& operator=(const LargestAllocation&) = delete;
+  std::size_t largest() const { return g_largest.load(); }
+};
+}  // namespace
+void* operator new(std::size_t size) { return watched_malloc(size, 0); }
+void* operator new[](std::size_t size) { return watched_malloc(size, 0); }
+void* operator new(std::size_t size, std::align_val_t a) { return watched_malloc(size, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t size, std::align_val_t a) { return watched_malloc(size, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace stockmixer;
 using stockmixer::io::SafetensorsReader;
@@ -507,4 +564,174 @@ TEST_CASE("safetensors: files for PyTorch to read", "[io][interop]") {
     CHECK(bit_equal(r32.read<float>(specs[k].name), fs32[k]));
     CHECK(bit_equal(r64.read<double>(specs[k].name), fs64[k]));
   }
+}
+
+// ---- hostile files: only regular files, sizes checked before anything is allocated ---------------
+
+namespace {
+
+// Every tensor of a StockMixer of dims c (for_each_checkpoint_tensor), values small and distinct.
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>>> checkpoint_tensors(const StockMixerConfig& c) {
+  std::vector<std::pair<std::string, Tensor<T>>> out;
+  for_each_checkpoint_tensor(c, [&](const std::string& name, const std::vector<Index>& shape) {
+    Tensor<T> t(Shape(shape.begin(), shape.end()));
+    for (Index i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(0.01 * static_cast<double>(i % 17) - 0.05);
+    out.emplace_back(name, std::move(t));
+  });
+  return out;
+}
+
+template <class T>
+void save_tensors(const std::string& path, const std::vector<std::pair<std::string, Tensor<T>>>& tensors,
+                  const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<std::pair<std::string, TensorMap<const T>>> list;
+  for (const auto& [name, t] : tensors) list.emplace_back(name, t.map());
+  save_safetensors<T>(path, list, metadata);
+}
+
+template <class T>
+Tensor<T>& tensor_named(std::vector<std::pair<std::string, Tensor<T>>>& tensors, const std::string& name) {
+  for (auto& [n, t] : tensors)
+    if (n == name) return t;
+  FAIL("no tensor " << name);
+  return tensors.front().second;
+}
+
+// A .npy file: the v1 (2-byte length) or v2 (4-byte length) preamble, then `header` as it is, then `data`.
+std::string npy_bytes(int major, const std::string& header, const std::string& data = "") {
+  std::string s = std::string("\x93NUMPY", 6) + static_cast<char>(major) + '\0';
+  const std::size_t len = header.size();
+  s += static_cast<char>(len & 0xFF);
+  s += static_cast<char>((len >> 8) & 0xFF);
+  if (major > 1) {
+    s += static_cast<char>((len >> 16) & 0xFF);
+    s += static_cast<char>((len >> 24) & 0xFF);
+  }
+  return s + header + data;
+}
+
+}  // namespace
+
+TEST_CASE("regular_file_size refuses a FIFO, a device and a folder by name, without blocking", "[io][hostile]") {
+  const TempDir dir("regular");
+  const std::string fifo = dir.file("pipe.npy");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // opening it for reading would block until a writer comes
+  REQUIRE_THROWS_WITH(io::regular_file_size(fifo, ".npy file"),
+                      Catch::Contains(fifo) && Catch::Contains("FIFO") && Catch::Contains(".npy file"));
+  REQUIRE_THROWS_WITH(io::read_npy<float>(fifo), Catch::Contains(fifo) && Catch::Contains("FIFO"));
+  REQUIRE_THROWS_WITH(SafetensorsReader(fifo), Catch::Contains(fifo) && Catch::Contains("FIFO"));
+  REQUIRE_THROWS_WITH(io::regular_file_size("/dev/zero", "safetensors file"),  // reads forever
+                      Catch::Contains("/dev/zero") && Catch::Contains("character device"));
+  REQUIRE_THROWS_WITH(io::read_npy<float>("/dev/zero"), Catch::Contains("/dev/zero") && Catch::Contains("device"));
+  const std::string folder = dir.file("a_folder");
+  fs::create_directories(folder);
+  REQUIRE_THROWS_WITH(io::regular_file_size(folder, ".npy file"),
+                      Catch::Contains(folder) && Catch::Contains("a directory"));
+  // `--input DIR`: predict and evaluate read their inputs with read_npy, which names the folder.
+  REQUIRE_THROWS_WITH(io::read_npy<float>(folder), Catch::Contains(folder) && Catch::Contains("a directory"));
+  REQUIRE_THROWS_WITH(io::regular_file_size(dir.file("missing.npy"), ".npy file"),
+                      Catch::Contains("missing.npy") && Catch::Contains("no such file"));
+  const std::string file = dir.file("ok.bin");
+  write_bytes(file, "12345");
+  REQUIRE(io::regular_file_size(file, "file") == 5);
+}
+
+TEST_CASE("JSON nested 200 KB deep: a safetensors header and a checkpoint's config refused, no crash",
+          "[io][hostile]") {
+  // nlohmann::json parses iteratively but dump() and copies recurse once per level: 100 000 levels
+  // overflow the stack. The nesting is measured before anything parses the text.
+  const TempDir dir("deep_json");
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');  // 200 KB
+  const std::string st = dir.file("deep.safetensors");
+  write_bytes(st, st_file("{\"__metadata__\": {}, \"x\": " + deep + "}", 0));
+  REQUIRE_THROWS_WITH(SafetensorsReader(st), Catch::Contains(st) && Catch::Contains("nested more than 64"));
+
+  const StockMixerConfig c{6, 4, 3, 2};
+  const std::string ckpt = dir.file("deep_config.safetensors");
+  save_tensors<float>(ckpt, checkpoint_tensors<float>(c), {{"stockmixer.config", "{\"dropout\": 0, \"x\": " + deep + "}"}});
+  REQUIRE_THROWS_WITH(load_checkpoint<float>(ckpt), Catch::Contains(ckpt) && Catch::Contains("stockmixer.config") &&
+                                                        Catch::Contains("nested more than 64"));
+  // The same checkpoint with a shallow config loads.
+  save_tensors<float>(ckpt, checkpoint_tensors<float>(c), {{"stockmixer.config", "{\"dropout\": 0}"}});
+  REQUIRE(load_checkpoint<float>(ckpt).config().lookback == 4);
+}
+
+TEST_CASE(".npy: a 12-byte file declaring a 4 GB header, and shapes whose product overflows, refused "
+          "without allocating", "[io][hostile]") {
+  const TempDir dir("npy_hostile");
+  const std::string huge = dir.file("huge_header.npy");
+  std::string bytes = std::string("\x93NUMPY\x02\x00", 8) + std::string("\xff\xff\xff\xff", 4);  // 2^32 - 1
+  REQUIRE(bytes.size() == 12);
+  write_bytes(huge, bytes);
+  {
+    const LargestAllocation watch(1 << 20);  // a request above 1 MiB is refused, as out of memory
+    REQUIRE_THROWS_WITH(io::read_npy<float>(huge), Catch::Contains(huge) && Catch::Contains("header length 4294967295") &&
+                                                       Catch::Contains("past the end of the file"));
+    CHECK(watch.largest() <= 65536);  // the file stream's buffer (8 KiB here), nothing the file declares
+  }
+  // Shapes whose element count overflows 64 bits, or whose byte count does; the data is 16 bytes.
+  const std::string data(16, '\0');
+  const std::pair<const char*, const char*> shapes[] = {
+      {"(4294967296, 4294967296, 2)", "overflows"},         // 2^65 elements: Shape refuses the product
+      {"(9223372036854775807, 2)", "overflows"},            // (2^63 - 1) * 2
+      {"(2147483648, 2147483648)", "the file is truncated"},  // 2^62 elements fit, 2^64 bytes do not
+      {"(1000000, 1000000)", "the file is truncated"}};     // 4 TB declared, 16 bytes there
+  for (const auto& [shape, expected] : shapes) {
+    INFO("shape " << shape);
+    const std::string path = dir.file("overflow.npy");
+    write_bytes(path, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(shape) + ", }\n", data));
+    const LargestAllocation watch(1 << 20);
+    REQUIRE_THROWS_WITH(io::read_npy<double>(path), Catch::Contains(path) && Catch::Contains(expected));
+    CHECK(watch.largest() <= 65536);  // the file stream's buffer (8 KiB here), nothing the file declares
+  }
+  // The same preamble and header writer gives a file read_npy accepts: the refusals above are the shapes'.
+  const std::string good = dir.file("good.npy");
+  write_bytes(good, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n", data));
+  REQUIRE(io::read_npy<float>(good).shape() == Shape{2, 2});
+}
+
+TEST_CASE("load_checkpoint: a small file declaring a [100000, 1] LayerNorm is refused before a model is built",
+          "[io][hostile]") {
+  // The dims come from the shapes (T = 100000, C = 1): such a model's 100 000 time-mixing rows alone
+  // hold T (T + 1) / 2 = 5e9 weights. The file holds 400 kB; nothing near the model's size may be asked for.
+  const TempDir dir("big_layernorm");
+  const std::string path = dir.file("big.safetensors");
+  std::vector<std::pair<std::string, Tensor<float>>> tensors;
+  tensors.emplace_back("mixer.mix_layer.LN_1.weight", Tensor<float>(Shape{100000, 1}));
+  tensors.emplace_back("stock_mixer.dense1.weight", Tensor<float>(Shape{2, 6}));
+  save_tensors<float>(path, tensors);
+  REQUIRE(fs::file_size(path) < 500000);
+  const LargestAllocation watch(16 << 20);  // 16 MiB: 40 times the file
+  REQUIRE_THROWS_WITH(load_checkpoint<float>(path),
+                      Catch::Contains(path) && Catch::Contains("missing tensor") && Catch::Contains("T = 100000"));
+  CHECK(watch.largest() < (1 << 20));
+}
+
+TEST_CASE("load_checkpoint: NaN, Inf and F64 values beyond float refused, naming the tensor and the index",
+          "[io][hostile]") {
+  const TempDir dir("non_finite");
+  const StockMixerConfig c{6, 4, 3, 2};
+  const std::string path = dir.file("weights.safetensors");
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const double bad : {std::numeric_limits<double>::quiet_NaN(), inf, -inf}) {
+    INFO("value " << bad);
+    auto tensors = checkpoint_tensors<float>(c);
+    tensor_named(tensors, "stock_mixer.dense2.weight").data()[7] = static_cast<float>(bad);
+    save_tensors<float>(path, tensors);
+    const char* shown = std::isnan(bad) ? "NaN" : bad > 0 ? "+Inf" : "-Inf";
+    REQUIRE_THROWS_WITH(load_checkpoint<float>(path), Catch::Contains(path) &&
+                                                          Catch::Contains("'stock_mixer.dense2.weight'") &&
+                                                          Catch::Contains(shown) && Catch::Contains("flat index 7"));
+    REQUIRE_THROWS_WITH(load_checkpoint<double>(path), Catch::Contains("flat index 7"));
+  }
+  // An F64 file with 1e300: finite in double, +Inf once read into float.
+  auto tensors = checkpoint_tensors<double>(c);
+  tensor_named(tensors, "conv.weight").data()[3] = 1e300;
+  save_tensors<double>(path, tensors);
+  REQUIRE_THROWS_WITH(load_checkpoint<float>(path), Catch::Contains("'conv.weight'") && Catch::Contains("1e+300") &&
+                                                        Catch::Contains("flat index 3") &&
+                                                        Catch::Contains("beyond the range of float"));
+  const StockMixer<double> model = load_checkpoint<double>(path);  // in double it is a weight like any other
+  CHECK(model.config().lookback == 4);
 }

@@ -3,6 +3,8 @@
 #include <stockmixer/xtensor.hpp>
 
 #include <catch2/catch.hpp>
+#include <limits>
+#include <vector>
 #include <xtensor/xarray.hpp>
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
@@ -21,6 +23,21 @@ TEST_CASE("Shape: sizes, strides and errors", "[tensor]") {
   REQUIRE(Shape{2, 3} != Shape{3, 2});
   REQUIRE_THROWS_WITH((Shape{1, 2, 3, 4, 5}), Catch::Contains("rank above 4"));
   REQUIRE_THROWS_WITH((Shape{2, -1}), Catch::Contains("negative dimension -1"));
+}
+
+TEST_CASE("Shape: a product of dimensions that overflows Index is refused", "[tensor][hostile]") {
+  // Index is 64-bit signed: 2^32 * 2^32 = 2^64 and (2^62) * 2 = 2^63 overflow it; size() would wrap
+  // and a Tensor of that shape would allocate a wrapped (small) count and then be indexed past it.
+  const Index big = Index(1) << 32;
+  REQUIRE_THROWS_WITH((Shape{big, big}), Catch::Contains("overflows") && Catch::Contains("[4294967296, 4294967296]"));
+  REQUIRE_THROWS_WITH((Shape{Index(1) << 62, 2}), Catch::Contains("overflows"));
+  REQUIRE_THROWS_WITH((Shape{3, big, big, 0}), Catch::Contains("overflows"));  // the nonzero dims must fit, a 0 or not
+  const std::vector<Index> dims{big, big, 2};  // the iterator constructor (read_npy's header shapes)
+  REQUIRE_THROWS_WITH(Shape(dims.begin(), dims.end()), Catch::Contains("overflows"));
+  // Products that fit are accepted up to 2^63 - 1, and a zero dimension makes the size 0.
+  REQUIRE(Shape{Index(1) << 31, (Index(1) << 31) - 1}.size() == (Index(1) << 62) - (Index(1) << 31));
+  REQUIRE(Shape{std::numeric_limits<Index>::max()}.size() == std::numeric_limits<Index>::max());
+  REQUIRE(Shape{0, big, big / 4}.size() == 0);  // the nonzero dims alone (2^62) must fit
 }
 
 TEST_CASE("Tensor: row-major storage, element access, Eigen views", "[tensor]") {
