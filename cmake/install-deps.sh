@@ -9,9 +9,12 @@ set -euo pipefail
 # libxtl-dev comes in as a dependency of xtensor-dev. python3-torch, python3-numpy and python3-pandas
 # (the original evaluator, tests/make_metrics_fixtures.py) serve the fixture scripts (tests/, run
 # with /usr/bin/python3, not a pyenv or venv python). valgrind runs the instruction-count test
-# (tests/instructions/).
+# (tests/instructions/). CI builds the suite with Clang too: clang, libomp-dev (Clang's OpenMP runtime;
+# GCC's libgomp comes with g++) and libclang-rt-dev (Clang's sanitizer and libFuzzer runtimes, only a
+# recommendation of clang, which --no-install-recommends below would skip).
 packages=(
   cmake g++ make git
+  clang libomp-dev libclang-rt-dev
   libeigen3-dev xtensor-dev nlohmann-json3-dev
   catch2 libbenchmark-dev
   python3-torch python3-numpy python3-pandas
