@@ -27,6 +27,9 @@ Errors are max |a - b| / max |b| per array, as in the C++ tests."""
 import argparse
 import json
 import math
+import os
+import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -186,12 +189,32 @@ def check_regenerated(write_all, committed, tol, json_tol=None, f64_tol=None, f3
         return 0
 
 
+def torch_cpu_capability():
+    """The instruction set PyTorch runs its kernels for, as torch.__config__.show() names it ('NO AVX',
+    'AVX2', 'AVX512'; ATEN_CPU_CAPABILITY=default, avx2, avx512 choose them), or None without torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    m = re.search(r"CPU capability usage: ([^\n]+)", torch.__config__.show())
+    return m.group(1).strip() if m else "unknown"
+
+
 def fixture_main(doc, default_out, write_all, tol, json_tol=None, f64_tol=None, f32_factor=None, f32_floor=None):
     """The scripts' command line: write the fixtures to --out, or --check them (see check_regenerated)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=default_out, help="fixture folder (default: %(default)s)")
     ap.add_argument("--check", action="store_true", help="compare a fresh run to the fixtures in --out")
+    ap.add_argument("--expect-cpu-capability", metavar="NAME",
+                    help="fail unless PyTorch runs its kernels for this instruction set, as "
+                         "torch.__config__.show() names it: 'NO AVX', 'AVX2' or 'AVX512'")
     args = ap.parse_args()
+    capability = torch_cpu_capability()
+    if capability is not None:
+        print(f"PyTorch's CPU capability: {capability}")
+    if args.expect_cpu_capability is not None and capability != args.expect_cpu_capability:
+        print(f"--expect-cpu-capability '{args.expect_cpu_capability}': PyTorch runs its kernels for "
+              f"'{capability}' (ATEN_CPU_CAPABILITY is {os.environ.get('ATEN_CPU_CAPABILITY')!r})")
+        return 1
     if args.check:
         return check_regenerated(write_all, args.out, tol, json_tol, f64_tol, f32_factor, f32_floor)
     write_all(args.out)
