@@ -7,13 +7,46 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
+
+// This executable's global operator new can be armed to fail one chosen allocation (counted from
+// arming): the memory test below makes every allocation synthetic_market performs fail in turn.
+// GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
+// exactly the pairing intended here.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+namespace {
+std::atomic<long> g_allocation_count{0};
+std::atomic<long> g_fail_allocation{-1};  // -1: none fails
+void* counted_malloc(std::size_t size, std::size_t align) {
+  if (g_allocation_count.fetch_add(1) == g_fail_allocation.load()) throw std::bad_alloc();
+  void* p = align ? std::aligned_alloc(align, (size + align - 1) / align * align) : std::malloc(size ? size : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+void* operator new(std::size_t size) { return counted_malloc(size, 0); }
+void* operator new[](std::size_t size) { return counted_malloc(size, 0); }
+void* operator new(std::size_t size, std::align_val_t a) { return counted_malloc(size, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t size, std::align_val_t a) { return counted_malloc(size, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace stockmixer;
 using namespace stockmixer::data;
@@ -425,4 +458,86 @@ TEMPLATE_TEST_CASE("synthetic market: the planted signal is real and readable fr
   const Market<T> flat = synthetic_market<T>(none);
   const Tensor<T> reader = synthetic_oracle(flat, 1.0);
   CHECK(std::abs(mean_daily_ic(flat, reader, 100, 500)) < 0.02);
+}
+
+// ---- markets that cannot be trained on -------------------------------------------------------------
+
+TEST_CASE("check_has_data and check_trainable refuse markets with nothing to learn from", "[data][validate][hostile]") {
+  // 3 stocks over 12 days, steps 1, lookback 3: a training window covers 4 days.
+  Market<double> m;
+  m.eod = Tensor<double>({3, 12, 2});
+  m.mask = m.gt = m.price = Tensor<double>({3, 12});
+  m.price.fill(1.0);
+  CHECK_THROWS_WITH(check_has_data(m, "hand-built"),
+                    Contains("hand-built: every stock is missing on every day") && Contains("3 stocks over 12 days"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 8, "hand-built"),
+                    Contains("hand-built: no training window holds a present stock") && Contains("[0, 8)") &&
+                        Contains("0 of 24 stock-days present"));
+  // Present every day but one in three: runs of 2 days, never a whole window of 4.
+  for (Index i = 0; i < 3; ++i)
+    for (Index t = 0; t < 12; ++t) m.mask(i, t) = (t + i) % 3 == 0 ? 0.0 : 1.0;
+  REQUIRE_NOTHROW(check_has_data(m, "hand-built"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 12, "hand-built"), Contains("24 of 36 stock-days present"));
+  // Stock 1 present on days 7..10: a whole window, but it ends on day 10, outside training days [0, 8).
+  for (Index t = 7; t < 11; ++t) m.mask(1, t) = 1.0;
+  CHECK_THROWS_WITH(check_trainable(m, 3, 8, "hand-built"), Contains("no training window"));
+  REQUIRE_NOTHROW(check_trainable(m, 3, 11, "hand-built"));
+  REQUIRE_NOTHROW(check_trainable(m, 2, 12, "hand-built"));  // lookback 2: windows of 3
+  // The arguments themselves.
+  CHECK_THROWS_WITH(check_trainable(m, 0, 12, "hand-built"), Contains("lookback 0") && Contains("lookback >= 1"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 13, "hand-built"), Contains("(13) within [lookback + steps, D] = [4, 12]"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 3, "hand-built"), Contains("(3) within"));
+  // The default synthetic market trains from its start (NASDAQ's split scaled: 600 days).
+  const Market<float> s = synthetic_market<float>(SyntheticOptions{});
+  REQUIRE_NOTHROW(check_has_data(s, "synthetic"));
+  REQUIRE_NOTHROW(check_trainable(s, 16, 400, "synthetic"));
+}
+
+TEST_CASE("synthetic market: sizes whose product overflows are refused before anything is computed",
+          "[data][synthetic][hostile]") {
+  const Index big = Index(1) << 40;
+  SyntheticOptions o;
+  o.stocks = big;
+  o.days = big;
+  CHECK_THROWS_WITH(o.validate(), Contains("overflows a 64-bit count") && Contains("1099511627776 stocks"));
+  CHECK_THROWS_WITH(synthetic_market<float>(o), Contains("overflows"));
+  o = SyntheticOptions{};
+  o.features = std::numeric_limits<Index>::max();  // its moving-average windows would overflow first
+  CHECK_THROWS_WITH(o.validate(), Contains("overflows"));
+  o = SyntheticOptions{};
+  o.stocks = Index(1) << 51;  // N * (D + burn-in) fits in 64 bits, N * (D + burn-in) * (C + 1) does not
+  CHECK_THROWS_WITH(o.validate(), Contains("overflows"));
+}
+
+TEST_CASE("synthetic market: every allocation it makes may fail: an Error naming the bytes, never a bare bad_alloc",
+          "[data][synthetic][memory]") {
+  // Fails the k-th allocation of one synthetic_market call, for k = 0, 1, ... until a call makes
+  // fewer than k allocations and succeeds (`bench --stocks 1e9` printed a bare std::bad_alloc).
+  SyntheticOptions o;
+  o.stocks = 30;
+  o.days = 80;
+  const Market<float> base = synthetic_market<float>(o);
+  long k = 0;
+  for (;; ++k) {
+    REQUIRE(k < 10000);
+    std::string error;
+    bool done = false;
+    g_allocation_count = 0;
+    g_fail_allocation = k;
+    try {
+      const Market<float> m = synthetic_market<float>(o);
+      g_fail_allocation = -1;
+      done = true;
+      CHECK(std::memcmp(m.eod.data(), base.eod.data(), sizeof(float) * static_cast<std::size_t>(m.eod.size())) == 0);
+    } catch (const Error& e) {
+      g_fail_allocation = -1;
+      error = e.what();
+    }
+    g_fail_allocation = -1;
+    if (done) break;
+    INFO("allocation " << k << " failed: " << error);
+    CHECK_THAT(error, Contains("stockmixer::data::synthetic_market") && Contains("cannot allocate") &&
+                          Contains("out of memory"));
+  }
+  CHECK(k >= 5);  // the simulation's buffers, the market's four tensors, the ticker list
 }

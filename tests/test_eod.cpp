@@ -547,3 +547,63 @@ TEST_CASE("load_market_dir: the real NASDAQ data (../shared/data/NASDAQ)", "[eod
   CHECK(date_of_row(lm.dates, 1244) == "2017-12-08 16:00:00");
   CHECK(seconds < 5.0);  // about 0.2 s in a Release build; generous for Debug and sanitizer builds
 }
+
+// ---- hostile files ---------------------------------------------------------------------------------
+
+TEST_CASE("read_tickers skips a UTF-8 BOM; other stray bytes are shown escaped in every message",
+          "[eod][lists][hostile]") {
+  TempDir dir;
+  // Excel writes a byte order mark before the first ticker: without the skip it became part of it.
+  CHECK(read_tickers(dir.write("bom.csv", "\xEF\xBB\xBF" "AA\nBB\n")) == std::vector<std::string>{"AA", "BB"});
+  CHECK(read_trading_dates(dir.write("bom_dates.csv", "\xEF\xBB\xBF" "2013-01-02\n")) ==
+        std::vector<std::string>{"2013-01-02"});
+  // A control character cannot be part of a file name: refused, and shown.
+  std::string p = dir.write("control.csv", "AA\nB\x01" "B\n");
+  CHECK_THROWS_WITH(read_tickers(p), Contains(p + ": line 2: ticker 'B\\x01B' contains the control character \\x01"));
+  // A BOM in the middle of the file (two exports pasted together) and a non-breaking space are kept in
+  // the ticker; the missing file's message shows their bytes.
+  write_tiny(dir, "NYSE");
+  p = dir.write("mid.csv", "AA\n\xEF\xBB\xBF" "BB\xC2\xA0\n");
+  const std::vector<std::string> tickers = read_tickers(p);
+  REQUIRE(tickers.size() == 2);
+  CHECK_THROWS_WITH(load_eod<float>(dir.str(), "NYSE", tickers),
+                    Contains("NYSE_\\xEF\\xBB\\xBFBB\\xC2\\xA0_1.csv: cannot open the file") &&
+                        Contains("ticker '\\xEF\\xBB\\xBFBB\\xC2\\xA0', 2 of 2"));
+  // A CSV cell with a stray byte: the cell is shown with it escaped.
+  dir.write("NYSE_BB_1.csv", "0,1,0.5\n1,2\xC2\xA0" ",0.5\n2,3,0.5\n3,4,0.5\n4,5,0.5\n");
+  CHECK_THROWS_WITH(load_eod<float>(dir.str(), "NYSE", {"AA", "BB"}),
+                    Contains("NYSE_BB_1.csv: line 2, column 2: expected a number, got '2\\xC2\\xA0'"));
+  dir.write("NYSE_BB_1.csv", "\xEF\xBB\xBF" "0,1,0.5\n1,2,0.5\n2,3,0.5\n3,4,0.5\n4,5,0.5\n");
+  CHECK_THROWS_WITH(load_eod<float>(dir.str(), "NYSE", {"AA", "BB"}),
+                    Contains("line 1, column 1: expected a number, got '\\xEF\\xBB\\xBF0'"));
+  // Only regular files are read: a folder where a file should be is named as one.
+  fs::create_directories(dir.path("folder.csv"));
+  CHECK_THROWS_WITH(read_tickers(dir.path("folder.csv")), Contains(dir.path("folder.csv")) && Contains("a directory"));
+}
+
+TEST_CASE("load_eod refuses a market in which every close is missing", "[eod][load][hostile]") {
+  TempDir dir;
+  dir.write("NYSE_AA_1.csv", "0,1,-1234\n1,2,-1234\n2,3,-1234\n");
+  dir.write("NYSE_BB_1.csv", "0,-1234,-1234\n1,-1234,-1234\n2,-1234,-1234\n");
+  CHECK_THROWS_WITH(load_eod<float>(dir.str(), "NYSE", {"AA", "BB"}),
+                    Contains(dir.path("NYSE_<ticker>_1.csv")) && Contains("every stock is missing on every day") &&
+                        Contains("2 stocks over 3 days"));
+  dir.write("NYSE_BB_1.csv", "0,-1234,-1234\n1,-1234,0.5\n2,-1234,-1234\n");  // one close present
+  CHECK(load_eod<float>(dir.str(), "NYSE", {"AA", "BB"}).mask(1, 1) == 1.0f);
+}
+
+TEST_CASE("load_sp500_npy: a file whose shape's product overflows is refused, naming it", "[eod][sp500][hostile]") {
+  // dataset --market SP500 on such a file corrupted the heap: the product wrapped, the array was
+  // allocated at the wrapped size and written at the declared one.
+  TempDir dir;
+  for (const char* shape : {"(4294967296, 4294967296, 5)", "(2, 3074457345618258603, 3)", "(3, 1000, 100000000000)"}) {
+    INFO("shape " << shape);
+    const std::string header = std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }";
+    std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+    const std::string padded = header + std::string(63 - (10 + header.size()) % 64, ' ') + "\n";
+    bytes += static_cast<char>(padded.size() & 0xFF);
+    bytes += static_cast<char>(padded.size() >> 8);
+    const std::string path = dir.write("sp500.npy", bytes + padded + std::string(48, '\0'));
+    CHECK_THROWS_WITH(load_sp500_npy<float>(path), Contains(path) && (Contains("overflows") || Contains("truncated")));
+  }
+}

@@ -7,10 +7,18 @@
 // what np.genfromtxt(dtype=np.float32) does (Python float, then float32), and arithmetic happens in T,
 // so with T = float every array is bit for bit what the original's float32 arrays hold.
 //
+// Files are read only when they are regular files (a FIFO, a device or a folder is refused by name
+// before it is opened: io::regular_file_size), with the memory for their bytes and values asked for
+// once, up front: a failed allocation is an Error naming the file and the bytes. In every message a
+// ticker or a cell's text shows each byte outside printable ASCII as \xHH, so a stray byte (a BOM,
+// a non-breaking space, a control character) is visible.
+//
 // read_tickers(path)
-//   One ticker per line; each line trimmed of spaces, tabs and '\r'; blank lines skipped. Error (naming
-//   the file) when the file cannot be read, holds no ticker, a ticker repeats (both line numbers), or a
-//   ticker contains whitespace, '/' or '\\' (it is part of a file name).
+//   One ticker per line; each line trimmed of spaces, tabs and '\r'; blank lines skipped; a UTF-8 byte
+//   order mark at the start of the file (Excel writes one) skipped, as it is for the dates file. Error
+//   (naming the file) when the file cannot be read, holds no ticker, a ticker repeats (both line
+//   numbers), or a ticker contains whitespace, '/', '\\' or a control character (it is part of a file
+//   name).
 //
 // read_trading_dates(path), date_of_row(dates, row)
 //   The lines of <MARKET>_aver_line_dates.csv, each trimmed (NASDAQ: "2012-11-19 16:00:00"); blank
@@ -34,7 +42,8 @@
 //   cell that is not a number (an empty cell too), NaN or Inf in a cell, a value outside T's range, a
 //   file whose row or field count differs from the first file's (both files and both counts), fewer
 //   than two fields, no row left after the NASDAQ drop, an empty ticker list, a ticker with whitespace
-//   or '/', steps < 1, and a present close that is not > 0. The Market is built in a local and
+//   or '/', steps < 1, a present close that is not > 0, and a market with no close present at all
+//   (every cell -1234: Market's check_has_data). The Market is built in a local and
 //   returned only when complete: an error leaves nothing half-loaded.
 //   Differs: the original (np.genfromtxt) turns a non-numeric or empty cell into NaN and carries it on,
 //   accepts NaN, Inf and a close <= 0 (which make gt or the loss's return ratio Inf or NaN), and fails
@@ -167,19 +176,49 @@ inline std::string join_path(const std::string& dir, const std::string& name) {
   return (std::filesystem::path(dir) / name).string();
 }
 
-// The whole file into `buf` (reused between calls). Error naming the file and `what_for`.
+// `s` with every byte outside printable ASCII (below 0x20, 0x7f, 0x80 and above) written as \xHH.
+inline std::string escaped(const std::string& s) {
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f) {
+      out += ch;
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", static_cast<unsigned>(c));
+      out += hex;
+    }
+  }
+  return out;
+}
+
+// The whole file into `buf` (reused between calls): a regular file only. Error naming the file and
+// `what_for`.
 inline void read_file(const std::string& path, std::vector<char>& buf, const std::string& what_for = "") {
+  std::uint64_t size = 0;
+  try {
+    size = io::regular_file_size(path, "file");  // a FIFO would block, /dev/zero never end
+  } catch (const Error& e) {
+    throw Error(e.what() + what_for);
+  }
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) {
     const int err = errno;
     throw Error(path + ": cannot open the file (" + std::strerror(err) + ")" + what_for);
   }
   std::size_t n = 0;
-  for (;;) {
-    if (buf.size() - n < (std::size_t{1} << 16)) buf.resize(std::max(buf.size() * 2, n + (std::size_t{1} << 16)));
-    const std::size_t got = std::fread(buf.data() + n, 1, buf.size() - n, f);
-    n += got;
-    if (got == 0) break;
+  try {
+    if (buf.size() < size + 1) buf.resize(static_cast<std::size_t>(size + 1));  // + 1: the read that sees the end
+    for (;;) {
+      if (n == buf.size()) buf.resize(buf.size() * 2);  // the file grew while it was read
+      const std::size_t got = std::fread(buf.data() + n, 1, buf.size() - n, f);
+      n += got;
+      if (got == 0) break;
+    }
+  } catch (const std::bad_alloc&) {
+    std::fclose(f);
+    throw Error(path + ": cannot allocate " + io::byte_size(std::max<std::uint64_t>(size + 1, 2 * n)) +
+                " to read the file: out of memory" + what_for);
   }
   const bool failed = std::ferror(f) != 0;
   std::fclose(f);
@@ -194,6 +233,7 @@ inline std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> lines;
   const char* p = buf.data();
   const char* end = p + buf.size();
+  if (end - p >= 3 && std::memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;  // a UTF-8 byte order mark
   while (p < end) {
     const char* e = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     if (!e) e = end;
@@ -211,6 +251,8 @@ inline std::string ticker_problem(const std::string& t) {
   for (char c : t) {
     if (c == '/' || c == '\\') return std::string("contains '") + c + "'";
     if (bad_ticker_char(c)) return "contains whitespace";
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return "contains the control character " + escaped(std::string(1, c));
   }
   return "";
 }
@@ -306,7 +348,7 @@ inline std::string at_cell(const std::string& path, Index line, Index col) {
   if (word == "nan" || word == "inf" || word == "infinity")
     throw Error(at_cell(path, line, col) + "'" + text + "' is NaN or Inf (only finite numbers are accepted)");
   if (text.empty()) throw Error(at_cell(path, line, col) + "expected a number, got an empty cell");
-  throw Error(at_cell(path, line, col) + "expected a number, got '" + text + "'");
+  throw Error(at_cell(path, line, col) + "expected a number, got '" + escaped(text) + "'");
 }
 
 // Parses [begin, end) as comma-separated rows of numbers, every row with as many fields as the first.
@@ -316,6 +358,17 @@ void parse_csv(const std::string& path, const char* begin, const char* end, CsvR
   out.lines.clear();
   out.rows = 0;
   out.cols = 0;
+  // Every value takes at least 2 bytes ("1," or "1\n") and every row too: the room for all of them,
+  // asked for once (push_back below never reallocates).
+  const auto most = static_cast<std::uint64_t>(end - begin) / 2 + 1;
+  try {
+    out.values.reserve(static_cast<std::size_t>(most));
+    out.lines.reserve(static_cast<std::size_t>(most));
+  } catch (const std::bad_alloc&) {
+    throw Error(path + ": cannot allocate " + io::byte_size(most * (sizeof(T) + sizeof(Index))) +
+                " for the values of a " + io::byte_size(static_cast<std::uint64_t>(end - begin)) +
+                " file: out of memory");
+  }
   Index line = 0, first_line = 0;
   for (const char* p = begin; p < end;) {
     ++line;
@@ -345,7 +398,8 @@ void parse_csv(const std::string& path, const char* begin, const char* end, CsvR
       }
       if (!after || (q < le && *q != ',')) bad_cell(path, line, col, cell, le);
       if (!std::isfinite(v) || std::abs(v) > static_cast<double>(std::numeric_limits<T>::max()))
-        throw Error(at_cell(path, line, col) + "'" + trimmed(std::string(cell, q)) + "' is outside the range of " +
+        throw Error(at_cell(path, line, col) + "'" + escaped(trimmed(std::string(cell, q))) +
+                    "' is outside the range of " +
                     (std::is_same_v<T, float> ? "float" : "double"));
       out.values.push_back(static_cast<T>(v));
       if (q == le) break;
@@ -371,7 +425,7 @@ void parse_csv(const std::string& path, const char* begin, const char* end, CsvR
 
 inline void check_market_name(const std::string& who, const std::string& market) {
   const std::string problem = ticker_problem(market);
-  if (!problem.empty()) throw Error(who + ": the market name '" + market + "' " + problem);
+  if (!problem.empty()) throw Error(who + ": the market name '" + escaped(market) + "' " + problem);
 }
 
 // Reads and parses <dir>/<market>_<ticker>_1.csv for every ticker in order, checks that each file has
@@ -385,7 +439,7 @@ void for_each_ticker_file(const std::string& who, const std::string& dir, const 
     const std::string problem = ticker_problem(tickers[i]);
     if (!problem.empty())
       throw Error(who + ": ticker " + std::to_string(i + 1) + " of " + std::to_string(tickers.size()) + " ('" +
-                  tickers[i] + "') " + problem);
+                  escaped(tickers[i]) + "') " + problem);
   }
   std::vector<char> buf;
   CsvRows<T> csv;
@@ -393,9 +447,14 @@ void for_each_ticker_file(const std::string& who, const std::string& dir, const 
   Index first_rows = 0, first_cols = 0;
   for (std::size_t i = 0; i < tickers.size(); ++i) {
     const std::string path = join_path(dir, market + "_" + tickers[i] + "_1.csv");
-    read_file(path, buf,
-              " (ticker '" + tickers[i] + "', " + std::to_string(i + 1) + " of " + std::to_string(tickers.size()) +
-                  " in the ticker list)");
+    try {
+      read_file(path, buf,
+                " (ticker '" + escaped(tickers[i]) + "', " + std::to_string(i + 1) + " of " +
+                    std::to_string(tickers.size()) + " in the ticker list)");
+    } catch (const Error& e) {  // the message starts with the path, the ticker's bytes as they are: escape them
+      const std::string message = e.what();
+      throw Error(message.compare(0, path.size(), path) == 0 ? escaped(path) + message.substr(path.size()) : message);
+    }
     parse_csv(path, buf.data(), buf.data() + buf.size(), csv);
     if (i == 0) {
       first_path = path;
@@ -418,7 +477,9 @@ std::vector<char> relation_absent(const Tensor<T>& relation, const std::string& 
   if (relation.rank() != 3 || relation.dim(0) != relation.dim(1) || relation.dim(0) < 1 || relation.dim(2) < 1)
     throw Error(who + ": the relation tensor must be [N, N, R] with N, R >= 1, got shape " + relation.shape().str());
   const Index n = relation.dim(0), r = relation.dim(2);
-  std::vector<char> absent(static_cast<std::size_t>(n * n));
+  auto absent = allocating([&] { return who + ": the [" + std::to_string(n) + ", " + std::to_string(n) + "] flags"; },
+                           bytes_of(static_cast<std::uint64_t>(n * n), 1),
+                           [&] { return std::vector<char>(static_cast<std::size_t>(n * n)); });
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < n; ++j) {
       double sum = 0.0;
@@ -444,10 +505,11 @@ inline std::vector<std::string> read_tickers(const std::string& path) {
     std::string t = detail::trimmed(lines[l]);
     if (t.empty()) continue;
     const std::string problem = detail::ticker_problem(t);
-    if (!problem.empty()) throw Error(path + ": line " + std::to_string(l + 1) + ": ticker '" + t + "' " + problem);
+    if (!problem.empty())
+      throw Error(path + ": line " + std::to_string(l + 1) + ": ticker '" + detail::escaped(t) + "' " + problem);
     const auto [it, fresh] = seen.emplace(t, l + 1);
     if (!fresh)
-      throw Error(path + ": line " + std::to_string(l + 1) + ": ticker '" + t + "' repeats line " +
+      throw Error(path + ": line " + std::to_string(l + 1) + ": ticker '" + detail::escaped(t) + "' repeats line " +
                   std::to_string(it->second));
     tickers.push_back(std::move(t));
   }
@@ -493,7 +555,7 @@ Market<T> load_eod(const std::string& dir, const std::string& market, const std:
       if (d < 1)
         throw Error(path + ": one row, and for NASDAQ the loader drops the last row (as load_EOD_data does): no "
                            "row is left");
-      m = detail::zero_market<T>(n, d, cols - 1, steps);  // [N, D, C]
+      m = detail::zero_market<T>(n, d, cols - 1, steps, who.c_str());  // [N, D, C]
     }
     for (Index row = 0; row < d; ++row) {
       const T close = csv.values[static_cast<std::size_t>(row * cols + cols - 1)];
@@ -506,6 +568,7 @@ Market<T> load_eod(const std::string& dir, const std::string& market, const std:
   });
   m.tickers = tickers;
   m.validate(detail::join_path(dir, market + "_<ticker>_1.csv"));
+  check_has_data(m, detail::join_path(dir, market + "_<ticker>_1.csv") + " (" + std::to_string(n) + " tickers)");
   return m;
 }
 
@@ -545,7 +608,7 @@ Market<T> load_sp500_npy(const std::string& path, Index steps) {
     return path + ": stock " + std::to_string(i) + ", day " + std::to_string(t + kSp500TimeCut) + " (row " +
            std::to_string(t) + " after the cut at 915), feature " + std::to_string(k) + ": ";
   };
-  Market<T> m = detail::zero_market<T>(n, d, f, steps);
+  Market<T> m = detail::zero_market<T>(n, d, f, steps, path.c_str());
   m.mask.fill(T(1));
   for (Index i = 0; i < n; ++i)
     for (Index t = 0; t < d; ++t) {
@@ -572,6 +635,7 @@ Market<T> load_sp500_npy(const std::string& path, Index steps) {
       m.gt(i, row) = static_cast<T>(g);
     }
   m.validate(path);
+  check_has_data(m, path);
   return m;
 }
 
@@ -591,7 +655,10 @@ Tensor<T> relation_adjacency(const Tensor<T>& relation, bool laplacian) {
                   "result are NaN; give every stock a self-relation");
     dinv[static_cast<std::size_t>(j)] = std::sqrt(1.0 / degree);
   }
-  Tensor<T> out({n, n});  // [N, N]
+  auto what = [&] { return who + ": the [" + std::to_string(n) + ", " + std::to_string(n) + "] result"; };
+  Tensor<T> out = detail::allocating(what,
+                                      detail::bytes_of(static_cast<std::uint64_t>(n * n), sizeof(T)),
+                                      [&] { return Tensor<T>({n, n}); });  // [N, N]
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < n; ++j) {
       const double v = dinv[static_cast<std::size_t>(i)] * a(i, j) * dinv[static_cast<std::size_t>(j)];
@@ -602,9 +669,13 @@ Tensor<T> relation_adjacency(const Tensor<T>& relation, bool laplacian) {
 
 template <class T>
 Tensor<T> relation_mask(const Tensor<T>& relation) {
-  const std::vector<char> absent = detail::relation_absent(relation, "stockmixer::data::relation_mask");
+  const std::string who = "stockmixer::data::relation_mask";
+  const std::vector<char> absent = detail::relation_absent(relation, who);
   const Index n = relation.dim(0);
-  Tensor<T> out({n, n});  // [N, N]
+  auto what = [&] { return who + ": the [" + std::to_string(n) + ", " + std::to_string(n) + "] result"; };
+  Tensor<T> out = detail::allocating(what,
+                                      detail::bytes_of(static_cast<std::uint64_t>(n * n), sizeof(T)),
+                                      [&] { return Tensor<T>({n, n}); });  // [N, N]
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < n; ++j) out(i, j) = absent[static_cast<std::size_t>(i * n + j)] ? T(-1e9) : T(0);
   return out;
@@ -614,10 +685,13 @@ template <class T>
 Tensor<T> build_sfm_data(const std::string& dir, const std::string& market, const std::vector<std::string>& tickers) {
   const Index n = static_cast<Index>(tickers.size());
   Tensor<T> out;
-  detail::for_each_ticker_file<T>("stockmixer::data::build_sfm_data", dir, market, tickers,
-                                  [&](Index i, const std::string&, detail::CsvRows<T>& csv) {
+  const std::string who = "stockmixer::data::build_sfm_data";
+  detail::for_each_ticker_file<T>(who, dir, market, tickers, [&](Index i, const std::string&, detail::CsvRows<T>& csv) {
     const Index d = csv.rows, cols = csv.cols;
-    if (i == 0) out = Tensor<T>({n, d});  // [N, D]
+    if (i == 0)
+      out = detail::allocating([&] { return who + ": [" + std::to_string(n) + ", " + std::to_string(d) + "] closes"; },
+                               detail::bytes_of(static_cast<std::uint64_t>(Shape{n, d}.size()), sizeof(T)),
+                               [&] { return Tensor<T>({n, d}); });  // [N, D]
     auto close = [&](Index row) { return csv.values[static_cast<std::size_t>(row * cols + cols - 1)]; };
     for (Index row = 0; row < d; ++row) {
       if (!detail::is_missing(static_cast<double>(close(row)))) {

@@ -51,10 +51,22 @@
 // whose std::log, std::cos and std::exp return the same bits (in practice: the same C math library;
 // the tests check that two runs agree bit for bit, not that two platforms do).
 //
+// Refusing what cannot be trained on. A market whose mask is all zero (every stock missing every
+// day) is refused where it is loaded or built (load_eod, load_sp500_npy, synthetic_market call
+// check_has_data). check_trainable(m, lookback, train_end, source) is what a trainer calls before its
+// first epoch: it refuses a market in which no training window [o, o + lookback + steps), with
+// o + lookback + steps <= train_end, holds a stock present on every one of its days: get_batch's mask
+// would be zero for every stock of every training batch, so the loss would have nothing to average.
+//
+// Memory: a failed allocation here (a market too large for the machine, e.g. synthetic --stocks 1e9)
+// is an Error naming what was being allocated and its size in bytes, not a bare std::bad_alloc; the
+// synthetic options are checked so that no size computation can overflow.
+//
 // tests: tests/test_data.cpp
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/io/input.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/tensor.hpp"
 
@@ -62,7 +74,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
+#include <new>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -100,6 +115,17 @@ struct Batch {
 // is not inside [0, D), or when lookback < 1.
 template <class T>
 void get_batch(const Market<T>& m, Index offset, Index lookback, Batch<T>& out);
+
+// Error naming `source` when every (stock, day) of m is missing (its mask is all zero).
+template <class T>
+void check_has_data(const Market<T>& m, const std::string& source);
+
+// Error naming `source` when no training window holds a present stock (see the header comment):
+// windows [o, o + lookback + steps) with 0 <= o and o + lookback + steps <= train_end (the first day
+// after the training period, the trainer's valid_index); also when lookback < 1 or train_end is
+// outside [lookback + steps, D].
+template <class T>
+void check_trainable(const Market<T>& m, Index lookback, Index train_end, const std::string& source);
 
 // load_EOD_data's per-ticker loop (src/load_data.py), for one stock. `rows` is that ticker's file
 // after the NASDAQ last-row drop: [D, 1 + C] row-major, column 0 the day index, the last column the
@@ -175,14 +201,43 @@ constexpr double kMissing = -1234.0;  // the CSV's missing marker
 constexpr double kFill = 1.1;         // what load_EOD_data writes over it
 inline bool is_missing(double v) { return std::abs(v - kMissing) < 1e-8; }
 
-// A market of N stocks, D days and C features, every tensor zero.
+// count * size in bytes, saturated at 2^64 - 1 (for messages about sizes that cannot be had).
+inline std::uint64_t bytes_of(std::uint64_t count, std::uint64_t size) {
+  std::uint64_t bytes = 0;
+  return __builtin_mul_overflow(count, size, &bytes) ? std::numeric_limits<std::uint64_t>::max() : bytes;
+}
+
+// make(), with a failed allocation (std::bad_alloc, or std::length_error from a container asked for
+// more than it can hold) turned into an Error naming what() and the `bytes` asked for. what() builds
+// the message only then, so that nothing is allocated for it beforehand.
+template <class What, class F>
+auto allocating(What&& what, std::uint64_t bytes, F&& make) -> decltype(make()) {
+  try {
+    return make();
+  } catch (const std::bad_alloc&) {
+    throw Error(what() + ": cannot allocate " + io::byte_size(bytes) + ": out of memory");
+  } catch (const std::length_error&) {
+    throw Error(what() + ": cannot allocate " + io::byte_size(bytes) + ": more than a container can hold");
+  }
+}
+
+// A market of N stocks, D days and C features, every tensor zero. `who` names the caller in errors
+// (a C string: nothing is allocated for it unless an error is raised).
 template <class T>
-Market<T> zero_market(Index n, Index d, Index c, Index steps) {
-  Market<T> m;
-  m.steps = steps;
-  m.eod = Tensor<T>({n, d, c});
-  m.mask = m.gt = m.price = Tensor<T>({n, d});
-  return m;
+Market<T> zero_market(Index n, Index d, Index c, Index steps, const char* who) {
+  const Shape ndc{n, d, c}, nd{n, d};  // Error when a product of the dims overflows
+  const std::uint64_t values = static_cast<std::uint64_t>(ndc.size()) + 3 * static_cast<std::uint64_t>(nd.size());
+  auto what = [&] {
+    return std::string(who) + ": a market of " + std::to_string(n) + " stocks, " + std::to_string(d) + " days and " +
+           std::to_string(c) + " features (eod, mask, gt, price)";
+  };
+  return allocating(what, bytes_of(values, sizeof(T)), [&] {
+                      Market<T> m;
+                      m.steps = steps;
+                      m.eod = Tensor<T>(ndc);
+                      m.mask = m.gt = m.price = Tensor<T>(nd);
+                      return m;
+                    });
 }
 
 }  // namespace detail
@@ -228,6 +283,48 @@ void Market<T>::validate(const std::string& source) const {
     }
 }
 
+namespace detail {
+template <class T>
+bool any_present(const Market<T>& m) {
+  const T* mask = m.mask.data();
+  for (Index k = 0; k < m.mask.size(); ++k)
+    if (mask[k] != T(0)) return true;
+  return false;
+}
+}  // namespace detail
+
+template <class T>
+void check_has_data(const Market<T>& m, const std::string& source) {
+  if (detail::any_present(m)) return;
+  throw Error(source + ": every stock is missing on every day (the mask of " + std::to_string(m.stocks()) +
+              " stocks over " + std::to_string(m.days()) +
+              " days is all zero: no close is present, -1234 everywhere): nothing to train or evaluate on");
+}
+
+template <class T>
+void check_trainable(const Market<T>& m, Index lookback, Index train_end, const std::string& source) {
+  const Index n = m.stocks(), d = m.days(), window = lookback + m.steps;
+  if (lookback < 1 || train_end < window || train_end > d)
+    throw Error(source + ": no training window: lookback " + std::to_string(lookback) + " and steps " +
+                std::to_string(m.steps) + " need lookback >= 1 and the training days' end (" +
+                std::to_string(train_end) + ") within [lookback + steps, D] = [" + std::to_string(window) + ", " +
+                std::to_string(d) + "]");
+  Index present = 0;  // (stock, day) cells present in the training days
+  for (Index i = 0; i < n; ++i) {
+    Index run = 0;  // consecutive present days ending at t
+    for (Index t = 0; t < train_end; ++t) {
+      run = m.mask(i, t) != T(0) ? run + 1 : 0;
+      present += run > 0;
+      if (run >= window) return;  // the window [t + 1 - window, t + 1) of stock i is complete
+    }
+  }
+  throw Error(source + ": no training window holds a present stock: in every window of lookback + steps = " +
+              std::to_string(window) + " days within the training days [0, " + std::to_string(train_end) +
+              ") every stock misses a day (" + std::to_string(present) + " of " + std::to_string(n * train_end) +
+              " stock-days present there), so every training batch's mask would be zero and the loss would have "
+              "no stock to average over");
+}
+
 template <class T>
 void get_batch(const Market<T>& m, Index offset, Index lookback, Batch<T>& out) {
   const Index n = m.stocks(), d = m.days(), c = m.features(), steps = m.steps;
@@ -237,10 +334,16 @@ void get_batch(const Market<T>& m, Index offset, Index lookback, Batch<T>& out) 
                 ", lookback " + std::to_string(lookback) + ", steps " + std::to_string(steps) +
                 " is not inside the market's D = " + std::to_string(d) +
                 " days (need lookback >= 1, steps >= 1, 0 <= offset <= D - lookback - steps)");
-  out.x.resize({n, lookback, c});  // [N, T, C]
-  out.mask.resize({n, 1});
-  out.base.resize({n, 1});
-  out.gt.resize({n, 1});
+  try {  // (no message built in advance: after the first call for a shape, get_batch allocates nothing)
+    out.x.resize({n, lookback, c});  // [N, T, C]
+    out.mask.resize({n, 1});
+    out.base.resize({n, 1});
+    out.gt.resize({n, 1});
+  } catch (const std::bad_alloc&) {
+    throw Error("stockmixer::data::get_batch: cannot allocate " +
+                io::byte_size(detail::bytes_of(static_cast<std::uint64_t>(n * (lookback * c + 3)), sizeof(T))) +
+                " for a batch of " + std::to_string(n) + " stocks: out of memory");
+  }
   const Index window = lookback + steps;  // days the mask covers
   // Each stock's window lies D days from the last one's: lines no prefetcher predicts, so a batch of
   // a random day is bound by memory latency; two threads halve it (stocks in two even ranges).
@@ -300,14 +403,24 @@ void ingest_eod_rows(Market<T>& m, Index stock, T* rows) {
 }
 
 inline void SyntheticOptions::validate() const {
-  const std::string where = "stockmixer::data::SyntheticOptions: ";
+  const char* const who = "stockmixer::data::SyntheticOptions: ";
   if (stocks < 1 || days < 1 || features < 1)
-    throw Error(where + "stocks, days and features must be >= 1, got " + std::to_string(stocks) + ", " +
+    throw Error(std::string(who) + "stocks, days and features must be >= 1, got " + std::to_string(stocks) + ", " +
                 std::to_string(days) + ", " + std::to_string(features));
-  if (steps < 1 || steps >= days) throw Error(where + "steps must be in [1, days), got " + std::to_string(steps));
+  if (steps < 1 || steps >= days)
+    throw Error(std::string(who) + "steps must be in [1, days), got " + std::to_string(steps));
   if (!(missing >= 0.0 && missing <= 0.5))
-    throw Error(where + "missing must be in [0, 0.5], got " + detail::value_str(missing));
-  if (!std::isfinite(signal)) throw Error(where + "signal must be finite");
+    throw Error(std::string(who) + "missing must be in [0, 0.5], got " + detail::value_str(missing));
+  if (!std::isfinite(signal)) throw Error(std::string(who) + "signal must be finite");
+  // Every size synthetic_market computes must fit in Index: N * (burn-in + D) * (C + 1) bounds them all
+  // (the burn-in is below 10 C + 64).
+  const Index most = std::numeric_limits<Index>::max();
+  Index cells = 0;
+  if (features > most / 16 || days > most / 2 ||
+      __builtin_mul_overflow(stocks, days + 10 * features + 64, &cells) ||
+      __builtin_mul_overflow(cells, features + 1, &cells))
+    throw Error(std::string(who) + std::to_string(stocks) + " stocks, " + std::to_string(days) + " days and " +
+                std::to_string(features) + " features: the market's size overflows a 64-bit count");
 }
 
 template <class T>
@@ -319,12 +432,28 @@ Market<T> synthetic_market(const SyntheticOptions& opts) {
   std::mt19937_64 rng(opts.seed);
 
   // Stocks' parameters, then the paths, day by day.
-  std::vector<double> beta(static_cast<std::size_t>(n)), sigma(static_cast<std::size_t>(n));
+  const char* const who = "stockmixer::data::synthetic_market";
+  std::vector<double> beta, sigma, close;  // [N], [N], [N, total]
+  std::vector<char> gone;                  // [N, D]
+  std::vector<T> rows;                     // [D, 1 + C]
+  auto what = [&] {
+    return std::string(who) + ": the simulation of " + std::to_string(n) + " stocks over " + std::to_string(total) +
+           " days (closes, missing cells, one stock's rows)";
+  };
+  detail::allocating(what,
+                     detail::bytes_of(static_cast<std::uint64_t>(n * (total + 2)), sizeof(double)) +
+                         static_cast<std::uint64_t>(n * d) + static_cast<std::uint64_t>(d * (c + 1)) * sizeof(T),
+                     [&] {  // the largest first: a request that cannot be had fails before the others are filled
+                       close.resize(static_cast<std::size_t>(n * total));
+                       gone.resize(static_cast<std::size_t>(n * d));
+                       beta.resize(static_cast<std::size_t>(n));
+                       sigma.resize(static_cast<std::size_t>(n));
+                       rows.resize(static_cast<std::size_t>(d * (c + 1)));
+                     });
   for (Index i = 0; i < n; ++i) {
     beta[static_cast<std::size_t>(i)] = 0.6 + 0.8 * detail::uniform01(rng);
     sigma[static_cast<std::size_t>(i)] = 0.010 + 0.020 * detail::uniform01(rng);
   }
-  std::vector<double> close(static_cast<std::size_t>(n * total));  // [N, total], raw prices
   auto at = [&](Index i, Index t) -> double& { return close[static_cast<std::size_t>(i * total + t)]; };
   // ma_k of stock i on simulated day t (fewer days at the very start of the burn-in).
   auto ma = [&](Index i, Index t, Index k) {
@@ -345,7 +474,6 @@ Market<T> synthetic_market(const SyntheticOptions& opts) {
   }
 
   // Missing cells: runs of 1..10 days until exactly round(missing * N * D) are missing.
-  std::vector<char> gone(static_cast<std::size_t>(n * d), 0);  // [N, D]
   const auto target = static_cast<Index>(std::llround(opts.missing * static_cast<double>(n * d)));
   for (Index count = 0; count < target;) {
     const Index i = detail::uniform_index(rng, n), start = detail::uniform_index(rng, d);
@@ -359,9 +487,10 @@ Market<T> synthetic_market(const SyntheticOptions& opts) {
     }
   }
 
-  Market<T> m = detail::zero_market<T>(n, d, c, opts.steps);
-  m.tickers.resize(static_cast<std::size_t>(n));
-  std::vector<T> rows(static_cast<std::size_t>(d * (c + 1)));  // one stock's "CSV": [D, 1 + C]
+  Market<T> m = detail::zero_market<T>(n, d, c, opts.steps, who);
+  detail::allocating([&] { return std::string(who) + ": " + std::to_string(n) + " ticker names"; },
+                     detail::bytes_of(static_cast<std::uint64_t>(n), sizeof(std::string)),
+                     [&] { m.tickers.resize(static_cast<std::size_t>(n)); });
   for (Index i = 0; i < n; ++i) {
     char name[32];
     std::snprintf(name, sizeof name, "SYN%04lld", static_cast<long long>(i));
@@ -380,8 +509,9 @@ Market<T> synthetic_market(const SyntheticOptions& opts) {
         r[1 + j] = static_cast<T>(miss ? detail::kMissing : ma(i, burn + t, detail::ma_window(j)) / top);
       r[c] = static_cast<T>(miss ? detail::kMissing : at(i, burn + t) / top);
     }
-    ingest_eod_rows(m, i, rows.data());
+    ingest_eod_rows(m, i, rows.data());  // rows: one stock's "CSV", [D, 1 + C]
   }
+  if (!detail::any_present(m)) check_has_data(m, who);  // (the message is built only when it is raised)
   return m;
 }
 
@@ -390,7 +520,12 @@ Tensor<T> synthetic_oracle(const Market<T>& m, double signal) {
   const Index n = m.stocks(), d = m.days(), c = m.features();
   if (c < 2)
     throw Error("stockmixer::data::synthetic_oracle: needs close and ma5 (C >= 2), got C = " + std::to_string(c));
-  Tensor<T> out({n, d});  // [N, D]
+  Tensor<T> out = detail::allocating([&] {
+                                        return "stockmixer::data::synthetic_oracle: [" + std::to_string(n) + ", " +
+                                               std::to_string(d) + "]";
+                                      },
+                                      detail::bytes_of(static_cast<std::uint64_t>(n * d), sizeof(T)),
+                                      [&] { return Tensor<T>({n, d}); });  // [N, D]
   for (Index i = 0; i < n; ++i)
     for (Index t = 1; t < d; ++t)
       if (m.mask(i, t - 1) != T(0))
