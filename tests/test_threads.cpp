@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
+#include <string>
 
 using namespace stockmixer;
 using testing::random_vector;
@@ -48,6 +50,20 @@ TEST_CASE("threads are available to the test", "[threads]") {
 #else
   WARN("built without OpenMP: the 1-vs-2-thread tests below compare two serial runs");
 #endif
+}
+
+TEST_CASE("set_num_threads refuses 0, negative counts and counts the runtime cannot create", "[threads][errors]") {
+  // 0 and -1 used to become 1 silently; 100 000 made libgomp abort creating its threads.
+  for (const int n : {0, -1, 100000, std::numeric_limits<int>::max()}) {
+    INFO(n << " threads");
+    const std::string expected = "stockmixer::set_num_threads: " + std::to_string(n) + " threads; expected 1 to " +
+                                 std::to_string(max_threads());
+    REQUIRE_THROWS_WITH(set_num_threads(n), Catch::Contains(expected));
+  }
+  REQUIRE(max_threads() >= 256);
+  set_num_threads(max_threads());  // the bound itself is accepted
+  set_num_threads(1);
+  REQUIRE(num_threads() == 1);
 }
 
 TEST_CASE("linear: 1 and 2 threads agree bit for bit", "[threads][linear]") {

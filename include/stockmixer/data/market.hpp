@@ -144,7 +144,9 @@ struct SyntheticOptions {
   double signal = 0.15;   // strength of the planted 5-day reversal (0: no signal)
   Index steps = 1;        // gt horizon
 
-  void validate() const;  // Error on N < 1, D < 1, C < 1, steps < 1 or steps >= D, missing outside [0, 0.5]
+  // Error on N < 1, D < 1, C < 1, steps < 1 or steps >= D, missing outside [0, 0.5], a non-finite
+  // signal, or sizes whose product overflows 64 bits (N * (burn-in + D) * (C + 1)).
+  void validate() const;
 };
 
 // The synthetic market of `opts` (process in the header comment), tickers "SYN0000", "SYN0001", ...
