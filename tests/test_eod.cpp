@@ -550,7 +550,7 @@ TEST_CASE("load_market_dir: the real NASDAQ data (../shared/data/NASDAQ)", "[eod
 
 // ---- hostile files ---------------------------------------------------------------------------------
 
-TEST_CASE("read_tickers skips a UTF-8 BOM; other stray bytes are shown escaped in every message",
+TEST_CASE("read_tickers skips a UTF-8 BOM, and other stray bytes are shown escaped in every message",
           "[eod][lists][hostile]") {
   TempDir dir;
   // Excel writes a byte order mark before the first ticker: without the skip it became part of it.
