@@ -3,12 +3,13 @@
 // The library has no from-JSON for train::TrainConfig: `stockmixer train --config FILE` reads the file
 // in the CLI (examples/stockmixer_cli.cpp, Args::apply_config), whose code is private to the tool. This
 // target fuzzes the library pieces that path is built from, in its order: io::read_regular_file,
-// io::json_depth_problem before anything recurses, nlohmann::json::parse with a callback that refuses a
-// duplicate top-level key, then for each value what the CLI does with it (a string as is, anything else
+// io::json_depth_problem before anything recurses, nlohmann::json::parse with a callback that throws on
+// a key repeated in any object, then for each value what the CLI does with it (a string as is, anything else
 // dump()ed back to text), and a TrainConfig filled from the numeric and boolean values (integers
 // range-checked, nlohmann's get<> for the rest, its type errors turned into an Error as model.hpp does
-// for 'stockmixer.config'), validated and written back with to_json().dump(). Deep nesting that passed the depth check would
-// overflow the stack in dump(): the target checks that what parses nests at most io::kMaxJsonDepth deep.
+// for 'stockmixer.config'), validated and written back with to_json().dump(). Deep nesting that passed
+// the depth check would overflow the stack in dump(): the target checks that what parses nests at
+// most io::kMaxJsonDepth deep.
 #include "fuzz_input.hpp"
 
 #include "stockmixer/io/input.hpp"
@@ -19,7 +20,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <set>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -67,16 +67,23 @@ void read_config(const std::string& path) {
   const std::string text = stockmixer::io::read_regular_file(path, "config file", 1 << 20);
   const std::string too_deep = stockmixer::io::json_depth_problem(text.data(), text.data() + text.size());
   if (!too_deep.empty()) throw Error(path + ": " + too_deep);
+  // As the CLI: the keys seen in each object being parsed, innermost last; a repeated key throws from
+  // inside the parser's callback (so the parse unwinds through nlohmann's parser).
+  std::vector<std::vector<std::string>> keys;
+  const json::parser_callback_t refuse_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    else if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    else if (event == json::parse_event_t::key && !keys.empty()) {
+      const std::string key = parsed.get<std::string>();
+      if (std::find(keys.back().begin(), keys.back().end(), key) != keys.back().end())
+        throw Error(path + ": key '" + key + "' appears twice");
+      keys.back().push_back(key);
+    }
+    return true;
+  };
   json j;
-  std::string duplicate;
   try {
-    std::set<std::string> seen;
-    j = json::parse(text, [&](int depth, json::parse_event_t event, json& parsed) {
-      if (event == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second &&
-          duplicate.empty())
-        duplicate = parsed.get<std::string>();
-      return true;
-    });
+    j = json::parse(text, refuse_duplicates);
   } catch (const json::exception& e) {
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
@@ -87,7 +94,6 @@ void read_config(const std::string& path) {
     std::abort();
   }
   if (!j.is_object()) throw Error(path + ": expected a JSON object whose keys are option names");
-  if (!duplicate.empty()) throw Error(path + ": the key '" + duplicate + "' appears twice");
 
   stockmixer::train::TrainConfig c;
   std::string option_text;

@@ -5,8 +5,6 @@
 
 #include "stockmixer/io/npy.hpp"
 
-#include <cstring>
-
 namespace {
 
 template <class T>
