@@ -546,7 +546,10 @@ int train(const Args& a) {
   o.stop = &interrupt_requested;
   o.init_weights = a.str("init-weights");
   o.order_file = a.str("order");
-  if (!o.order_file.empty()) o.order = train::read_order(o.order_file, c, d.market.steps);
+  if (!o.order_file.empty()) {
+    io::regular_file_size(o.order_file, "order file (--order)");  // a FIFO would block the read, a device never end
+    o.order = train::read_order(o.order_file, c, d.market.steps);
+  }
   o.precision = a.str("precision");
   o.progress = &std::cerr;
   const json summary = seeds == 1 ? train::run(d, c, o) : train::run_seeds(d, c, seeds, o);
