@@ -495,18 +495,14 @@ train::RunData<T> run_data(const Args& a) {
   return train::load_data<T>(source);
 }
 
-// What TrainConfig::validate checks, and beyond it that every window training can draw ends inside the
-// market: without --strict-split, training offsets reach valid_index - 1, whose window of lookback days
-// and its target `steps` days later ends at valid_index - 1 + lookback + steps. Checked before the run
-// touches its folder, so a bad split fails with nothing written.
+// TrainConfig::validate (which also checks that every window training can draw ends inside the market),
+// before the run touches its folder, so a bad split fails with nothing written.
 void check_split(const Args& a, const train::TrainConfig& c, Index days, Index steps) {
-  c.validate(days, steps);
-  const Index reach = c.valid_index - 1 + c.lookback + steps;
-  if (!c.strict_split && reach > days)
-    a.fail("the last training window (offset " + std::to_string(c.valid_index - 1) + " = valid-index - 1, --lookback " +
-           std::to_string(c.lookback) + ", --steps " + std::to_string(steps) + ") reaches day " +
-           std::to_string(reach) + ", past the market's " + std::to_string(days) +
-           " days: lower --steps, --lookback or --valid-index, or pass --strict-split");
+  try {
+    c.validate(days, steps);
+  } catch (const Error& e) {
+    a.fail(std::string(e.what()) + " (the options: --lookback, --steps, --valid-index, --test-index, --strict-split)");
+  }
 }
 
 template <class T>

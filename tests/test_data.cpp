@@ -3,6 +3,7 @@
 // (with its 1.1 quirk), and the synthetic market: deterministic, in the loader's format, and with a
 // planted signal that an oracle reading only the features can find.
 #include <stockmixer/data/market.hpp>
+#include <stockmixer/provenance.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -563,4 +564,35 @@ TEST_CASE("synthetic market: every allocation it makes may fail: an Error naming
                           Contains("out of memory"));
   }
   CHECK(k >= 5);  // the simulation's buffers, the market's four tensors, the ticker list
+}
+
+TEST_CASE("provenance: FNV-1a of known strings; the fingerprint follows every value and ticker", "[data][provenance]") {
+  // The FNV-1a 64 test vectors (Fowler, Noll, Vo): "" and "a", "foobar".
+  CHECK(fnv1a64("", 0) == 0xcbf29ce484222325ull);
+  CHECK(fnv1a64("a", 1) == 0xaf63dc4c8601ec8cull);
+  CHECK(fnv1a64("foobar", 6) == 0x85944171f73967e8ull);
+  SyntheticOptions o;
+  o.stocks = 6;
+  o.days = 40;
+  Market<float> m = synthetic_market<float>(o);
+  const nlohmann::json a = data_fingerprint(m);
+  CHECK(a.at("stocks") == 6);
+  CHECK(a.at("days") == 40);
+  CHECK(a.at("data_fnv1a64").get<std::string>().size() == 16);
+  CHECK(data_fingerprint(synthetic_market<float>(o)) == a);  // the same data, the same fingerprint
+  for (Tensor<float>* t : {&m.eod, &m.mask, &m.gt, &m.price}) {
+    const float keep = t->data()[t->size() - 1];
+    t->data()[t->size() - 1] = keep + 0.5f;  // the last value of each array counts
+    const nlohmann::json b = data_fingerprint(m);
+    CHECK(b.at("data_fnv1a64") != a.at("data_fnv1a64"));
+    CHECK(b.at("tickers_fnv1a64") == a.at("tickers_fnv1a64"));
+    t->data()[t->size() - 1] = keep;
+  }
+  m.tickers[5] += "X";
+  CHECK(data_fingerprint(m).at("tickers_fnv1a64") != a.at("tickers_fnv1a64"));
+  CHECK(data_fingerprint(m).at("data_fnv1a64") == a.at("data_fnv1a64"));
+  const nlohmann::json build = build_info();
+  CHECK(build.at("version") == kVersion);
+  CHECK((build.at("isa") == "baseline" || build.at("isa") == "avx2" || build.at("isa") == "avx512"));
+  CHECK(build.at("threads") == num_threads());
 }

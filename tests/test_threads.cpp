@@ -211,3 +211,37 @@ TEST_CASE("metrics: 1 and 2 threads agree bit for bit", "[threads][metrics]") {
   REQUIRE(one.skipped_days == two.skipped_days);
   REQUIRE(one.days == two.days);
 }
+
+TEST_CASE("Trainer refuses a market or a split it cannot train on, before any step", "[trainer][hostile]") {
+  data::SyntheticOptions o;
+  o.stocks = 12;
+  o.days = 80;
+  data::Market<float> market = data::synthetic_market<float>(o);
+  train::TrainConfig c;
+  c.lookback = 8;
+  c.valid_index = 40;
+  c.test_index = 60;
+  REQUIRE_NOTHROW(train::Trainer<float>(market, c));
+  // Without strict_split the training offsets reach valid_index - 1: with valid_index 70 that window and
+  // its target run to day 69 + 8 + steps, past the 80 days once steps is 4; strict_split keeps it inside.
+  {
+    train::TrainConfig late = c;
+    late.valid_index = 70;
+    late.test_index = 75;
+    market.steps = 4;
+    CHECK_THROWS_WITH(train::Trainer<float>(market, late),
+                      Catch::Contains("reaches day 81, past the market's 80 days") && Catch::Contains("strict_split"));
+    late.strict_split = true;
+    REQUIRE_NOTHROW(train::Trainer<float>(market, late));
+    market.steps = 1;
+  }
+  // Every stock misses one day in eight before valid_index + 8: no window of 9 days is whole, so
+  // every training batch's mask would be zero. The days after keep the market itself valid.
+  for (Index i = 0; i < market.stocks(); ++i)
+    for (Index t = 0; t < 48; ++t)
+      if ((t + i) % 8 == 0) market.mask(i, t) = 0.0f;
+  CHECK_THROWS_WITH(train::Trainer<float>(market, c),
+                    Catch::Contains("training market: no training window holds a present stock"));
+  c.strict_split = true;  // windows end by valid_index: still none
+  CHECK_THROWS_WITH(train::Trainer<float>(market, c), Catch::Contains("no training window"));
+}

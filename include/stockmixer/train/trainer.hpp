@@ -47,8 +47,12 @@ struct TrainConfig {
   bool strict_split = false;
   std::uint64_t seed = 0;    // initialisation and shuffling
 
+  // Error unless the split leaves training windows that end inside `days`, validation and test days.
   void validate(Index days, Index steps) const;
   nlohmann::json to_json() const;
+  // One past the last day a training window can read (its target included): strict_split keeps the
+  // targets before valid_index; otherwise offsets reach valid_index - 1 (the quirk above).
+  Index train_end(Index steps) const { return strict_split ? valid_index : valid_index - 1 + lookback + steps; }
 };
 
 // What one sweep over a period gives.
@@ -154,6 +158,11 @@ inline void TrainConfig::validate(Index days, Index steps) const {
   if (!(valid_index < test_index && test_index < days))
     fail("need valid_index < test_index < days, got " + std::to_string(valid_index) + ", " +
          std::to_string(test_index) + ", " + std::to_string(days));
+  if (train_end(steps) > days)
+    fail("the last training window (offset valid_index - 1 = " + std::to_string(valid_index - 1) + ", lookback " +
+         std::to_string(lookback) + ", steps " + std::to_string(steps) + ") reaches day " +
+         std::to_string(train_end(steps)) + ", past the market's " + std::to_string(days) +
+         " days: lower steps, lookback or valid_index, or use strict_split");
 }
 
 inline nlohmann::json TrainConfig::to_json() const {
@@ -195,6 +204,8 @@ template <class T>
 const TrainConfig& checked(const data::Market<T>& market, const TrainConfig& c) {
   market.validate("training market");
   c.validate(market.days(), market.steps);
+  // At least one window training can draw must hold a stock present on all its days.
+  data::check_trainable(market, c.lookback, c.train_end(market.steps), "training market");
   return c;
 }
 
