@@ -56,6 +56,17 @@ def safetensors_metadata(path):
     return json.loads(raw[8:8 + n]).get("__metadata__", {})
 
 
+def rewrite_metadata(path, metadata):
+    """The same tensors (offsets unchanged: the data section follows the header) with other metadata."""
+    raw = Path(path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    Path(path).write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
 def check_provenance(cli, tmp):
     """Every run records what produced it: the build, this machine's choices, the data, the split."""
     summary = json.loads((tmp / "ref" / "summary.json").read_text())
@@ -171,6 +182,26 @@ def main():
         p = train(cli, tmp / "old", "--resume")
         check(p.returncode == 1 and "no resumable run" in p.stderr,
               "--resume of run files without a state is refused")
+        # A state file is input like any other: tampered metadata is refused by name, nothing written.
+        for what, change in [("epoch 1e300", lambda m: m.update(epoch=1e300)),
+                             ("epoch -1", lambda m: m.update(epoch=-1)),
+                             ("epoch as text", lambda m: m.update(epoch="3")),
+                             ("no rng", lambda m: m.pop("rng")),
+                             ("seconds not a number", lambda m: m.update(seconds="0x1p+0junk"))]:
+            out = tmp / ("tampered-" + what.replace(" ", "-"))
+            p = train(cli, out, "--epochs", "2")
+            state = out / "state.safetensors"
+            meta = safetensors_metadata(state)
+            inner = json.loads(meta["stockmixer.state"])
+            change(inner)
+            meta["stockmixer.state"] = json.dumps(inner)
+            rewrite_metadata(state, meta)
+            before = {f: (out / f).read_bytes() for f in ("metrics.jsonl", "best.safetensors", "summary.json")}
+            p = train(cli, out, "--resume")
+            after = {f: (out / f).read_bytes() for f in before}
+            check(p.returncode == 1 and "not a stockmixer run state" in p.stderr and str(state) in p.stderr
+                  and before == after, f"--resume of a state with {what} is refused, nothing written "
+                                       f"({p.stderr.strip()[-140:]})")
     if FAILURES:
         print(f"{len(FAILURES)} check(s) failed")
         return 1

@@ -36,12 +36,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -251,6 +253,72 @@ nlohmann::json split_days(const RunData<T>& data, const TrainConfig& config) {
   return split;
 }
 
+// What state.safetensors' metadata holds beside the tensors, every field checked (a state file is input
+// like any other: a wrong type or an out-of-range number is an Error naming the file and the field).
+struct SavedState {
+  int epoch = 0;
+  std::int64_t adam_steps = 0;
+  std::string rng, metrics;
+  double best_valid_loss = 0, seconds = 0;
+  nlohmann::json best, identity;
+};
+inline SavedState read_state(const io::SafetensorsReader& state, int max_epochs) {
+  auto fail = [&](const std::string& what) -> void {
+    throw Error(state.path() + ": not a stockmixer run state (" + what + ")");
+  };
+  if (!state.metadata().count("stockmixer.state")) fail("no 'stockmixer.state' metadata");
+  const std::string& text = state.metadata().at("stockmixer.state");
+  const std::string too_deep = io::json_depth_problem(text.data(), text.data() + text.size());
+  if (!too_deep.empty()) fail("'stockmixer.state' is " + too_deep);
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("'stockmixer.state' is not JSON: ") + e.what());
+  }
+  if (!meta.is_object()) fail("'stockmixer.state' is not a JSON object");
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    if (!meta.contains(key)) fail(std::string("no '") + key + "'");
+    return meta.at(key);
+  };
+  auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi) {
+    const nlohmann::json& j = field(key);
+    if (!j.is_number_integer() || (j.is_number_unsigned() && j.get<std::uint64_t>() > std::uint64_t(hi)) ||
+        j.get<std::int64_t>() < lo || j.get<std::int64_t>() > hi)
+      fail(std::string("'") + key + "' is " + j.dump() + ", expected an integer in [" + std::to_string(lo) + ", " +
+           std::to_string(hi) + "]");
+    return j.get<std::int64_t>();
+  };
+  auto text_of = [&](const char* key) {
+    const nlohmann::json& j = field(key);
+    if (!j.is_string()) fail(std::string("'") + key + "' is not a string");
+    return j.get<std::string>();
+  };
+  auto hex_double = [&](const char* key) {  // written by hex(): "%a"
+    const std::string t = text_of(key);
+    char* end = nullptr;
+    const double v = std::strtod(t.c_str(), &end);
+    if (t.empty() || *end != '\0') fail(std::string("'") + key + "' is \"" + t + "\", not a number");
+    return v;
+  };
+  SavedState s;
+  s.epoch = static_cast<int>(integer("epoch", 0, std::numeric_limits<int>::max()));
+  s.adam_steps = integer("adam_steps", 0, std::numeric_limits<std::int64_t>::max());
+  s.rng = text_of("rng");
+  s.metrics = text_of("metrics");
+  s.best_valid_loss = hex_double("best_valid_loss");
+  s.seconds = hex_double("seconds");
+  s.best = field("best");
+  if (!s.best.is_null() && !(s.best.is_object() && s.best.contains("epoch") && s.best.contains("valid") &&
+                             s.best.contains("test")))
+    fail("'best' is neither null nor an epoch's log");
+  s.identity = field("identity");
+  if (s.epoch > max_epochs)
+    throw Error("stockmixer train: " + state.path() + " already holds " + std::to_string(s.epoch) +
+                " epochs; --epochs is the total, so it must be at least that");
+  return s;
+}
+
 // The synthetic market's planted signal scored on the test days, as the model is.
 template <class T>
 metrics::Performance oracle_performance(const RunData<T>& d, Index lookback, Index test_index) {
@@ -308,20 +376,12 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
                     " but no state.safetensors): pass --overwrite to replace it");
   if (resume) {
     const io::SafetensorsReader state(file("state.safetensors").string());
-    nlohmann::json meta;
-    try {
-      meta = nlohmann::json::parse(state.metadata().at("stockmixer.state"));
-    } catch (const std::exception& e) {
-      throw Error(state.path() + ": no readable stockmixer.state metadata (" + e.what() + ")");
-    }
-    if (meta.at("identity") != identity)
+    const detail::SavedState saved = detail::read_state(state, config.epochs);
+    if (saved.identity != identity)
       throw Error("stockmixer train: " + out.string() + " holds a run of another configuration or data: resume "
                   "it with the options it started with (only --epochs may change)\n  that run: " +
-                  meta.at("identity").dump() + "\n  this one: " + identity.dump());
-    const int done = meta.at("epoch").get<int>();
-    if (done > config.epochs)
-      throw Error("stockmixer train: " + out.string() + " already holds " + std::to_string(done) +
-                  " epochs; --epochs is the total, so it must be at least that");
+                  saved.identity.dump() + "\n  this one: " + identity.dump());
+    const int done = saved.epoch;
     ParameterStore<T>& store = trainer.model().parameters();
     Adam<T>& adam = trainer.optimizer();
     for (const char* name : {"values", "exp_avg", "exp_avg_sq"})
@@ -330,13 +390,12 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
     state.read<T>("values", TensorMap<T>(store.values(), Shape{store.size()}));
     state.read<T>("exp_avg", adam.exp_avg());
     state.read<T>("exp_avg_sq", adam.exp_avg_sq());
-    adam.set_state(meta.at("adam_steps").get<std::int64_t>());
-    trainer.restore({done, meta.at("rng").get<std::string>(),
-                     std::strtod(meta.at("best_valid_loss").get<std::string>().c_str(), nullptr)});
-    best = meta.at("best");
-    seconds = std::strtod(meta.at("seconds").get<std::string>().c_str(), nullptr);
+    adam.set_state(saved.adam_steps);
+    trainer.restore({done, saved.rng, saved.best_valid_loss});
+    best = saved.best;
+    seconds = saved.seconds;
     // metrics.jsonl as the state has it (a kill may have come before or after the next epoch's line).
-    metrics = meta.at("metrics").get<std::string>();
+    metrics = saved.metrics;
     io::write_file(file("metrics.jsonl").string(), metrics);
   } else {
     for (const char* name : kRunFiles)
