@@ -743,6 +743,7 @@ struct ModelBench {
     stockmixer::train::TrainConfig c;  // T = 16, M = 20, alpha = 0.1, Adam(1e-3)
     c.valid_index = 36;
     c.test_index = 42;
+    c.strict_split = true;  // the windows it times end before valid_index (TrainConfig::validate checks)
     return c;
   }
   static constexpr Index kWindows = 16;  // offsets 0..15: windows end before day 36 (validation)

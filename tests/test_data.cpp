@@ -566,7 +566,7 @@ TEST_CASE("synthetic market: every allocation it makes may fail: an Error naming
   CHECK(k >= 5);  // the simulation's buffers, the market's four tensors, the ticker list
 }
 
-TEST_CASE("provenance: FNV-1a of known strings; the fingerprint follows every value and ticker", "[data][provenance]") {
+TEST_CASE("provenance: FNV-1a of known strings, and the fingerprint follows every value and ticker", "[data][provenance]") {
   // The FNV-1a 64 test vectors (Fowler, Noll, Vo): "" and "a", "foobar".
   CHECK(fnv1a64("", 0) == 0xcbf29ce484222325ull);
   CHECK(fnv1a64("a", 1) == 0xaf63dc4c8601ec8cull);
