@@ -26,78 +26,10 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-// This executable's global operator new records the largest request made while a LargestAllocation
-// is alive, and refuses (std::bad_alloc) any request above its cap: the hostile-file tests below show
-// that a small file never makes the reader ask for what the file only declares.
-// GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
-// exactly the pairing intended here.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<bool> g_watching{false};
-std::atomic<std::size_t> g_largest{0};
-std::atomic<std::size_t> g_cap{0};
-void* watched_malloc(std::size_t size, std::size_t align) {
-  if (g_watching.load()) {
-    std::size_t seen = g_largest.load();
-    while (size > seen && !g_largest.compare_exchange_weak(seen, size)) {
-    }
-    if (size > g_cap.load()) throw std::bad_alloc();
-  }
-  void* p = align ? std::aligned_alloc(align, (size + align - 1) / align * align) : std::malloc(size ? size : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-// While alive: the largest request so far (largest()), and every request above `cap` bytes refused.
-class LargestAllocation {
- public:
-  explicit LargestAllocation(std::size_t cap) {
-    g_largest = 0;
-    g_cap = cap;
-    g_watching = true;
-  }
-  ~LargestAllocation() { g_watching = false; }
-  LargestAllocation(const LargestAllocation&) = delete;
-  LargestAllocation& operator=(const LargestAllocation&) = delete;
-  std::size_t largest() const { return g_largest.load(); }
-};
-}  // namespace
-void* operator new(std::size_t size) { return watched_malloc(size, 0); }
-void* operator new[](std::size_t size) { return watched_malloc(size, 0); }
-void* operator new(std::size_t size, std::align_val_t a) { return watched_malloc(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return watched_malloc(size, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-// The nothrow forms too (Catch2 uses one): every allocation of the executable goes through watched_malloc.
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return watched_malloc(size, 0);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept { return operator new(size, tag); }
-void* operator new(std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try {
-    return watched_malloc(size, static_cast<std::size_t>(a));
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, std::align_val_t a, const std::nothrow_t& tag) noexcept {
-  return operator new(size, a, tag);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+// The largest request made while a testing::LargestAllocation is alive is recorded, and any above its
+// cap refused (alloc_counter.hpp): the hostile-file tests below show that a small file never makes the
+// reader ask for what the file only declares.
+#include "alloc_counter.hpp"
 
 using namespace stockmixer;
 using stockmixer::io::SafetensorsReader;
@@ -688,7 +620,7 @@ TEST_CASE(".npy: a 12-byte file declaring a 4 GB header, and shapes whose produc
   REQUIRE(bytes.size() == 12);
   write_bytes(huge, bytes);
   {
-    const LargestAllocation watch(1 << 20);  // a request above 1 MiB is refused, as out of memory
+    const testing::LargestAllocation watch(1 << 20);  // a request above 1 MiB is refused, as out of memory
     REQUIRE_THROWS_WITH(io::read_npy<float>(huge), Catch::Contains(huge) && Catch::Contains("header length 4294967295") &&
                                                        Catch::Contains("past the end of the file"));
     CHECK(watch.largest() <= 65536);  // the file stream's buffer (8 KiB here), nothing the file declares
@@ -704,7 +636,7 @@ TEST_CASE(".npy: a 12-byte file declaring a 4 GB header, and shapes whose produc
     INFO("shape " << shape);
     const std::string path = dir.file("overflow.npy");
     write_bytes(path, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(shape) + ", }\n", data));
-    const LargestAllocation watch(1 << 20);
+    const testing::LargestAllocation watch(1 << 20);
     REQUIRE_THROWS_WITH(io::read_npy<double>(path), Catch::Contains(path) && Catch::Contains(expected));
     CHECK(watch.largest() <= 65536);  // the file stream's buffer (8 KiB here), nothing the file declares
   }
@@ -725,7 +657,7 @@ TEST_CASE("load_checkpoint: a small file declaring a [100000, 1] LayerNorm is re
   tensors.emplace_back("stock_mixer.dense1.weight", Tensor<float>(Shape{2, 6}));
   save_tensors<float>(path, tensors);
   REQUIRE(fs::file_size(path) < 500000);
-  const LargestAllocation watch(16 << 20);  // 16 MiB: 40 times the file
+  const testing::LargestAllocation watch(16 << 20);  // 16 MiB: 40 times the file
   REQUIRE_THROWS_WITH(load_checkpoint<float>(path),
                       Catch::Contains(path) && Catch::Contains("missing tensor") && Catch::Contains("T = 100000"));
   CHECK(watch.largest() < (1 << 20));

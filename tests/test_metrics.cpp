@@ -21,58 +21,8 @@
 #include <string>
 #include <vector>
 
-// This executable's global operator new can be armed to fail one chosen allocation (counted from
-// arming), from any thread: the tests below make every allocation evaluate performs fail in turn.
-// GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
-// exactly the pairing intended here.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<long> g_allocation_count{0};
-std::atomic<long> g_fail_allocation{-1};  // -1: none fails
-void* counted_malloc(std::size_t size, std::size_t align) {
-  if (g_allocation_count.fetch_add(1) == g_fail_allocation.load()) throw std::bad_alloc();
-  void* p = align ? std::aligned_alloc(align, (size + align - 1) / align * align) : std::malloc(size ? size : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-void* operator new(std::size_t size) { return counted_malloc(size, 0); }
-void* operator new[](std::size_t size) { return counted_malloc(size, 0); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted_malloc(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_malloc(size, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-// The nothrow forms too (Catch2 uses one): every allocation of the executable goes through counted_malloc.
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return counted_malloc(size, 0);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept { return operator new(size, tag); }
-void* operator new(std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
-  try {
-    return counted_malloc(size, static_cast<std::size_t>(a));
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, std::align_val_t a, const std::nothrow_t& tag) noexcept {
-  return operator new(size, a, tag);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+// Every allocation can be made to fail in turn (alloc_counter.hpp): see evaluate's memory tests.
+#include "alloc_counter.hpp"
 
 using namespace stockmixer;
 using metrics::evaluate;
@@ -476,18 +426,17 @@ TEST_CASE("evaluate: every allocation it makes may fail: an Error naming the byt
     REQUIRE(k < 100000);
     std::string error;
     bool done = false;
-    g_allocation_count = 0;
-    g_fail_allocation = k;
+    testing::fail_allocation(k);
     try {
       const Performance p = evaluate(pred, gt, mask);
       done = true;
-      g_fail_allocation = -1;
+      testing::fail_none();
       CHECK(p.IC == base.IC);
     } catch (const Error& e) {
-      g_fail_allocation = -1;
+      testing::fail_none();
       error = e.what();
     }
-    g_fail_allocation = -1;
+    testing::fail_none();
     if (done) break;
     INFO("allocation " << k << " failed: " << error);
     CHECK_THAT(error, Contains("cannot allocate") && Contains("bytes") && Contains("1026 stocks over 20 days"));
