@@ -159,28 +159,11 @@ class Args {
   // must be a regular file of at most 1 MiB, nest at most io::kMaxJsonDepth levels (checked before it
   // is parsed) and hold each key once; each value has its option's type.
   void apply_config(const std::string& path) {
-    const std::string text = io::read_regular_file(path, "config file (--config)", 1u << 20);
-    const std::string too_deep = io::json_depth_problem(text.data(), text.data() + text.size());
-    if (!too_deep.empty()) fail(path + ": " + too_deep);
-    // The keys seen in each object being parsed, innermost last: a key seen twice is refused (the
-    // parser itself would keep the last silently).
-    std::vector<std::vector<std::string>> keys;
-    const json::parser_callback_t refuse_duplicates = [&](int, json::parse_event_t event, json& parsed) {
-      if (event == json::parse_event_t::object_start) keys.emplace_back();
-      else if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-      else if (event == json::parse_event_t::key && !keys.empty()) {
-        const std::string key = parsed.get<std::string>();
-        if (std::find(keys.back().begin(), keys.back().end(), key) != keys.back().end())
-          fail(path + ": key '" + key + "' appears twice (each option may be given once)");
-        keys.back().push_back(key);
-      }
-      return true;
-    };
     json j;
     try {
-      j = json::parse(text, refuse_duplicates);
-    } catch (const json::exception& e) {
-      fail(path + ": not valid JSON (" + e.what() + ")");
+      j = io::read_json_file(path, "config file (--config)", 1u << 20);
+    } catch (const Error& e) {
+      fail(e.what());
     }
     if (!j.is_object()) fail(path + ": expected a JSON object whose keys are option names");
     for (const auto& [key, value] : j.items()) {

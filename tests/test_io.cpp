@@ -690,3 +690,23 @@ TEST_CASE("load_checkpoint: NaN, Inf and F64 values beyond float refused, naming
   const StockMixer<double> model = load_checkpoint<double>(path);  // in double it is a weight like any other
   CHECK(model.config().lookback == 4);
 }
+
+TEST_CASE("read_json_file: bounded nesting, each key once in every object, errors naming the file", "[io][json]") {
+  const TempDir dir("json");
+  auto write = [&](const std::string& name, const std::string& text) {
+    const std::string path = dir.file(name);
+    std::ofstream(path) << text;
+    return path;
+  };
+  const std::string good = write("good.json", R"({"a": 1, "b": {"a": 2, "c": [{"a": 3}, {"a": 4}]}})");
+  CHECK(io::read_json_file(good, "config", 1 << 20)["b"]["c"][1]["a"] == 4);  // the same key in other objects
+  const std::string top = write("top.json", R"({"a": 1, "b": 2, "a": 3})");
+  CHECK_THROWS_WITH(io::read_json_file(top, "config", 1 << 20), Catch::Contains(top) && Catch::Contains("key 'a' appears twice"));
+  const std::string inner = write("inner.json", R"({"a": 1, "b": [{"x": 1}, {"x": 2, "x": 3}]})");
+  CHECK_THROWS_WITH(io::read_json_file(inner, "config", 1 << 20), Catch::Contains(inner) && Catch::Contains("key 'x' appears twice"));
+  const std::string deep = write("deep.json", std::string(100000, '[') + std::string(100000, ']'));
+  CHECK_THROWS_WITH(io::read_json_file(deep, "config", 1 << 20), Catch::Contains(deep) && Catch::Contains("nested more than 64"));
+  const std::string bad = write("bad.json", R"({"a": 1)");
+  CHECK_THROWS_WITH(io::read_json_file(bad, "config", 1 << 20), Catch::Contains(bad) && Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(io::read_json_file(good, "config", 8), Catch::Contains(good) && Catch::Contains("more than the"));
+}

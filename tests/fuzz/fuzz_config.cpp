@@ -1,10 +1,10 @@
 // tests/fuzz/fuzz_config.cpp — any bytes as a JSON training config.
 //
 // The library has no from-JSON for train::TrainConfig: `stockmixer train --config FILE` reads the file
-// in the CLI (examples/stockmixer_cli.cpp, Args::apply_config), whose code is private to the tool. This
-// target fuzzes the library pieces that path is built from, in its order: io::read_regular_file,
-// io::json_depth_problem before anything recurses, nlohmann::json::parse with a callback that throws on
-// a key repeated in any object, then for each value what the CLI does with it (a string as is, anything else
+// in the CLI (examples/stockmixer_cli.cpp, Args::apply_config), whose option table is private to the
+// tool. This target fuzzes what that path is built from: io::read_json_file, which the CLI calls (a
+// regular file, io::json_depth_problem before anything recurses, a key repeated in any object refused
+// from inside the parser), then for each value what the CLI does with it (a string as is, anything else
 // dump()ed back to text), and a TrainConfig filled from the numeric and boolean values (integers
 // range-checked, nlohmann's get<> for the rest, its type errors turned into an Error as model.hpp does
 // for 'stockmixer.config'), validated and written back with to_json().dump(). Deep nesting that passed
@@ -64,29 +64,7 @@ I integer(const json& value, const std::string& key) {
 
 // The config as the CLI reads it, up to the typed fields; Error for anything it refuses.
 void read_config(const std::string& path) {
-  const std::string text = stockmixer::io::read_regular_file(path, "config file", 1 << 20);
-  const std::string too_deep = stockmixer::io::json_depth_problem(text.data(), text.data() + text.size());
-  if (!too_deep.empty()) throw Error(path + ": " + too_deep);
-  // As the CLI: the keys seen in each object being parsed, innermost last; a repeated key throws from
-  // inside the parser's callback (so the parse unwinds through nlohmann's parser).
-  std::vector<std::vector<std::string>> keys;
-  const json::parser_callback_t refuse_duplicates = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    else if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-    else if (event == json::parse_event_t::key && !keys.empty()) {
-      const std::string key = parsed.get<std::string>();
-      if (std::find(keys.back().begin(), keys.back().end(), key) != keys.back().end())
-        throw Error(path + ": key '" + key + "' appears twice");
-      keys.back().push_back(key);
-    }
-    return true;
-  };
-  json j;
-  try {
-    j = json::parse(text, refuse_duplicates);
-  } catch (const json::exception& e) {
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = stockmixer::io::read_json_file(path, "config file", 1 << 20);
   // What the depth check promises: nothing deeper than io::kMaxJsonDepth reaches code that recurses.
   if (nesting(j) > stockmixer::io::kMaxJsonDepth) {
     std::fprintf(stderr, "stockmixer fuzz: a config nested %d levels deep passed io::json_depth_problem (limit %d)\n",

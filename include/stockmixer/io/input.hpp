@@ -14,6 +14,10 @@
 //   nesting: about 200 KB of "[[[[..." overflows the stack. This scans the bytes once (brackets
 //   inside strings do not count, escapes are followed) and says, before any parse, when the text
 //   nests deeper than max_depth; "" otherwise. Every JSON text read from a file goes through it.
+// read_json_file(path, what, max_bytes)
+//   A JSON file as read_regular_file reads it, its nesting checked by json_depth_problem before it is
+//   parsed, each object's keys distinct (the parser alone would keep the last of a repeated key
+//   silently): Error naming path and the problem ("key 'lr' appears twice", "not valid JSON (...)").
 // byte_size(bytes)
 //   "3.2 GB (3200000000 bytes)" for messages.
 //
@@ -22,6 +26,9 @@
 
 #include "stockmixer/common.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace stockmixer::io {
 
@@ -40,6 +48,7 @@ constexpr int kMaxJsonDepth = 64;  // a safetensors header nests 3 levels, a con
 std::uint64_t regular_file_size(const std::string& path, const std::string& what);
 std::string read_regular_file(const std::string& path, const std::string& what, std::uint64_t max_bytes);
 std::string json_depth_problem(const char* begin, const char* end, int max_depth = kMaxJsonDepth);
+nlohmann::json read_json_file(const std::string& path, const std::string& what, std::uint64_t max_bytes);
 std::string byte_size(std::uint64_t bytes);
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -115,6 +124,34 @@ inline std::string json_depth_problem(const char* begin, const char* end, int ma
     }
   }
   return "";
+}
+
+inline nlohmann::json read_json_file(const std::string& path, const std::string& what, std::uint64_t max_bytes) {
+  const std::string text = read_regular_file(path, what, max_bytes);
+  const std::string too_deep = json_depth_problem(text.data(), text.data() + text.size());
+  if (!too_deep.empty()) throw Error(path + ": " + too_deep);
+  // The keys seen in each object being parsed, innermost last; a repeated one throws from inside the
+  // parser's callback, which unwinds through the parser.
+  std::vector<std::vector<std::string>> keys;
+  const nlohmann::json::parser_callback_t refuse_duplicates = [&](int, nlohmann::json::parse_event_t event,
+                                                                  nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == nlohmann::json::parse_event_t::object_end && !keys.empty()) {
+      keys.pop_back();
+    } else if (event == nlohmann::json::parse_event_t::key && !keys.empty()) {
+      const std::string key = parsed.get<std::string>();
+      if (std::find(keys.back().begin(), keys.back().end(), key) != keys.back().end())
+        throw Error(path + ": key '" + key + "' appears twice");
+      keys.back().push_back(key);
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text, refuse_duplicates);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON (" + e.what() + ")");
+  }
 }
 
 }  // namespace stockmixer::io
