@@ -4,6 +4,11 @@
 //   testing::allocations()          heap allocations since the program started
 //   testing::fail_allocation(k)     the k-th allocation from now (0: the next) throws std::bad_alloc;
 //   testing::fail_none()            ... until this disarms it
+//   testing::fail_each_allocation(run, on_error)
+//                                   runs run() with its 0th, 1st, ... allocation failing, calling
+//                                   on_error(k, message) for each exception it throws, until a run
+//                                   makes fewer than k + 1 allocations and returns (run should only
+//                                   call and keep the result: checks belong after, disarmed); gives k
 //   testing::LargestAllocation w(cap)  while w lives: w.largest() is the largest request so far, and
 //                                   any request above cap bytes throws std::bad_alloc
 //
@@ -16,6 +21,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <string>
 
 // GCC 12 inlines these into std::vector and then flags free() on operator new's pointer, which is
 // exactly the pairing intended here.
@@ -33,6 +39,25 @@ inline std::atomic<std::size_t> g_largest{0}, g_cap{0};
 inline long allocations() { return g_allocations.load(); }
 inline void fail_allocation(long k) { g_fail_at = g_allocations.load() + k; }
 inline void fail_none() { g_fail_at = -1; }
+
+template <class Run, class OnError>
+long fail_each_allocation(Run&& run, OnError&& on_error, long limit = 100000) {
+  for (long k = 0; k < limit; ++k) {
+    std::string error;
+    bool failed = false;
+    fail_allocation(k);
+    try {
+      run();
+    } catch (const std::exception& e) {  // stockmixer::Error, or anything else: on_error judges the message
+      failed = true;
+      error = e.what();
+    }
+    fail_none();
+    if (!failed) return k;
+    on_error(k, error);
+  }
+  return limit;
+}
 
 class LargestAllocation {
  public:

@@ -491,27 +491,17 @@ TEST_CASE("synthetic market: every allocation it makes may fail: an Error naming
   o.stocks = 30;
   o.days = 80;
   const Market<float> base = synthetic_market<float>(o);
-  long k = 0;
-  for (;; ++k) {
-    REQUIRE(k < 10000);
-    std::string error;
-    bool done = false;
-    testing::fail_allocation(k);
-    try {
-      const Market<float> m = synthetic_market<float>(o);
-      testing::fail_none();
-      done = true;
-      CHECK(std::memcmp(m.eod.data(), base.eod.data(), sizeof(float) * static_cast<std::size_t>(m.eod.size())) == 0);
-    } catch (const Error& e) {
-      testing::fail_none();
-      error = e.what();
-    }
-    testing::fail_none();
-    if (done) break;
-    INFO("allocation " << k << " failed: " << error);
-    CHECK_THAT(error, Contains("stockmixer::data::synthetic_market") && Contains("cannot allocate") &&
-                          Contains("out of memory"));
-  }
+  Market<float> m;
+  const long k = testing::fail_each_allocation([&] { m = synthetic_market<float>(o); },
+                                               [&](long failed, const std::string& error) {
+                                                 INFO("allocation " << failed << " failed: " << error);
+                                                 CHECK_THAT(error, Contains("stockmixer::data::synthetic_market") &&
+                                                                       Contains("cannot allocate") &&
+                                                                       Contains("out of memory"));
+                                               },
+                                               10000);
+  REQUIRE(k < 10000);
+  CHECK(std::memcmp(m.eod.data(), base.eod.data(), sizeof(float) * static_cast<std::size_t>(m.eod.size())) == 0);
   CHECK(k >= 5);  // the simulation's buffers, the market's four tensors, the ticker list
 }
 

@@ -421,25 +421,14 @@ TEST_CASE("evaluate: every allocation it makes may fail: an Error naming the byt
   const auto gt = load_matrix(dir + "ground_truth.npy");
   const auto mask = load_matrix(dir + "mask.npy");
   const Performance base = evaluate(pred, gt, mask);
-  long k = 0;
-  for (;; ++k) {
-    REQUIRE(k < 100000);
-    std::string error;
-    bool done = false;
-    testing::fail_allocation(k);
-    try {
-      const Performance p = evaluate(pred, gt, mask);
-      done = true;
-      testing::fail_none();
-      CHECK(p.IC == base.IC);
-    } catch (const Error& e) {
-      testing::fail_none();
-      error = e.what();
-    }
-    testing::fail_none();
-    if (done) break;
-    INFO("allocation " << k << " failed: " << error);
-    CHECK_THAT(error, Contains("cannot allocate") && Contains("bytes") && Contains("1026 stocks over 20 days"));
-  }
+  Performance p;
+  const long k = testing::fail_each_allocation([&] { p = evaluate(pred, gt, mask); },
+                                               [&](long failed, const std::string& error) {
+                                                 INFO("allocation " << failed << " failed: " << error);
+                                                 CHECK_THAT(error, Contains("cannot allocate") && Contains("bytes") &&
+                                                                       Contains("1026 stocks over 20 days"));
+                                               });
+  REQUIRE(k < 100000);
+  CHECK(p.IC == base.IC);
   CHECK(k > 0);  // at least one allocation was made to fail
 }
