@@ -1,7 +1,8 @@
 // stockmixer/train/trainer.hpp — the original training protocol (SPEC §6), on any Market.
 //
-//   each epoch   shuffle the offsets 0 .. valid_index - 1, use the first valid_index - T - steps + 1,
-//                one date (all N stocks) per step: train/step.hpp's TrainStep
+//   each epoch   shuffle the offsets train_start .. valid_index - 1 (train_start 0 but in walk-forward
+//                windows), use the first valid_index - train_start - T - steps + 1, one date (all N
+//                stocks) per step: train/step.hpp's TrainStep
 //   validate     offsets [start - T - steps + 1, end - T - steps + 1): predict without a tape, the
 //                loss parts averaged over end - start days, rr / gt / mask gathered into [N, days]
 //                and scored by metrics::evaluate
@@ -46,6 +47,11 @@ struct TrainConfig {
   Index test_index = 1008;   // first test target day
   bool strict_split = false;
   std::uint64_t seed = 0;    // initialisation and shuffling
+  // A window of the market (walk-forward retraining, train/sweep.hpp): training windows start at day
+  // train_start or later, and the test period ends before day test_end (0: at the market's end). Both
+  // appear in to_json only when set, so the summaries and checkpoints of whole-market runs are unchanged.
+  Index train_start = 0;
+  Index test_end = 0;
 
   // Error unless the split leaves training windows that end inside `days`, validation and test days.
   void validate(Index days, Index steps) const;
@@ -53,6 +59,10 @@ struct TrainConfig {
   // One past the last day a training window can read (its target included): strict_split keeps the
   // targets before valid_index; otherwise offsets reach valid_index - 1 (the quirk above).
   Index train_end(Index steps) const { return strict_split ? valid_index : valid_index - 1 + lookback + steps; }
+  // One past the last test target day on a market of `days` days.
+  Index test_stop(Index days) const { return test_end > 0 ? test_end : days; }
+  // Window offsets one epoch uses: valid_index - train_start - T - steps + 1.
+  Index train_offsets(Index steps) const { return valid_index - train_start - lookback - steps + 1; }
 };
 
 // What one sweep over a period gives.
@@ -69,8 +79,8 @@ void sweep_period(const data::Market<T>& market, Index lookback, Index start, In
                   Tensor<T>& pred, Tensor<T>& gt, Tensor<T>& mask, Predict&& predict);
 
 // What is wrong with `order` as one epoch's window offsets under `config` on a market whose returns
-// look `steps` days ahead, or "" when nothing is: exactly config.valid_index - config.lookback - steps
-// + 1 offsets, each a training offset (below valid_index; with strict_split below that count).
+// look `steps` days ahead, or "" when nothing is: exactly config.train_offsets(steps) offsets, each a
+// training offset (from train_start, below valid_index; with strict_split below train_start + that count).
 std::string order_problem(const TrainConfig& config, Index steps, const std::vector<Index>& order);
 
 // Thrown between two training steps when the trainer's stop flag is set: the epoch is cut short and the
@@ -124,9 +134,7 @@ class Trainer {
   void restore(const Progress& progress);  // Error when the generator's text does not read back
   // A flag read between two training steps: once it holds true, run_epoch throws Interrupted.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
-  Index train_offsets() const {  // offsets used per epoch
-    return config_.valid_index - config_.lookback - market_.steps + 1;
-  }
+  Index train_offsets() const { return config_.train_offsets(market_.steps); }  // offsets used per epoch
 
  private:
   const data::Market<T>& market_;
@@ -152,12 +160,17 @@ inline void TrainConfig::validate(Index days, Index steps) const {
   if (epochs < 0) fail("epochs must be >= 0, got " + std::to_string(epochs));
   if (!(alpha >= 0)) fail("alpha must be >= 0");
   adam.validate();
-  if (valid_index - lookback - steps + 1 < 1)
+  if (train_start < 0) fail("train_start must be >= 0, got " + std::to_string(train_start));
+  if (train_offsets(steps) < 1)
     fail("valid_index " + std::to_string(valid_index) + " leaves no training window of lookback " +
-         std::to_string(lookback) + " and steps " + std::to_string(steps));
+         std::to_string(lookback) + " and steps " + std::to_string(steps) +
+         (train_start > 0 ? " after train_start " + std::to_string(train_start) : std::string()));
   if (!(valid_index < test_index && test_index < days))
     fail("need valid_index < test_index < days, got " + std::to_string(valid_index) + ", " +
          std::to_string(test_index) + ", " + std::to_string(days));
+  if (test_end != 0 && !(test_index < test_end && test_end <= days))
+    fail("need test_index < test_end <= days (or test_end 0: the market's end), got " + std::to_string(test_index) +
+         ", " + std::to_string(test_end) + ", " + std::to_string(days));
   if (train_end(steps) > days)
     fail("the last training window (offset valid_index - 1 = " + std::to_string(valid_index - 1) + ", lookback " +
          std::to_string(lookback) + ", steps " + std::to_string(steps) + ") reaches day " +
@@ -166,7 +179,7 @@ inline void TrainConfig::validate(Index days, Index steps) const {
 }
 
 inline nlohmann::json TrainConfig::to_json() const {
-  return {{"epochs", epochs},
+  nlohmann::json j = {{"epochs", epochs},
           {"lookback", lookback},
           {"market", market},
           {"alpha", alpha},
@@ -181,6 +194,9 @@ inline nlohmann::json TrainConfig::to_json() const {
           {"test_index", test_index},
           {"strict_split", strict_split},
           {"seed", seed}};
+  if (train_start != 0) j["train_start"] = train_start;
+  if (test_end != 0) j["test_end"] = test_end;
+  return j;
 }
 
 inline nlohmann::json EpochLog::to_json() const {
@@ -219,8 +235,8 @@ Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
              config.seed),
       step_(model_, config.adam, config.alpha),
       rng_(config.seed ^ 0x5DEECE66Dull) {
-  offsets_.resize(static_cast<std::size_t>(config_.valid_index));
-  std::iota(offsets_.begin(), offsets_.end(), Index(0));
+  offsets_.resize(static_cast<std::size_t>(config_.valid_index - config_.train_start));
+  std::iota(offsets_.begin(), offsets_.end(), config_.train_start);
 }
 
 template <class T>
@@ -228,9 +244,9 @@ EpochLog Trainer<T>::run_epoch() {
   const auto start = std::chrono::steady_clock::now();
   const Index used = train_offsets();
   // strict: shuffle only the offsets whose target day lies before valid_index; otherwise shuffle all
-  // valid_index offsets and take the first `used`, as the original does.
+  // valid_index - train_start offsets and take the first `used`, as the original does.
   const std::size_t pool = config_.strict_split ? static_cast<std::size_t>(used) : offsets_.size();
-  std::iota(offsets_.begin(), offsets_.end(), Index(0));
+  std::iota(offsets_.begin(), offsets_.end(), config_.train_start);
   for (std::size_t i = pool; i > 1; --i)
     std::swap(offsets_[i - 1], offsets_[static_cast<std::size_t>(rng_() % i)]);
   return run_epoch_over(start);
@@ -246,14 +262,15 @@ EpochLog Trainer<T>::run_epoch(const std::vector<Index>& order) {
 }
 
 inline std::string order_problem(const TrainConfig& config, Index steps, const std::vector<Index>& order) {
-  const Index used = config.valid_index - config.lookback - steps + 1;
-  const Index limit = config.strict_split ? used : config.valid_index;
+  const Index used = config.train_offsets(steps);
+  const Index limit = config.strict_split ? config.train_start + used : config.valid_index;
   if (static_cast<Index>(order.size()) != used)
     return std::to_string(order.size()) + " offsets, expected " + std::to_string(used) + " (one epoch's training steps)";
   for (std::size_t k = 0; k < order.size(); ++k)
-    if (order[k] < 0 || order[k] >= limit)
-      return "offset " + std::to_string(k + 1) + " is '" + std::to_string(order[k]) + "', expected 0 <= offset < " +
-             std::to_string(limit) + (config.strict_split ? " (strict split)" : "");
+    if (order[k] < config.train_start || order[k] >= limit)
+      return "offset " + std::to_string(k + 1) + " is '" + std::to_string(order[k]) + "', expected " +
+             std::to_string(config.train_start) + " <= offset < " + std::to_string(limit) +
+             (config.strict_split ? " (strict split)" : "");
   return "";
 }
 
@@ -276,7 +293,7 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
   log.train_rank /= static_cast<double>(used);
 
   log.valid = evaluate_period(config_.valid_index, config_.test_index);
-  log.test = evaluate_period(config_.test_index, market_.days());
+  log.test = evaluate_period(config_.test_index, config_.test_stop(market_.days()));
   log.best = log.valid.loss < best_valid_loss_;
   if (log.best) best_valid_loss_ = log.valid.loss;
   log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
