@@ -139,7 +139,8 @@ Market<T> load_eod(const std::string& dir, const std::string& market, const std:
 template <class T>
 struct LoadedMarket {
   Market<T> market;
-  std::vector<std::string> dates;  // the dates file's lines: row r's date is date_of_row(dates, r)
+  std::vector<std::string> tickers;  // stock i's ticker
+  std::vector<std::string> dates;    // the dates file's lines: row r's date is date_of_row(dates, r)
 };
 
 template <class T>
@@ -586,7 +587,7 @@ LoadedMarket<T> load_market_dir(const std::string& dir, const std::string& marke
   if (static_cast<Index>(dates.size()) < d + kDateLineOffset)
     throw Error(dates_path + ": " + std::to_string(dates.size()) + " lines, but the market's " + std::to_string(d) +
                 " rows need " + std::to_string(d + kDateLineOffset) + " (row r's date is line r + 30, 1-based)");
-  return {std::move(m), std::move(dates)};
+  return {std::move(m), tickers, std::move(dates)};
 }
 
 template <class T>

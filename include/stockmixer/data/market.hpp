@@ -153,6 +153,19 @@ struct SyntheticOptions {
 template <class T>
 Market<T> synthetic_market(const SyntheticOptions& opts);
 
+// Names for stocks that have none (the synthetic market, SP500.npy): S0000, S0001, ... (at least four
+// digits, more when N needs them, so that the names sort in stock order).
+inline std::vector<std::string> synthetic_tickers(Index n) {
+  const std::size_t width = std::max<std::size_t>(4, std::to_string(n > 0 ? n - 1 : 0).size());
+  std::vector<std::string> names;
+  names.reserve(static_cast<std::size_t>(n));
+  for (Index i = 0; i < n; ++i) {
+    const std::string digits = std::to_string(i);
+    names.push_back("S" + std::string(width - digits.size(), '0') + digits);
+  }
+  return names;
+}
+
 // The oracle of the planted signal, read from the features alone: [N, D] with
 //   oracle[i, d] = -signal * log(close[i, d-1] / ma5[i, d-1])      (columns C - 1 and 0)
 // the planted part of stock i's log-return from day d-1 to day d, and 0 where d = 0 or day d-1 is

@@ -68,7 +68,8 @@ template <class T>
 struct RunData {
   data::Market<T> market;
   nlohmann::json description;
-  std::vector<std::string> dates;         // the dates file's lines, where the data has one (data::date_of_row)
+  std::vector<std::string> tickers;       // stock i's name (the synthetic market's: S0000, S0001, ...)
+  std::vector<std::string> dates;         // day row r's date, where the data has dates (empty otherwise)
   Index valid_index = 0, test_index = 0;  // this data's default split
   double signal = 0;                      // synthetic only: the planted signal's strength
 };
@@ -131,14 +132,17 @@ RunData<T> load_data(const DataSource& source) {
     d.valid_index = so.days * 61 / 100;  // NASDAQ's proportions: 756 / 1245 and 1008 / 1245
     d.test_index = so.days * 81 / 100;
     d.signal = so.signal;
+    d.tickers = data::synthetic_tickers(so.stocks);
     return d;
   }
-  if (source.market == "SP500")
+  if (source.market == "SP500") {
     d.market = data::load_sp500_npy<T>((std::filesystem::path(source.folder) / "SP500.npy").string(), source.steps);
-  else {
+    d.tickers = data::synthetic_tickers(d.market.stocks());  // SP500.npy names no stocks
+  } else {
     data::LoadedMarket<T> loaded = data::load_market_dir<T>(source.folder, source.market, source.tickers, source.steps);
     d.market = std::move(loaded.market);
-    d.dates = std::move(loaded.dates);
+    d.tickers = std::move(loaded.tickers);
+    for (Index r = 0; r < d.market.days(); ++r) d.dates.push_back(data::date_of_row(loaded.dates, r));
   }
   d.description = {{"source", source.folder},         {"market", source.market},
                    {"tickers", source.tickers},       {"stocks", d.market.stocks()},
@@ -240,15 +244,11 @@ nlohmann::json split_days(const RunData<T>& data, const TrainConfig& config) {
   nlohmann::json split = {{"lookback", config.lookback},     {"steps", data.market.steps},
                           {"valid_index", config.valid_index}, {"test_index", config.test_index},
                           {"days", days}};
-  if (!data.dates.empty()) {
-    try {
-      split["first_date"] = data::date_of_row(data.dates, 0);
-      split["valid_first_date"] = data::date_of_row(data.dates, config.valid_index);
-      split["test_first_date"] = data::date_of_row(data.dates, config.test_index);
-      split["last_date"] = data::date_of_row(data.dates, days - 1);
-    } catch (const Error& e) {  // a dates file shorter than the data: the indices say it all
-      split["dates"] = std::string("not all known (") + e.what() + ")";
-    }
+  if (static_cast<Index>(data.dates.size()) == days && config.valid_index < days && config.test_index < days) {
+    split["first_date"] = data.dates.front();
+    split["valid_first_date"] = data.dates[static_cast<std::size_t>(config.valid_index)];
+    split["test_first_date"] = data.dates[static_cast<std::size_t>(config.test_index)];
+    split["last_date"] = data.dates.back();
   }
   return split;
 }

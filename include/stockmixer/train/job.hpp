@@ -1,0 +1,215 @@
+// stockmixer/train/job.hpp — `stockmixer train` as a library call: its options (one table, read from a
+// command line, a --config file, Python keyword arguments or a sweep's job alike), the market they
+// name, the TrainConfig they make, and the run (train/run.hpp) they start.
+//
+//   Options o("train", train::train_options());
+//   o.apply_json({{"epochs", 20}, {"out", "run1"}}, "keyword arguments");
+//   o.validate();
+//   const nlohmann::json summary = train::train_job(o, {&std::cerr});
+//
+// Everything the options name is checked before the run's folder is touched: the numbers' ranges
+// (Options::validate), the split against the market (TrainConfig::validate), the sizes against the
+// machine's memory.
+#pragma once
+
+#include "stockmixer/memory.hpp"
+#include "stockmixer/options.hpp"
+#include "stockmixer/train/run.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <functional>
+#include <limits>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace stockmixer::train {
+
+// ---- interface -------------------------------------------------------------------------------------
+
+// Where the market comes from: shared by `train` and `dataset`.
+std::vector<Option> market_options();
+
+// Every option of `stockmixer train` (market_options included).
+std::vector<Option> train_options();
+
+// The market the options name: a folder laid out as ../shared/data/NASDAQ (--data) or the synthetic one.
+template <class T>
+RunData<T> load_data(const Options& o);
+
+// The training configuration of the options, the split defaulting to the data's own; checked against
+// the market (TrainConfig::validate), an error naming the options otherwise.
+template <class T>
+TrainConfig train_config(const Options& o, const RunData<T>& data);
+
+// What a caller hears of a job as it runs.
+struct JobHooks {
+  std::ostream* progress = nullptr;               // the epoch lines (null: none)
+  std::function<bool(const EpochLog&)> on_epoch;  // after each epoch; false stops the run there
+  const std::atomic<bool>* stop = nullptr;        // read between steps: once true the run stops (Interrupted)
+};
+
+// What `stockmixer train` does with these options: the market loaded, then run (or run_seeds with
+// --seeds); returns the summary (also written to the run folder). --threads sets the engine's threads.
+nlohmann::json train_job(const Options& o, const JobHooks& hooks);
+
+// The same on a market already in memory (the options' market ones are then not read).
+template <class T>
+nlohmann::json train_job(const Options& o, const RunData<T>& data, const JobHooks& hooks);
+
+// ---- implementation --------------------------------------------------------------------------------
+
+inline std::vector<Option> market_options() {
+  using namespace limits;
+  return {text("data", "", "a folder laid out as ../shared/data/NASDAQ (default: the synthetic market)"),
+          text("market", "NASDAQ", "with --data: NASDAQ, NYSE or SP500 (SP500 reads DIR/SP500.npy)"),
+          text("tickers", "", "with --data: a ticker list replacing the market's"),
+          integer("steps", "1", "return horizon in days", 1, kMaxDays),
+          integer("stocks", "200", "synthetic market: N stocks", 1, kMaxStocks),
+          integer("days", "600", "synthetic market: D days", 2, kMaxDays),
+          integer("features", "5", "synthetic market: C features (C-1 moving averages and the close)", 2, kMaxFeatures),
+          real("signal", "0.15", "synthetic market: strength of the planted signal", 0, 100),
+          real("missing", "0.02", "synthetic market: share of missing (stock, day) cells", 0, 0.5),
+          integer("data-seed", "1", "synthetic market: generator seed", 0, kMaxSeed)};
+}
+
+inline std::vector<Option> train_options() {
+  using namespace limits;
+  std::vector<Option> options = {
+      text("out", "stockmixer-run", "output folder"),
+      text("config", "", "JSON file of options (command-line options win)"),
+      flag("overwrite", "replace a run already in --out"),
+      flag("resume", "continue the run in --out from its last completed epoch (--epochs is the total)"),
+      integer("epochs", "100", "training epochs", 1, 1'000'000),
+      real("lr", "0.001", "Adam learning rate", 0, 1e12, true),
+      real("alpha", "0.1", "weight of the rank loss", 0, 1e6),
+      real("weight-decay", "0", "weight decay (Adam's L2; with --adamw, decoupled)", 0, 1e6),
+      flag("adamw", "decoupled weight decay (torch.optim.AdamW)"),
+      real("dropout", "0", "dropout in the channel mixers", 0, 1, false, true),
+      integer("lookback", "16", "T: days per window (even)", 2, kMaxLookback),
+      integer("market-width", "20", "M: hidden width of the stock mixer", 1, kMaxWidth),
+      integer("seed", "0", "initialisation and shuffling seed (the first, with --seeds)", 0, kMaxSeed),
+      integer("seeds", "1", "K runs with seeds seed .. seed+K-1, in OUT/seed_<s>/; OUT/summary.json: mean and std", 1,
+              10'000),
+      flag("strict-split", "drop training offsets whose target falls in validation"),
+      integer("valid-index", "", "first validation day (real data: 756; synthetic: 61% of --days)", 1, kMaxDays),
+      integer("test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)", 1, kMaxDays)};
+  for (Option& m : market_options()) options.push_back(std::move(m));
+  for (Option o :
+       {text("init-weights", "", "start from these weights (.safetensors, PyTorch names) instead of the seeded init"),
+        text("order", "", "replay: a file with one line per epoch of that epoch's window offsets (as many as steps)"),
+        threads_option(), precision_option()})
+    options.push_back(std::move(o));
+  return options;
+}
+
+template <class T>
+RunData<T> load_data(const Options& a) {
+  DataSource source;
+  source.folder = a.str("data");
+  source.steps = a.integer("steps");
+  if (!source.folder.empty()) {
+    source.market = a.choice("market", {"NASDAQ", "NYSE", "SP500"});
+    source.tickers = a.str("tickers");
+  }
+  data::SyntheticOptions& so = source.synthetic;
+  so.stocks = a.integer("stocks");
+  so.days = a.integer("days");
+  so.features = a.integer("features");
+  so.seed = static_cast<std::uint64_t>(a.integer("data-seed"));
+  so.signal = a.number("signal");
+  so.missing = a.number("missing");
+  if (source.folder.empty()) {
+    if (source.steps >= so.days)
+      a.fail("--steps " + std::to_string(source.steps) + " must be below --days " + std::to_string(so.days));
+    // eod [N, D, C], mask, gt and price [N, D] in T, and the simulation's closes [N, D + burn-in] in double.
+    const double cells = static_cast<double>(so.stocks) * static_cast<double>(so.days);
+    const std::string problem =
+        memory_problem(cells * (static_cast<double>(so.features + 3) * sizeof(T) + sizeof(double)),
+                       "the synthetic market of --stocks " + std::to_string(so.stocks) + " and --days " +
+                           std::to_string(so.days));
+    if (!problem.empty()) a.fail(problem);
+    allocating("the synthetic market (N = " + std::to_string(so.stocks) + ", D = " + std::to_string(so.days) +
+               ", C = " + std::to_string(so.features) + ")");
+  } else {
+    allocating("the market read from " + source.folder);
+  }
+  return load_data<T>(source);
+}
+
+template <class T>
+TrainConfig train_config(const Options& a, const RunData<T>& d) {
+  TrainConfig c;
+  c.epochs = static_cast<int>(a.integer("epochs"));
+  c.lookback = a.integer("lookback");
+  c.market = a.integer("market-width");
+  c.alpha = a.number("alpha");
+  c.dropout = a.number("dropout");
+  c.adam.lr = a.number("lr");
+  c.adam.weight_decay = a.number("weight-decay");
+  c.adam.decoupled_weight_decay = a.flag("adamw");
+  c.strict_split = a.flag("strict-split");
+  c.seed = static_cast<std::uint64_t>(a.integer("seed"));
+  c.valid_index = a.given("valid-index") ? a.integer("valid-index") : d.valid_index;
+  c.test_index = a.given("test-index") ? a.integer("test-index") : d.test_index;
+  // TrainConfig::validate also checks that every window training can draw ends inside the market, before
+  // the run touches its folder, so a bad split fails with nothing written.
+  try {
+    c.validate(d.market.days(), d.market.steps);
+  } catch (const Error& e) {
+    a.fail(std::string(e.what()) + " (the options: --lookback, --steps, --valid-index, --test-index, --strict-split)");
+  }
+  return c;
+}
+
+namespace detail {
+// What the options alone can refuse, before any data is read.
+inline void check_job_options(const Options& a) {
+  if (a.flag("resume") && a.flag("overwrite")) a.fail("--resume and --overwrite exclude each other");
+  const Index seeds = a.integer("seeds");
+  const Index seed = a.integer("seed");
+  if (seed > std::numeric_limits<Index>::max() - (seeds - 1))
+    a.fail("--seed " + std::to_string(seed) + " with --seeds " + std::to_string(seeds) + " runs past the largest seed");
+}
+}  // namespace detail
+
+template <class T>
+nlohmann::json train_job(const Options& a, const RunData<T>& d, const JobHooks& hooks) {
+  detail::check_job_options(a);
+  const Index seeds = a.integer("seeds");
+  const TrainConfig c = train_config(a, d);
+  const std::string problem = memory_problem(
+      8.0 * static_cast<double>(c.market) * static_cast<double>(d.market.stocks()) * sizeof(T),
+      "StockMixer's stock mixer for " + std::to_string(d.market.stocks()) + " stocks and --market-width " +
+          std::to_string(c.market) + " (weights, gradients, Adam's moments)");
+  if (!problem.empty()) a.fail(problem);
+  allocating("the model StockMixer(N = " + std::to_string(d.market.stocks()) + ", T = " + std::to_string(c.lookback) +
+             ", C = " + std::to_string(d.market.features()) + ", M = " + std::to_string(c.market) +
+             "), its optimiser and its training buffers");
+  RunOptions o;
+  o.out = a.str("out");
+  o.overwrite = a.flag("overwrite");
+  o.resume = a.flag("resume");
+  o.stop = hooks.stop;
+  o.on_epoch = hooks.on_epoch;
+  o.progress = hooks.progress;
+  o.init_weights = a.str("init-weights");
+  o.order_file = a.str("order");
+  if (!o.order_file.empty()) {
+    io::regular_file_size(o.order_file, "order file (--order)");  // a FIFO would block the read, a device never end
+    o.order = read_order(o.order_file, c, d.market.steps);
+  }
+  o.precision = a.str("precision");
+  return seeds == 1 ? run(d, c, o) : run_seeds(d, c, seeds, o);
+}
+
+inline nlohmann::json train_job(const Options& a, const JobHooks& hooks) {
+  detail::check_job_options(a);
+  set_num_threads(static_cast<int>(a.integer("threads")));
+  if (a.choice("precision", {"f32", "f64"}) == "f32") return train_job<float>(a, load_data<float>(a), hooks);
+  return train_job<double>(a, load_data<double>(a), hooks);
+}
+
+}  // namespace stockmixer::train
