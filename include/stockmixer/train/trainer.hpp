@@ -97,6 +97,14 @@ struct Progress {
   double best_valid_loss = std::numeric_limits<double>::infinity();
 };
 
+// A period's last sweep in run_epoch: the predicted return ratios, realised returns and window masks
+// [N, days] of its target days start, start + 1, ... (what that epoch's Evaluation scored).
+template <class T>
+struct PeriodPredictions {
+  Index start = 0;
+  Tensor<T> pred, gt, mask;
+};
+
 struct EpochLog {
   int epoch = 0;
   double train_loss = 0, train_reg = 0, train_rank = 0;
@@ -127,6 +135,9 @@ class Trainer {
   StepLoss train_step(Index offset);
   // A sweep over target days [start, end) without gradients.
   Evaluation evaluate_period(Index start, Index end);
+  // The validation and test sweeps of the last run_epoch, kept until the next one (predictions.csv).
+  const PeriodPredictions<T>& last_valid() const { return valid_; }
+  const PeriodPredictions<T>& last_test() const { return test_; }
 
   StockMixer<T>& model() { return model_; }
   Adam<T>& optimizer() { return step_.optimizer(); }
@@ -144,11 +155,12 @@ class Trainer {
   std::mt19937_64 rng_;
   std::vector<Index> offsets_;
   data::Batch<T> batch_;
-  Tensor<T> pred_, gt_, mask_;    // evaluation buffers
+  PeriodPredictions<T> sweep_, valid_, test_;  // evaluate_period's buffers; run_epoch's two periods
   RankLossWorkspace eval_loss_;  // the evaluation's loss
   double best_valid_loss_ = std::numeric_limits<double>::infinity();
   // Trains over the first train_offsets() of offsets_, then validates and tests.
   EpochLog run_epoch_over(std::chrono::steady_clock::time_point start);
+  Evaluation evaluate_into(Index start, Index end, PeriodPredictions<T>& into);
   int epoch_ = 0;
   const std::atomic<bool>* stop_ = nullptr;
 };
@@ -292,8 +304,8 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
   log.train_reg /= static_cast<double>(used);
   log.train_rank /= static_cast<double>(used);
 
-  log.valid = evaluate_period(config_.valid_index, config_.test_index);
-  log.test = evaluate_period(config_.test_index, config_.test_stop(market_.days()));
+  log.valid = evaluate_into(config_.valid_index, config_.test_index, valid_);
+  log.test = evaluate_into(config_.test_index, config_.test_stop(market_.days()), test_);
   log.best = log.valid.loss < best_valid_loss_;
   if (log.best) best_valid_loss_ = log.valid.loss;
   log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -349,9 +361,15 @@ void sweep_period(const data::Market<T>& market, Index lookback, Index start, In
 
 template <class T>
 Evaluation Trainer<T>::evaluate_period(Index start, Index end) {
+  return evaluate_into(start, end, sweep_);
+}
+
+template <class T>
+Evaluation Trainer<T>::evaluate_into(Index start, Index end, PeriodPredictions<T>& into) {
   const Index n = market_.stocks(), days = end - start;
   Evaluation e;
-  sweep_period(market_, config_.lookback, start, end, batch_, pred_, gt_, mask_,
+  into.start = start;
+  sweep_period(market_, config_.lookback, start, end, batch_, into.pred, into.gt, into.mask,
                [&](const data::Batch<T>& b, Tensor<T>& rr) {
                  const Tensor<T>& pred = model_.predict(TensorMap<const T>(b.x.data(), b.x.shape()));
                  const RankLoss<T> l =
@@ -364,7 +382,7 @@ Evaluation Trainer<T>::evaluate_period(Index start, Index end) {
   e.loss /= static_cast<double>(days);
   e.reg /= static_cast<double>(days);
   e.rank /= static_cast<double>(days);
-  e.perf = metrics::evaluate(pred_, gt_, mask_);
+  e.perf = metrics::evaluate(into.pred, into.gt, into.mask);
   return e;
 }
 
