@@ -7,6 +7,7 @@
 //   stockmixer bench     [--stocks N --lookback T --features C --market M --threads K --iters I]
 //
 // Every subcommand has --help. Arrays are .npy, weights .safetensors, reports JSON.
+#include "cli/backtest.hpp"
 #include "cli/bench.hpp"
 #include "cli/dataset.hpp"
 #include "cli/evaluate.hpp"
@@ -36,6 +37,7 @@ const Command kCommands[] = {
     {"bench", "time inference, a training step and the loss on random data", cli::bench_command},
     {"evaluate", "the original evaluator (and named extras) on predictions, returns and a mask", cli::evaluate_command},
     {"dataset", "write the arrays training sees (eod, mask, gt, price) as .npy", cli::dataset_command},
+    {"backtest", "top-K (or TopkDropout) backtest with costs: backtest.json, daily.csv, equity.png", cli::backtest_command},
 };
 
 std::string usage() {
