@@ -12,6 +12,8 @@ set -euo pipefail
 # (tests/instructions/). CI builds the suite with Clang too: clang, libomp-dev (Clang's OpenMP runtime;
 # GCC's libgomp comes with g++) and libclang-rt-dev (Clang's sanitizer and libFuzzer runtimes, only a
 # recommendation of clang, which --no-install-recommends below would skip).
+# pybind11-dev, python3-dev (Python.h) and python3-pytest build and test the Python module
+# (-DSTOCKMIXER_PYTHON=ON); python3-pybind11 lets setup.py build it for pip (docs/python.md).
 packages=(
   cmake g++ make git
   clang libomp-dev libclang-rt-dev
@@ -19,6 +21,7 @@ packages=(
   catch2 libbenchmark-dev
   python3-torch python3-numpy python3-pandas
   valgrind
+  pybind11-dev python3-pybind11 python3-dev python3-pytest
 )
 
 missing=()
