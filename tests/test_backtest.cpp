@@ -329,6 +329,7 @@ std::string write_temp(const std::string& name, const std::string& text) {
 TEST_CASE("read_predictions_csv: [N, days] arrays, dates ascending, absent rows masked", "[backtest][csv]") {
   const std::string path = write_temp("ok.csv",
                                       "date,ticker,score,label,split\n"
+                                      "2023-12-29,ZZZ,7,7,valid\n"
                                       "2024-01-03,BBB,0.5,-0.01,test\n"
                                       "2024-01-02,AAA,0.25,0.02,test\n"
                                       "2024-01-02,BBB,-1e-3,0.03,test\n"
@@ -336,12 +337,13 @@ TEST_CASE("read_predictions_csv: [N, days] arrays, dates ascending, absent rows 
                                       "2024-01-03,CCC,1.5,0.04,test\n");
   const metrics::LabelledPredictions p = metrics::read_predictions_csv(path, "test");
   CHECK(p.dates == std::vector<std::string>{"2024-01-02", "2024-01-03"});
-  CHECK(p.tickers == std::vector<std::string>{"BBB", "AAA", "CCC"});
-  CHECK(p.score(0, 0) == -1e-3);
-  CHECK(p.score(0, 1) == 0.5);
-  CHECK(p.label(1, 0) == 0.02);
-  CHECK(p.score(2, 1) == 1.5);
-  CHECK(std::vector<double>(p.mask.data(), p.mask.data() + 6) == std::vector<double>{1, 1, 1, 0, 0, 1});
+  // every split's rows set the tickers' order: ZZZ has no test row and stays masked
+  CHECK(p.tickers == std::vector<std::string>{"ZZZ", "BBB", "AAA", "CCC"});
+  CHECK(p.score(1, 0) == -1e-3);
+  CHECK(p.score(1, 1) == 0.5);
+  CHECK(p.label(2, 0) == 0.02);
+  CHECK(p.score(3, 1) == 1.5);
+  CHECK(std::vector<double>(p.mask.data(), p.mask.data() + 8) == std::vector<double>{0, 0, 1, 1, 1, 0, 0, 1});
   // every split: the valid day comes first
   const metrics::LabelledPredictions all = metrics::read_predictions_csv(path, "");
   CHECK(all.dates.front() == "2023-12-29");

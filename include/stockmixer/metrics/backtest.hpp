@@ -46,11 +46,11 @@
 // [0, 10000], and a day with fewer than K valid stocks.
 //
 // read_predictions_csv(path, split): predictions.csv (`date,ticker,score,label,split`, one row per valid
-// stock and day) -> score P, label G and mask M [N, days], tickers in order of first appearance, dates
-// sorted ascending (string order: ISO dates or day indices zero-padded sort by time; plain day
-// indices are sorted as numbers), a (date, ticker) absent from the rows has mask 0. Rows whose split
-// differs from `split` are skipped ("" keeps every row). Errors name the file and line.
-//
+// stock and day) -> score P, label G and mask M [N, days]. Tickers in order of first appearance in the
+// file, rows of every split counted (that order breaks ties between equal scores); dates sorted
+// ascending (as text, which orders ISO dates; day indices of digits only as numbers); a (ticker,
+// date) with no row has score 0, label 0 and mask 0. Rows whose split differs from `split` are skipped
+// ("" keeps every row). Errors name the file and line.
 // Tests: tests/test_backtest.cpp; tests/check_backtest.py (against an independent pandas computation).
 #pragma once
 
@@ -376,6 +376,8 @@ inline LabelledPredictions read_predictions_csv(const std::string& path, const s
                   std::to_string(cells.size()));
     if (cells[0].empty() || cells[1].empty())
       throw Error(at(line_no) + "empty " + (cells[0].empty() ? "date" : "ticker"));
+    const auto k = ticker_id.emplace(cells[1], tickers.size());  // every row's ticker: the file's order
+    if (k.second) tickers.push_back(cells[1]);
     if (!split.empty() && cells[4] != split) continue;
     double values[2];
     for (int c = 0; c < 2; ++c) {
@@ -388,8 +390,6 @@ inline LabelledPredictions read_predictions_csv(const std::string& path, const s
     }
     const auto d = date_id.emplace(cells[0], dates.size());
     if (d.second) dates.push_back(cells[0]);
-    const auto k = ticker_id.emplace(cells[1], tickers.size());
-    if (k.second) tickers.push_back(cells[1]);
     rows.push_back({d.first->second, k.first->second, values[0], values[1], line_no});
   }
   if (!header) throw Error(path + ": empty file: expected the header 'date,ticker,score,label,split'");
