@@ -13,6 +13,7 @@
 #include "cli/evaluate.hpp"
 #include "cli/gradients.hpp"
 #include "cli/predict.hpp"
+#include "cli/report.hpp"
 #include "cli/train.hpp"
 
 #include <csignal>
@@ -37,6 +38,7 @@ const Command kCommands[] = {
     {"bench", "time inference, a training step and the loss on random data", cli::bench_command},
     {"evaluate", "the original evaluator (and named extras) on predictions, returns and a mask", cli::evaluate_command},
     {"dataset", "write the arrays training sees (eod, mask, gt, price) as .npy", cli::dataset_command},
+    {"report", "report.md over a run folder: metrics, baselines, loss curves, a backtest with costs", cli::report_command},
     {"backtest", "top-K (or TopkDropout) backtest with costs: backtest.json, daily.csv, equity.png", cli::backtest_command},
 };
 

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """A training run survives faults: killed with SIGKILL at random moments and resumed (--resume, as
 often as it takes), or stopped with SIGINT and resumed, it ends with the same metrics.jsonl and
-summary.json (but for their wall-clock "seconds") and the same best.safetensors, byte for byte, as the
-run that was never stopped. Also: the run's provenance, one writer per folder, --overwrite keeps nothing of the last run,
+summary.json (but for their wall-clock "seconds") and the same best.safetensors, predictions.csv and
+report.md, byte for byte, as the run that was never stopped. Also: the run's provenance, one writer per folder, --overwrite keeps nothing of the last run,
 a plain run refuses a folder holding any run file, and --resume refuses another configuration (an
 empty folder it starts).
 
@@ -46,8 +46,11 @@ def same_run(a, b, what):
     m = without_seconds((a / "metrics.jsonl").read_text()) == without_seconds((b / "metrics.jsonl").read_text())
     s = without_seconds((a / "summary.json").read_text()) == without_seconds((b / "summary.json").read_text())
     w = (a / "best.safetensors").read_bytes() == (b / "best.safetensors").read_bytes()
-    check(m and s and w, f"{what}: metrics.jsonl {'same' if m else 'DIFFERS'}, summary.json "
-                         f"{'same' if s else 'DIFFERS'}, best.safetensors {'same' if w else 'DIFFERS'}")
+    # The best epoch's predictions and the report (which holds no wall-clock time) are the same bytes too.
+    r = all((a / f).read_bytes() == (b / f).read_bytes() for f in ("predictions.csv", "report.md"))
+    check(m and s and w and r, f"{what}: metrics.jsonl {'same' if m else 'DIFFERS'}, summary.json "
+                               f"{'same' if s else 'DIFFERS'}, best.safetensors {'same' if w else 'DIFFERS'}, "
+                               f"predictions.csv and report.md {'same' if r else 'DIFFER'}")
 
 
 def safetensors_metadata(path):

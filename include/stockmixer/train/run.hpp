@@ -10,14 +10,18 @@
 //   summary.json       that epoch's validation and test metrics beside the baselines' (the zero
 //                      prediction and the 1-day reversal), on the synthetic market the planted
 //                      signal's own, and the run's configuration
+//   predictions.csv    that epoch's scores and realised returns on the validation and test days, one
+//                      row per valid stock and day (train/report.hpp), from the epoch's own sweeps
+//   report.md          with loss.png and equity.png: the run for a reader, from the files above alone
+//                      (train::write_report), written when the run ends
 //
 // A folder holds one run: one process writes it at a time (io::FolderLock), a run's files are
 // replaced whole (io::write_file), --overwrite removes the last run's files before anything new is
 // written, and a run killed at any moment (kill -9 included) leaves files that `resume` continues:
-// state.safetensors is written before the first epoch and after each one's best.safetensors, and a
-// resumed run writes metrics.jsonl back to the epochs that state holds (its metadata keeps them).
-// Resumed or not, a run ends with the same metrics.jsonl and summary.json (but for their "seconds")
-// and the same best.safetensors, byte for byte.
+// state.safetensors is written before the first epoch and after each one's best.safetensors and
+// predictions.csv, and a resumed run writes metrics.jsonl back to the epochs that state holds (its
+// metadata keeps them). Resumed or not, a run ends with the same metrics.jsonl and summary.json (but
+// for their "seconds") and the same best.safetensors, predictions.csv and report.md, byte for byte.
 //
 // run_seeds makes K such runs, seed after seed, in <out>/seed_<s>/, and writes their mean and
 // population std per metric in <out>/summary.json.
@@ -29,6 +33,7 @@
 #include "stockmixer/model.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/provenance.hpp"
+#include "stockmixer/train/report.hpp"
 #include "stockmixer/train/trainer.hpp"
 
 #include <nlohmann/json.hpp>
@@ -100,7 +105,9 @@ struct RunOptions {
 };
 
 // The files a run writes into its folder.
-inline constexpr const char* kRunFiles[] = {"metrics.jsonl", "best.safetensors", "state.safetensors", "summary.json"};
+inline constexpr const char* kRunFiles[] = {"metrics.jsonl",   "best.safetensors", "state.safetensors",
+                                            "summary.json",    "predictions.csv",  "report.md",
+                                            "loss.png",        "equity.png"};
 
 // A replay file: one line per epoch of that epoch's window offsets (blank lines skipped), each line
 // checked by order_problem; exactly config.epochs of them. Errors name the file and the line.
@@ -319,6 +326,41 @@ inline SavedState read_state(const io::SafetensorsReader& state, int max_epochs)
   return s;
 }
 
+// "42s", "3m05s", "2h07m": a duration for the epoch lines.
+inline std::string duration_text(double seconds) {
+  const long long s = std::llround(seconds);
+  char text[64];
+  if (s < 60) std::snprintf(text, sizeof text, "%llds", s);
+  else if (s < 3600) std::snprintf(text, sizeof text, "%lldm%02llds", s / 60, s % 60);
+  else std::snprintf(text, sizeof text, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+  return text;
+}
+
+// The name of day `day` in predictions.csv: the data's date, or the day index where it has no dates.
+template <class T>
+std::string day_name(const RunData<T>& data, Index day) {
+  return static_cast<Index>(data.dates.size()) == data.market.days() ? data.dates[static_cast<std::size_t>(day)]
+                                                                      : std::to_string(day);
+}
+
+// predictions.csv from the trainer's last validation and test sweeps (those of the epoch just run).
+template <class T>
+void write_predictions(const std::filesystem::path& path, const RunData<T>& data, const Trainer<T>& trainer) {
+  const Index n = data.market.stocks();
+  const std::vector<std::string> tickers = static_cast<Index>(data.tickers.size()) == n ? data.tickers
+                                           : static_cast<Index>(data.market.tickers.size()) == n
+                                               ? data.market.tickers
+                                               : data::synthetic_tickers(n);
+  std::string csv = std::string(kPredictionsHeader) + "\n";
+  for (const auto& [split, period] : {std::pair<const char*, const PeriodPredictions<T>*>{"valid", &trainer.last_valid()},
+                                      {"test", &trainer.last_test()}}) {
+    std::vector<std::string> days;
+    for (Index d = 0; d < period->pred.dim(1); ++d) days.push_back(day_name(data, period->start + d));
+    append_predictions(csv, split, days, tickers, period->pred, period->gt, period->mask);
+  }
+  io::write_file(path.string(), csv);
+}
+
 // The synthetic market's planted signal scored on the test days, as the model is.
 template <class T>
 metrics::Performance oracle_performance(const RunData<T>& d, Index lookback, Index test_index) {
@@ -435,15 +477,20 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
                          {"stockmixer.data", data.description.dump()},
                          {"stockmixer.provenance", provenance.dump()},
                          {"stockmixer.epoch", std::to_string(epoch.epoch)}});
+        detail::write_predictions(file("predictions.csv"), data, trainer);
       }
       detail::save_state(file("state.safetensors"), trainer, identity, best, metrics, seconds);  // the epoch is done
       io::write_file(file("metrics.jsonl").string(), metrics);
       if (log) {
+        // The time left: the mean epoch so far (over every session of the run) times the epochs to go.
+        const std::string eta = epochs < config.epochs
+                                    ? "  ETA " + detail::duration_text(seconds / epochs * (config.epochs - epochs))
+                                    : std::string();
         char line[256];
         std::snprintf(line, sizeof line,
-                      "epoch %3d/%d  train loss %.3e  valid loss %.3e IC %+.4f  test IC %+.4f RIC %+.3f  %.1fs%s\n",
+                      "epoch %3d/%d  train loss %.3e  valid loss %.3e IC %+.4f  test IC %+.4f RIC %+.3f  %.1fs%s%s\n",
                       epoch.epoch, config.epochs, epoch.train_loss, epoch.valid.loss, epoch.valid.perf.IC,
-                      epoch.test.perf.IC, epoch.test.perf.RIC, epoch.seconds, epoch.best ? "  *" : "");
+                      epoch.test.perf.IC, epoch.test.perf.RIC, epoch.seconds, eta.c_str(), epoch.best ? "  *" : "");
         *log << line;
       }
       if (options.on_epoch && !options.on_epoch(epoch)) break;
@@ -472,23 +519,12 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
                             {"data", data.description},
                             {"provenance", provenance}};
   if (!interrupted.empty()) summary["interrupted"] = true;
-  std::string oracle_text;
   if (data.description.value("source", std::string()) == "synthetic") {
     const metrics::Performance oracle = detail::oracle_performance(data, config.lookback, config.test_index);
     summary["oracle_test"] = oracle.to_json();
-    char text[96];
-    std::snprintf(text, sizeof text, "the planted signal itself: IC %+.4f; ", oracle.IC);
-    oracle_text = text;
-  }
-  if (log && best.is_object()) {
-    auto number = [](const nlohmann::json& j) { return j.is_number() ? j.get<double>() : std::nan(""); };
-    char line[256];
-    std::snprintf(line, sizeof line, "best epoch %d: test IC %+.4f, rank IC %+.4f (%s1-day reversal: IC %+.4f)\n",
-                  best.at("epoch").get<int>(), number(best.at("test").at("IC")), number(best.at("test").at("rank_ic")),
-                  oracle_text.c_str(), baselines.reversal.IC);
-    *log << line;
   }
   detail::write_json(file("summary.json"), summary);
+  write_report(out);
   if (!interrupted.empty())
     throw Interrupted(interrupted + "; " + std::to_string(epochs) + " epochs are saved in " + out.string() +
                       ": run the same command with --resume to continue");
@@ -528,7 +564,7 @@ nlohmann::json run_seeds(const RunData<T>& data, TrainConfig config, Index seeds
   nlohmann::json summary = {
       {"seeds", seeds}, {"first_seed", first}, {"config", runs.front()["config"]}, {"data", data.description}};
   for (const std::string period : {"valid", "test"})
-    for (const std::string key : {"IC", "RIC", "prec_10", "sharpe5", "rank_ic", "mse"})
+    for (const std::string key : {"IC", "RIC", "prec_10", "sharpe5", "rank_ic", "rank_icir", "bt_long5", "mse"})
       summary[period][key] = detail::mean_std(runs, period, key);
   double seconds = 0;
   for (const auto& r : runs) seconds += r["seconds"].get<double>();
