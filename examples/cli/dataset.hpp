@@ -146,7 +146,8 @@ inline int dataset_command(int argc, char** argv) {
   Options a("dataset", std::move(options));
   if (!parse(a,
              "Writes exactly what training sees: eod.npy [N, D, C], mask.npy, gt.npy and price.npy [N, D], from real\n"
-             "end-of-day data (--data) or the synthetic market.",
+             "end-of-day data (--data), a panel CSV of one's own market (--panel, with --features and --normalise;\n"
+             "docs/own_market.md) or the synthetic market.",
              argc, argv))
     return 0;
   a.validate();

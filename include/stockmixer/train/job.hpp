@@ -12,6 +12,7 @@
 // machine's memory.
 #pragma once
 
+#include "stockmixer/data/panel.hpp"
 #include "stockmixer/memory.hpp"
 #include "stockmixer/options.hpp"
 #include "stockmixer/train/run.hpp"
@@ -35,7 +36,8 @@ std::vector<Option> market_options();
 // Every option of `stockmixer train` (market_options included).
 std::vector<Option> train_options();
 
-// The market the options name: a folder laid out as ../shared/data/NASDAQ (--data) or the synthetic one.
+// The market the options name: a folder laid out as ../shared/data/NASDAQ (--data), a panel CSV (--panel,
+// data/panel.hpp: its tickers and dates, the split 60/20/20 of its days) or the synthetic one.
 template <class T>
 RunData<T> load_data(const Options& o);
 
@@ -64,12 +66,19 @@ nlohmann::json train_job(const Options& o, const RunData<T>& data, const JobHook
 inline std::vector<Option> market_options() {
   using namespace limits;
   return {text("data", "", "a folder laid out as ../shared/data/NASDAQ (default: the synthetic market)"),
+          text("panel", "", "a CSV of one's own market: date,ticker,<features>, a row per (date, ticker) "
+                            "(docs/own_market.md)"),
+          text("normalise", "causal", "with --panel --features original: causal (each day by the stock's largest "
+                                      "close so far) or max (by its largest close of the whole period, as the "
+                                      "original's files: looks ahead)"),
           text("market", "NASDAQ", "with --data: NASDAQ, NYSE or SP500 (SP500 reads DIR/SP500.npy)"),
           text("tickers", "", "with --data: a ticker list replacing the market's"),
           integer("steps", "1", "return horizon in days", 1, kMaxDays),
           integer("stocks", "200", "synthetic market: N stocks", 1, kMaxStocks),
           integer("days", "600", "synthetic market: D days", 2, kMaxDays),
-          integer("features", "5", "synthetic market: C features (C-1 moving averages and the close)", 2, kMaxFeatures),
+          text("features", "", "with --panel: columns (the feature columns as given; the default) or original (raw "
+                               "prices -> the original's 5 features); synthetic market: C features (C-1 moving "
+                               "averages and the close), a whole number from 2 to 4096 (default 5)"),
           real("signal", "0.15", "synthetic market: strength of the planted signal", 0, 100),
           real("missing", "0.02", "synthetic market: share of missing (stock, day) cells", 0, 0.5),
           integer("data-seed", "1", "synthetic market: generator seed", 0, kMaxSeed)};
@@ -94,10 +103,12 @@ inline std::vector<Option> train_options() {
       integer("seeds", "1", "K runs with seeds seed .. seed+K-1, in OUT/seed_<s>/; OUT/summary.json: mean and std", 1,
               10'000),
       flag("strict-split", "drop training offsets whose target falls in validation"),
-      integer("valid-index", "", "first validation day (real data: 756; synthetic: 61% of --days)", 1, kMaxDays),
-      integer("test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)", 1, kMaxDays),
-      integer("train-start", "0", "first day a training window may read (walk-forward windows)", 0, kMaxDays),
-      integer("test-end", "0", "one past the last test day (0: the market's end)", 0, kMaxDays)};
+      text("valid-start", "", "first validation date YYYY-MM-DD: the first trading day on or after it (instead of "
+                              "the indices)"),
+      text("test-start", "", "first test date YYYY-MM-DD: the first trading day on or after it"),
+      integer("valid-index", "", "first validation day (real data: 756; --panel: 60% of its days; synthetic: 61% of "
+                                 "--days)", 1, kMaxDays),
+      integer("test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)", 1, kMaxDays)};
   for (Option& m : market_options()) options.push_back(std::move(m));
   for (Option o :
        {text("init-weights", "", "start from these weights (.safetensors, PyTorch names) instead of the seeded init"),
@@ -107,8 +118,82 @@ inline std::vector<Option> train_options() {
   return options;
 }
 
+namespace detail {
+
+// The synthetic market's --features: a whole number (a text option, as a panel's --features names which
+// features). Empty and not given: the default, 5.
+inline Index synthetic_features(const Options& a) {
+  const std::string& v = a.str("features");
+  if (v.empty() && !a.given("features")) return 5;
+  long long n = 0;
+  if (!parse_integer(v, n) || n < 2 || n > limits::kMaxFeatures)
+    a.fail("--features expects a whole number from 2 to " + std::to_string(limits::kMaxFeatures) +
+           " for the synthetic market, got '" + v + "'" +
+           (v == "columns" || v == "original" ? " (columns and original name the features of a --panel)" : ""));
+  return static_cast<Index>(n);
+}
+
+// The market of a panel CSV (--panel): its tickers and dates; the default split 60/20/20 of its days.
+template <class T>
+RunData<T> panel_data(const Options& a) {
+  const std::string& path = a.str("panel");
+  if (!a.str("data").empty()) a.fail("--panel and --data name two markets: give one of them");
+  for (const char* name : {"market", "tickers"})
+    if (a.given(name)) a.fail(std::string("--") + name + " applies to a --data folder, not to --panel");
+  data::PanelOptions po;
+  po.features = a.str("features").empty() && !a.given("features") ? "columns" : a.choice("features", {"columns", "original"});
+  if (a.given("normalise") && po.features != "original")
+    a.fail("--normalise applies to raw prices only (--panel with --features original)");
+  po.normalise = a.choice("normalise", {"causal", "max"});
+  po.steps = a.integer("steps");
+  allocating("the market read from " + path);
+  data::Panel<T> panel = data::read_panel<T>(path, po);
+  RunData<T> d;
+  d.market = std::move(panel.market);
+  d.tickers = std::move(panel.tickers);
+  d.dates = std::move(panel.dates);
+  const Index days = d.market.days();
+  if (days <= a.integer("steps"))
+    a.fail(path + ": " + std::to_string(days) + " days, not more than --steps " + std::to_string(a.integer("steps")));
+  d.description = {{"source", path},
+                   {"format", "panel"},
+                   {"panel_features", po.features},
+                   {"normalise", po.features == "original" ? nlohmann::json(po.normalise) : nlohmann::json(nullptr)},
+                   {"stocks", d.market.stocks()},
+                   {"days", days},
+                   {"features", d.market.features()},
+                   {"steps", po.steps},
+                   {"first_date", d.dates.front()},
+                   {"last_date", d.dates.back()}};
+  d.valid_index = days * 6 / 10;  // 60/20/20 of the panel's own days
+  d.test_index = days * 8 / 10;
+  return d;
+}
+
+// Where a period starts: --<period>-start (a date: the first trading day on or after it), else
+// --<period>-index, else the data's default. Dates and indices do not mix.
+template <class T>
+Index split_day(const Options& a, const RunData<T>& d, const std::string& period, Index fallback) {
+  const std::string start = period + "-start", index = period + "-index";
+  if (a.given(start) && (a.given("valid-index") || a.given("test-index")))
+    a.fail("--" + start + " and --valid-index / --test-index exclude each other: give the split as dates or as day "
+           "indices");
+  if (a.given(start)) {
+    try {
+      return data::day_of_date(d.dates, a.str(start), "--" + start);
+    } catch (const Error& e) {
+      a.fail(e.what());
+    }
+  }
+  return a.given(index) ? a.integer(index) : fallback;
+}
+
+}  // namespace detail
+
 template <class T>
 RunData<T> load_data(const Options& a) {
+  if (!a.str("panel").empty()) return detail::panel_data<T>(a);
+  if (a.given("normalise")) a.fail("--normalise applies to raw prices only (--panel with --features original)");
   DataSource source;
   source.folder = a.str("data");
   source.steps = a.integer("steps");
@@ -119,7 +204,7 @@ RunData<T> load_data(const Options& a) {
   data::SyntheticOptions& so = source.synthetic;
   so.stocks = a.integer("stocks");
   so.days = a.integer("days");
-  so.features = a.integer("features");
+  so.features = detail::synthetic_features(a);
   so.seed = static_cast<std::uint64_t>(a.integer("data-seed"));
   so.signal = a.number("signal");
   so.missing = a.number("missing");
@@ -154,16 +239,14 @@ TrainConfig train_config(const Options& a, const RunData<T>& d) {
   c.adam.decoupled_weight_decay = a.flag("adamw");
   c.strict_split = a.flag("strict-split");
   c.seed = static_cast<std::uint64_t>(a.integer("seed"));
-  c.valid_index = a.given("valid-index") ? a.integer("valid-index") : d.valid_index;
-  c.test_index = a.given("test-index") ? a.integer("test-index") : d.test_index;
-  c.train_start = a.integer("train-start");
-  c.test_end = a.integer("test-end");
+  c.valid_index = detail::split_day(a, d, "valid", d.valid_index);
+  c.test_index = detail::split_day(a, d, "test", d.test_index);
   // TrainConfig::validate also checks that every window training can draw ends inside the market, before
   // the run touches its folder, so a bad split fails with nothing written.
   try {
     c.validate(d.market.days(), d.market.steps);
   } catch (const Error& e) {
-    a.fail(std::string(e.what()) + " (the options: --lookback, --steps, --valid-index, --test-index, --strict-split, --train-start, --test-end)");
+    a.fail(std::string(e.what()) + " (the options: --lookback, --steps, --valid-index, --test-index, --strict-split)");
   }
   return c;
 }
