@@ -14,6 +14,7 @@ set -euo pipefail
 # recommendation of clang, which --no-install-recommends below would skip).
 # pybind11-dev, python3-dev (Python.h) and python3-pytest build and test the Python module
 # (-DSTOCKMIXER_PYTHON=ON); python3-pybind11 lets setup.py build it for pip (docs/python.md).
+# libopenmpi-dev and openmpi-bin (mpirun) build and test the MPI sweeps (-DSTOCKMIXER_MPI=ON, docs/scaling.md).
 packages=(
   cmake g++ make git
   clang libomp-dev libclang-rt-dev
@@ -22,6 +23,7 @@ packages=(
   python3-torch python3-numpy python3-pandas
   valgrind
   pybind11-dev python3-pybind11 python3-dev python3-pytest
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()
