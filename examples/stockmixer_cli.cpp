@@ -14,6 +14,7 @@
 #include "cli/gradients.hpp"
 #include "cli/predict.hpp"
 #include "cli/report.hpp"
+#include "cli/sweep.hpp"
 #include "cli/train.hpp"
 
 #include <csignal>
@@ -40,6 +41,8 @@ const Command kCommands[] = {
     {"dataset", "write the arrays training sees (eod, mask, gt, price) as .npy", cli::dataset_command},
     {"report", "report.md over a run folder: metrics, baselines, loss curves, a backtest with costs", cli::report_command},
     {"backtest", "top-K (or TopkDropout) backtest with costs: backtest.json, daily.csv, equity.png", cli::backtest_command},
+    {"sweep", "train a grid of jobs (seeds, hyperparameters; MPI ranks share them) and rank them", cli::sweep_command},
+    {"walk", "walk-forward retraining: one job per rolling window, out-of-sample predictions stitched", cli::walk_command},
 };
 
 std::string usage() {

@@ -108,7 +108,9 @@ inline std::vector<Option> train_options() {
       text("test-start", "", "first test date YYYY-MM-DD: the first trading day on or after it"),
       integer("valid-index", "", "first validation day (real data: 756; --panel: 60% of its days; synthetic: 61% of "
                                  "--days)", 1, kMaxDays),
-      integer("test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)", 1, kMaxDays)};
+      integer("test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)", 1, kMaxDays),
+      integer("train-start", "0", "first day a training window may read (walk-forward windows)", 0, kMaxDays),
+      integer("test-end", "0", "one past the last test day (0: the market's end)", 0, kMaxDays)};
   for (Option& m : market_options()) options.push_back(std::move(m));
   for (Option o :
        {text("init-weights", "", "start from these weights (.safetensors, PyTorch names) instead of the seeded init"),
@@ -241,12 +243,14 @@ TrainConfig train_config(const Options& a, const RunData<T>& d) {
   c.seed = static_cast<std::uint64_t>(a.integer("seed"));
   c.valid_index = detail::split_day(a, d, "valid", d.valid_index);
   c.test_index = detail::split_day(a, d, "test", d.test_index);
+  c.train_start = a.integer("train-start");
+  c.test_end = a.integer("test-end");
   // TrainConfig::validate also checks that every window training can draw ends inside the market, before
   // the run touches its folder, so a bad split fails with nothing written.
   try {
     c.validate(d.market.days(), d.market.steps);
   } catch (const Error& e) {
-    a.fail(std::string(e.what()) + " (the options: --lookback, --steps, --valid-index, --test-index, --strict-split)");
+    a.fail(std::string(e.what()) + " (the options: --lookback, --steps, --valid-index, --test-index, --strict-split, --train-start, --test-end)");
   }
   return c;
 }

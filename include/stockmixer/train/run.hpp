@@ -363,12 +363,12 @@ void write_predictions(const std::filesystem::path& path, const RunData<T>& data
 
 // The synthetic market's planted signal scored on the test days, as the model is.
 template <class T>
-metrics::Performance oracle_performance(const RunData<T>& d, Index lookback, Index test_index) {
+metrics::Performance oracle_performance(const RunData<T>& d, Index lookback, Index test_index, Index test_end) {
   const data::Market<T>& market = d.market;
   const Tensor<T> oracle = data::synthetic_oracle(market, d.signal);
   data::Batch<T> batch;
   Tensor<T> pred, gt, mask;
-  sweep_period(market, lookback, test_index, market.days(), batch, pred, gt, mask,
+  sweep_period(market, lookback, test_index, test_end, batch, pred, gt, mask,
                [&, day = test_index](const data::Batch<T>&, Tensor<T>& rr) mutable {
                  for (Index i = 0; i < market.stocks(); ++i) rr(i, 0) = oracle(i, day);
                  ++day;
@@ -501,7 +501,8 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
 
   // Context: the baselines (and, on the synthetic market, the planted signal itself), scored on the same
   // test days and masks.
-  const Baselines baselines = evaluate_baselines(market, config.lookback, config.test_index, market.days());
+  const Baselines baselines =
+      evaluate_baselines(market, config.lookback, config.test_index, config.test_stop(market.days()));
   nlohmann::json run_config = config.to_json();
   if (!options.init_weights.empty()) run_config["init_weights"] = options.init_weights;
   if (!options.order_file.empty()) run_config["order"] = options.order_file;
@@ -520,7 +521,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
                             {"provenance", provenance}};
   if (!interrupted.empty()) summary["interrupted"] = true;
   if (data.description.value("source", std::string()) == "synthetic") {
-    const metrics::Performance oracle = detail::oracle_performance(data, config.lookback, config.test_index);
+    const metrics::Performance oracle = detail::oracle_performance(data, config.lookback, config.test_index, config.test_stop(market.days()));
     summary["oracle_test"] = oracle.to_json();
   }
   detail::write_json(file("summary.json"), summary);
