@@ -303,7 +303,7 @@ TEMPLATE_TEST_CASE("read_panel --features original: the original's features agai
   }
 }
 
-TEST_CASE("read_panel: causal normalisation never reads a later day; max does", "[panel][raw]") {
+TEST_CASE("read_panel: causal normalisation never reads a later day, max does", "[panel][raw]") {
   TempDir dir;
   std::mt19937_64 rng(16);
   std::normal_distribution<double> step(0.0, 0.02);
