@@ -6,8 +6,9 @@
     row r of a ticker file is dated by line r + 30 of the dates file; the loader's dropped last row and
     every row whose cells are all -1234 left out; the rest in a shuffled order, each ticker's first row
     first so that the order of first appearance is the folder's), then `dataset --panel` and `dataset
-    --data` in f32 and f64: eod, mask, gt and price must be the same bytes. Exit 77 (ctest: skipped)
-    when DATA does not exist.
+    --data` in f32 and f64: eod, mask, gt and price must be the same bytes; and --valid-start 2016-01-01
+    --test-start 2017-01-01 on the folder give the original's split, days 756 and 1008. Exit 77 (ctest:
+    skipped) when DATA does not exist.
 
   check_panel.py CLI own
     A 12-ticker, 300-date panel of raw prices with a header (open, high, low, close, volume; some rows
@@ -89,6 +90,18 @@ def nasdaq(cli, data, tmp):
             check((desc["stocks"], desc["days"], desc["first_date"], desc["last_date"]) ==
                   (1026, 1245, "2013-01-02", "2017-12-08"), f"{precision}: the panel's description {desc}")
         same_arrays(a, b, f"{precision}: --panel against --data")
+    # Splits by date on the folder (its dates file is the calendar): the original's days 756 and 1008 are the
+    # first trading days of 2016 and 2017. (30 tickers: the split, not the training, is checked.)
+    few = tmp / "tickers30.txt"
+    few.write_text("\n".join(tickers[:30]) + "\n")
+    run_dir = tmp / "run_dates"
+    p = run(cli, "train", "--data", data, "--tickers", few, "--valid-start", "2016-01-01", "--test-start",
+            "2017-01-01", "--epochs", "1", "--out", run_dir)
+    if p.returncode == 0:
+        split = json.loads((run_dir / "summary.json").read_text())["provenance"]["split"]
+        check((split["valid_index"], split["test_index"]) == (756, 1008),
+              f"--data with --valid-start 2016-01-01 --test-start 2017-01-01: days 756 and 1008 "
+              f"({split['valid_index']}, {split['test_index']}: {split['valid_first_date']}, {split['test_first_date']})")
     return 0
 
 
