@@ -44,7 +44,9 @@ Market3 random_market(Index N, Index days, double invalid, bool ties, unsigned s
   for (Index n = 0; n < N; ++n)
     for (Index t = 0; t < days; ++t) {
       m.pred(n, t) = ties ? std::floor(u(rng) * 4) / 4 : u(rng) - 0.5;
-      m.gt(n, t) = std::round((u(rng) - 0.5) * 0.1 * 1e4) / 1e4;  // returns on a 1e-4 grid: ties too
+      // With tied predictions, returns on a 1e-4 grid (ties too); else continuous and of order 1 to 10,
+      // so that the last bit of each day's return shows in a sum of 50 days that starts from 1.
+      m.gt(n, t) = ties ? std::round((u(rng) - 0.5) * 0.1 * 1e4) / 1e4 : (u(rng) - 0.5) * 10;
       m.mask(n, t) = u(rng) < invalid ? 0.0 : 1.0;
     }
   return m;
@@ -115,6 +117,7 @@ std::string inflate(const std::string& z) {
       REQUIRE(sym <= 285);
       const int l = sym - 257;
       const int length = len_base[l] + static_cast<int>(r.bits(len_extra[l]));
+      REQUIRE((sym != 284 || length < 258));  // RFC 1951: 284 codes 227-257; 258 is 285
       const int d = static_cast<int>(r.code(5));
       REQUIRE(d < 30);
       const std::size_t dist = static_cast<std::size_t>(dist_base[d] + static_cast<int>(r.bits(dist_extra[d])));
