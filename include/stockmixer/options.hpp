@@ -138,7 +138,7 @@ class Options {
   }
 
   // Keys of a JSON object mirror the options; each value has its option's type (a flag true or false,
-  // text a string, a number a number or its decimal text). Options already given (on the command line)
+  // text a string or a number, a number a number or its decimal text). Options already given (on the command line)
   // win, but every key's type is checked. `where` names the object's origin in messages (a file's path,
   // "keyword arguments", a sweep's job).
   void apply_json(const nlohmann::json& j, const std::string& where) {
@@ -152,9 +152,10 @@ class Options {
           if (!value.is_boolean()) fail(at + "must be true or false, got " + value.dump());
           text = value.get<bool>() ? "true" : "false";
           break;
-        case Kind::text:
-          if (!value.is_string()) fail(at + "must be a string, got " + value.dump());
-          text = value.get<std::string>();
+        case Kind::text:  // a number too: some text options hold one (--features: a count or a name)
+          if (value.is_string()) text = value.get<std::string>();
+          else if (value.is_number()) text = value.dump();
+          else fail(at + "must be a string, got " + value.dump());
           break;
         case Kind::integer:
         case Kind::real:
