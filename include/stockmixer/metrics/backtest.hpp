@@ -21,7 +21,7 @@
 //     buy   = the first |sell| + K − |last| stocks of today;
 //     H_t   = (last − sell) ∪ buy, in ranking order. On day 0 last is empty, so H_0 is the top K.
 //   H_t has K stocks unless fewer than |sell| + K stocks are valid (as Qlib, the sold ones are then
-//   not all replaced). n_drop >= K gives the same holdings as n_drop = 0.
+//   not all replaced). n_drop >= K gives the same holdings as n_drop = 0 when n_drop + K stocks are valid.
 // Per day (H_{-1} = ∅):
 //   gross_t    = (Σ_{n ∈ H_t, ranking order} G[n, t]) / K
 //   turnover_t = Σ_n |w_t[n] − w_{t−1}[n]| = |H_t △ H_{t−1}| / K      (1 on day 0: buying K stocks)
