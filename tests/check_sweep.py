@@ -65,11 +65,11 @@ def same_sweep(a, b, what):
     jobs = json.loads((a / "plan.json").read_text())["jobs"]
     bad = []
     for job in jobs:
-        d = same_job(a / job["name"], b / job["name"])
+        d = same_job(a / job["name"], b / job["name"]) if (b / job["name"]).is_dir() else ["no folder"]
         if d:
             bad.append(f"{job['name']}: {d}")
     for name in ("plan.json", "sweep.json", "report.md"):
-        if (a / name).read_bytes() != (b / name).read_bytes():
+        if not (b / name).exists() or (a / name).read_bytes() != (b / name).read_bytes():
             bad.append(name)
     check(not bad, f"{what}: {len(jobs)} job folders (but for seconds), plan.json, sweep.json, report.md "
                    f"{'identical' if not bad else 'DIFFER: ' + '; '.join(bad)}")
