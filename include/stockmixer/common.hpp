@@ -6,6 +6,8 @@
 //   F = 2T + S fused time length, M market width, L a generic mixing length, B a generic batch.
 #pragma once
 
+#include "stockmixer/error.hpp"
+
 #include <Eigen/Core>
 
 #include <cstddef>
@@ -15,13 +17,6 @@
 namespace stockmixer {
 
 using Index = std::ptrdiff_t;
-
-// Every error the library raises on bad input: the message names the tensor, file or line and what
-// was expected.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // Row-major dense matrix views over contiguous memory: the only way kernels see Eigen.
 template <class T>

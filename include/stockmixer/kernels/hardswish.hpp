@@ -14,9 +14,8 @@
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/cuda/pointwise.hpp"
 #include "stockmixer/parallel.hpp"
-
-#include <algorithm>
 
 namespace stockmixer {
 
@@ -27,14 +26,15 @@ void hardswish_forward(T* y, const T* x, Index n);
 template <class T>
 void hardswish_backward(T* dx, const T* dy, const T* x, Index n);
 
-// One value (the fused stock head calls these in double).
+// One value (the fused stock head calls these in double): the per-element math the CUDA unit shares
+// (cuda/pointwise.hpp).
 template <class T>
 T hardswish(T x) {
-  return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+  return pointwise::hardswish(x);
 }
 template <class T>
 T hardswish_grad(T x) {
-  return x < T(-3) ? T(0) : x <= T(3) ? x / T(3) + T(0.5) : T(1);
+  return pointwise::hardswish_grad(x);
 }
 
 // ---- implementation --------------------------------------------------------------------------------

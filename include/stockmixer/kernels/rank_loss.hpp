@@ -26,6 +26,7 @@
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/cuda/pointwise.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/sort.hpp"
 
@@ -153,10 +154,11 @@ void rank_loss_backward_sorted(T* dpred, T dloss, const T* rr, const T* base, co
 
 // ---- implementation --------------------------------------------------------------------------------
 
+// The per-stock and per-pair terms are cuda/pointwise.hpp's, shared with the CUDA unit.
 namespace detail {
 template <class T>
 inline T rank_pair(const T* rr, const T* gt, const T* mask, Index i, Index j) {
-  return ((rr[i] - rr[j]) * (gt[j] - gt[i])) * (mask[i] * mask[j]);
+  return pointwise::rank_pair(rr[i], rr[j], gt[i], gt[j], mask[i], mask[j]);
 }
 }  // namespace detail
 
@@ -164,8 +166,8 @@ template <class T>
 RankLoss<T> rank_loss_forward(T* rr, const T* pred, const T* base, const T* gt, const T* mask, Index n, T alpha) {
   double reg = 0.0;
   for (Index i = 0; i < n; ++i) {
-    rr[i] = (pred[i] - base[i]) / base[i];
-    const T d = rr[i] * mask[i] - gt[i] * mask[i];
+    rr[i] = pointwise::return_ratio(pred[i], base[i]);
+    const T d = pointwise::rank_reg_diff(rr[i], gt[i], mask[i]);
     reg += static_cast<double>(d) * d;
   }
   const double rank = parallel_sum(n, grain_for(n, 65536), [&](Index i0, Index i1) {
@@ -192,11 +194,8 @@ void rank_loss_backward(T* dpred, T dloss, const T* rr, const T* base, const T* 
     for (Index i = i0; i < i1; ++i) {
       double hinge = 0.0;  // Σ_j [P_ij > 0] (gt_j - gt_i) m_j
       for (Index j = 0; j < n; ++j)
-        if (detail::rank_pair(rr, gt, mask, i, j) > T(0)) hinge += static_cast<double>(gt[j] - gt[i]) * mask[j];
-      const double d_reg = 2.0 * inv_n * static_cast<double>(rr[i] * mask[i] - gt[i] * mask[i]) * mask[i];
-      const double d_rank = 2.0 * inv_n * inv_n * hinge * mask[i];
-      const double drr = static_cast<double>(dloss) * (d_reg + static_cast<double>(alpha) * d_rank);
-      dpred[i] += static_cast<T>(drr / base[i]);
+        if (detail::rank_pair(rr, gt, mask, i, j) > T(0)) hinge += pointwise::rank_hinge_term(gt[i], gt[j], mask[j]);
+      dpred[i] += pointwise::rank_dpred(dloss, alpha, rr[i], gt[i], mask[i], base[i], hinge, inv_n);
     }
   });
 }
@@ -366,8 +365,8 @@ RankLoss<T> rank_loss_forward_sorted(T* rr, const T* pred, const T* base, const 
                                      T alpha, RankLossWorkspace& ws, double* hinge) {
   double reg = 0.0;  // as rank_loss_forward, bit for bit
   for (Index i = 0; i < n; ++i) {
-    rr[i] = (pred[i] - base[i]) / base[i];
-    const T d = rr[i] * mask[i] - gt[i] * mask[i];
+    rr[i] = pointwise::return_ratio(pred[i], base[i]);
+    const T d = pointwise::rank_reg_diff(rr[i], gt[i], mask[i]);
     reg += static_cast<double>(d) * d;
   }
   const Index m = detail::rank_partners_sorted(ws, rr, gt, mask, n, "rank_loss_forward_sorted");
@@ -400,12 +399,8 @@ template <class T>
 void rank_loss_backward_from_hinge(T* dpred, T dloss, const T* rr, const T* base, const T* gt, const T* mask,
                                    Index n, T alpha, const double* hinge) {
   const double inv_n = 1.0 / static_cast<double>(n);
-  for (Index i = 0; i < n; ++i) {  // as rank_loss_backward, with hinge_i = S_i
-    const double d_reg = 2.0 * inv_n * static_cast<double>(rr[i] * mask[i] - gt[i] * mask[i]) * mask[i];
-    const double d_rank = 2.0 * inv_n * inv_n * hinge[i] * mask[i];
-    const double drr = static_cast<double>(dloss) * (d_reg + static_cast<double>(alpha) * d_rank);
-    dpred[i] += static_cast<T>(drr / base[i]);
-  }
+  for (Index i = 0; i < n; ++i)  // as rank_loss_backward, with hinge_i = S_i
+    dpred[i] += pointwise::rank_dpred(dloss, alpha, rr[i], gt[i], mask[i], base[i], hinge[i], inv_n);
 }
 
 }  // namespace stockmixer

@@ -12,7 +12,8 @@
 //   The scalars 1 − β, β^t, 1 − β^t, √(1 − β2^t), lr / (1 − β1^t), 1 − lr·wd are computed in double
 //   as Python computes them, then rounded once to T where PyTorch's kernels take them.
 //   "fused": PyTorch's CPU kernels (AVX2 build, the capability Debian's torch picks on any x86-64 with
-//   AVX2) evaluate `a + s·b` and `a + s·b·c` with a fused multiply-add; we call std::fma there, so the
+//   AVX2) evaluate `a + s·b` and `a + s·b·c` with a fused multiply-add; we call pointwise::fma there
+//   (std::fma; cuda/pointwise.hpp, the per-element math shared with the CUDA unit), so the
 //   result is the same on any CPU and with any compiler flags.
 //   stores  per tensor exp_avg m and exp_avg_sq v (zero at first), and the step count t.
 //
@@ -22,6 +23,7 @@
 // Math: docs/math/adam.md · tests: tests/test_optim.cpp (fixtures: tests/make_optim_fixtures.py)
 #pragma once
 
+#include "stockmixer/cuda/pointwise.hpp"
 #include "stockmixer/isa.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/parameters.hpp"
@@ -201,12 +203,12 @@ void adam_values(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, co
     const T* gr = grad + b;
     for (Index i = 0; i < k; ++i) {
       T g = gr[i];
-      if (l2) g = std::fma(p[i], wd, g);                                     // g + wd·p
-      m[i] = std::fma(g, one_minus_beta1, m[i] * beta1);                     // m·β1 + (1−β1)·g
-      v[i] = std::fma(one_minus_beta2 * g, g, v[i] * beta2);                 // v·β2 + ((1−β2)·g)·g
+      if (l2) g = pointwise::fma(p[i], wd, g);                                         // g + wd·p
+      pointwise::adam_moments(g, m[i], v[i], beta1, one_minus_beta1, beta2, one_minus_beta2);  // m, v
     }
     sqrt_values(root, v, k);
-    for (Index i = 0; i < k; ++i) p[i] = p[i] + (neg_step_size * m[i]) / (root[i] / bc2_sqrt + eps);  // p + (−s·m) / (√v / √bc2 + ε)
+    for (Index i = 0; i < k; ++i)  // p + (−s·m) / (√v / √bc2 + ε)
+      p[i] = pointwise::adam_param(p[i], m[i], root[i], bc2_sqrt, eps, neg_step_size);
   }
 }
 }  // namespace detail
