@@ -194,7 +194,7 @@ inline std::string summary_table(const nlohmann::json& summary) {
   }
   const nlohmann::json& best = at(summary, "best_epoch");
   if (!at(summary, "test").is_object()) {
-    out += "no best epoch: no epoch had a finite validation loss\n";
+    out += "no best epoch: no completed epoch had a finite validation loss\n";
     return out;
   }
   header("best epoch " + best.dump() + " of " + at(summary, "epochs").dump());
@@ -337,7 +337,7 @@ inline void write_report(const std::filesystem::path& dir, const ReportOptions& 
                                       detail::text_of(at(summary, "parameters")) + " parameters"});
   const bool has_best = at(summary, "valid").is_object() && at(summary, "test").is_object();
   md += markdown_row({"best epoch", has_best ? detail::text_of(at(summary, "best_epoch")) + " (lowest validation loss)"
-                                             : "none: no epoch had a finite validation loss"});
+                                             : "none: no completed epoch had a finite validation loss"});
 
   // The metrics of the best epoch beside the baselines' on the same test days.
   md += "\n## Metrics of the best epoch\n\n";
