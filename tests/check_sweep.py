@@ -149,27 +149,37 @@ def check_refusals(cli, tmp):
               f"refused before any job: {json.dumps(grid)} -> {r.stderr.strip()[:120]}")
 
 
+def half_trained(out):
+    """Job folders holding a state but no summary: a job stopped mid-training."""
+    if not out.exists():
+        return 0
+    return sum(1 for j in out.iterdir() if j.is_dir() and (j / "state.safetensors").exists()
+               and not (j / "summary.json").exists())
+
+
 def check_kills(cli, tmp, reference):
+    """SIGKILL three times as soon as a job is training (watched every 2 ms), then at random moments,
+    then a run to the end."""
     out = tmp / "K"
     rng = random.Random(18)
+    cmd = [cli, "sweep", "--grid", str(tmp / "grid.json"), "--out", str(out), "--threads", "1", "--ensemble"]
     kills, unfinished_seen = 0, 0
-    for attempt in range(40):
-        p = subprocess.Popen([cli, "sweep", "--grid", str(tmp / "grid.json"), "--out", str(out), "--threads", "1",
-                              "--ensemble"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            p.wait(timeout=rng.uniform(0.05, 0.6))
-        except subprocess.TimeoutExpired:
+    for attempt in range(6):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if attempt < 3:
+            deadline = time.time() + 30
+            while p.poll() is None and half_trained(out) == 0 and time.time() < deadline:
+                time.sleep(0.002)
+        else:
+            time.sleep(rng.uniform(0.0, 0.3))
+        if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             p.wait()
             kills += 1
-            unfinished_seen += sum(1 for j in out.iterdir() if j.is_dir() and (j / "state.safetensors").exists()
-                                   and not (j / "summary.json").exists()) if out.exists() else 0
-            continue
-        check(p.returncode == 0, f"the sweep completes after {kills} kills (exit {p.returncode})")
-        break
-    check(kills >= 2 and unfinished_seen >= 1,
-          f"killed {kills} times, {unfinished_seen} times with a job half-trained")
+            unfinished_seen += 1 if half_trained(out) > 0 else 0
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    check(r.returncode == 0, f"the sweep completes after {kills} kills (exit {r.returncode})")
+    check(kills >= 3 and unfinished_seen >= 1, f"killed {kills} times, {unfinished_seen} times with a job half-trained")
     same_sweep(reference, out, "killed and re-run against never stopped")
 
 
@@ -232,6 +242,9 @@ def check_walk(cli, tmp):
     # 1e-8 of the members' larger magnitude.
     worst = max(abs(e[k] - (a[k] + b[k]) / 2) / max(1e-300, abs(a[k]), abs(b[k])) for k in e)
     check(set(a) == set(e) and worst < 1e-8, f"ensemble scores = the seeds' mean (largest difference {worst:.1e} of the larger score)")
+    bt = member.get("backtest", {})
+    check(bt.get("topk") == 5 and bt.get("days") == len(days) and "net" in bt,
+          f"the stitched series is backtested (top 5, 10 bps): {json.dumps(bt)[:100]}")
     conf = s["configurations"][0]
     check("ensemble" in conf and conf["ensemble"]["test"]["IC"] is not None,
           f"ensemble test IC {conf['ensemble']['test']['IC']:+.4f} beside the members' {conf['test']['IC']['mean']:+.4f}")

@@ -22,7 +22,8 @@
 //                 population std over its members (and with ensemble, the ensemble's metrics)
 //   report.md     the configurations ranked by the validation mean of one metric, as a table
 //   stitched/<member>/predictions.csv (walk)  the member's out-of-sample predictions, window after
-//                 window (date,ticker,score,label,split; one row per valid stock and test day)
+//                 window (date,ticker,score,label,split; one row per valid stock and test day), scored
+//                 as one series by metrics::evaluate and backtested (metrics::backtest: top 5, 10 bps)
 // sweep.json and report.md hold no wall-clock time: two sweeps of the same grid write the same bytes.
 //
 // A job is finished when its summary.json is complete (parses, not "interrupted", as many epochs as
@@ -37,6 +38,7 @@
 #pragma once
 
 #include "stockmixer/io/files.hpp"
+#include "stockmixer/metrics/backtest.hpp"
 #include "stockmixer/metrics/evaluate.hpp"
 #include "stockmixer/model.hpp"
 #include "stockmixer/options.hpp"
@@ -484,6 +486,16 @@ inline void JobQueue::stop() {
 
 namespace detail {
 
+// The stitched series' backtest: the top 5 each day, 10 bps of cost per unit of turnover (a day with
+// fewer than 5 valid stocks makes it an error, recorded in its place).
+inline nlohmann::json stitched_backtest(const Tensor<double>& score, const Tensor<double>& gt, const Tensor<double>& mask) {
+  try {
+    return metrics::backtest(score, gt, mask, 5, 0, 10.0).to_json();
+  } catch (const Error& e) {
+    return {{"error", e.what()}};
+  }
+}
+
 // A period's return ratios of a member, [N, days], with the period's gt and mask.
 struct Scores {
   Tensor<double> score, gt, mask;
@@ -693,6 +705,7 @@ nlohmann::json finish_sweep_as(const SweepPlan& plan, const std::vector<nlohmann
       }
       const json test = metrics::evaluate(stitched.score, stitched.gt, stitched.mask).to_json();
       member_metrics[member] = {{"valid", valid}, {"test", test}};
+      m["backtest"] = stitched_backtest(stitched.score, stitched.gt, stitched.mask);
       m["test_days"] = {{"first", days.front()}, {"last", days.back()}, {"count", days.size()}};
       const fs::path folder = out / "stitched" / member;
       fs::create_directories(folder);
@@ -730,6 +743,7 @@ nlohmann::json finish_sweep_as(const SweepPlan& plan, const std::vector<nlohmann
         for (Index i = 0; i < mean.size(); ++i) mean.data()[i] /= static_cast<double>(ms.size());
         ensemble[period] = metrics::evaluate(mean, first.gt, first.mask).to_json();
         if (walk && period == std::string("test")) {
+          ensemble["backtest"] = stitched_backtest(mean, first.gt, first.mask);
           const Options o = detail::point_options(plan.jobs[member_jobs[ms.front()].front()].options, configuration);
           const std::vector<Index>& days = member_days[ms.front()];
           const std::string name = configuration == "base" ? "seed=ensemble" : configuration + ",seed=ensemble";
