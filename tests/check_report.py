@@ -17,6 +17,8 @@
    (prediction - base) / base with base = the window's last close, in float32 as the loss computes
    them, and equal to predictions.csv's scores of the valid stocks on that day (the same weights and
    windows); a tickers file of the wrong length and an --out ending in .csv are refused.
+5. On a market folder, predictions.csv names the days by the dates file when its dates ascend
+   strictly, by their index when a date repeats.
 
 Tolerance: the IC is recomputed in float64 from the CSV's scores and labels read as float32, which
 gives back exactly the float32 values the evaluator scored (they are written as the shortest text that
@@ -55,6 +57,40 @@ def ic(score, label, mask):
         p, g = score[:, d] * mask[:, d], label[:, d] * mask[:, d]
         days.append(np.corrcoef(p, g)[0, 1])
     return float(np.mean(days))
+
+
+def write_market_dir(root, dates, stocks=20):
+    """A market folder laid out as ../shared/data/NASDAQ: tickers, the dates file (29 lines before row
+    0's date), one CSV per ticker (day index, four moving averages, close; NASDAQ's last row dropped)."""
+    rng = np.random.default_rng(11)
+    rows = len(dates) - 29
+    (root / "2013-01-01").mkdir(parents=True)
+    tickers = [f"X{i:03d}" for i in range(stocks)]
+    (root / "NASDAQ_tickers_qualify_dr-0.98_min-5_smooth.csv").write_text("\n".join(tickers) + "\n")
+    (root / "NASDAQ_aver_line_dates.csv").write_text("".join(d + "\n" for d in dates))
+    for t in tickers:
+        close = np.exp(np.cumsum(0.02 * rng.standard_normal(rows)))
+        close /= close.max()
+        lines = [f"{r}," + ",".join(f"{close[r]:.6f}" for _ in range(5)) for r in range(rows)]
+        (root / "2013-01-01" / f"NASDAQ_{t}_1.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def check_dates(cli, tmp):
+    """predictions.csv names a day by the data's date when the dates ascend strictly, else by its index."""
+    iso = [str(np.datetime64("2013-01-01") + k) for k in range(160)]
+    for name, dates, dated in (("ascending", iso, True), ("repeated", iso[:100] + iso[99:159], False)):
+        folder = write_market_dir(tmp / f"market_{name}", dates)
+        p = run(cli, "train", "--data", folder, "--epochs", "1", "--valid-index", "70", "--test-index", "100",
+                "--threads", "1", "--out", tmp / f"dated_{name}")
+        if p.returncode != 0:
+            check(False, f"train --data on a folder with {name} dates: {p.stderr[-300:]}")
+            continue
+        with open(tmp / f"dated_{name}" / "predictions.csv", newline="") as f:
+            days = sorted({r[0] for r in list(csv.reader(f))[1:]}, key=lambda d: (len(d), d))
+        want = [dates[d + 29] for d in range(70, 130)] if dated else [str(d) for d in range(70, 130)]
+        check(days == want, f"{name} dates: predictions.csv names the days {days[0]} .. {days[-1]} "
+                            f"({'the dates file' if dated else 'day indices'})")
 
 
 def main():
@@ -183,6 +219,8 @@ def main():
         p = run(cli, "predict", "--weights", out / "best.safetensors", "--input", tmp / "x.npy", "--out", tmp / "q.csv",
                 "--date", "2024-05-31")
         check(p.returncode == 1 and "q.csv" in p.stderr, f"an --out ending in .csv is refused: {p.stderr.strip()}")
+
+        check_dates(cli, tmp)
 
     if FAILURES:
         print(f"\n{len(FAILURES)} check(s) failed")

@@ -7,7 +7,8 @@
 //                    (window mask 1): score = the predicted return ratio the loss ranks by, rr = (pred -
 //                    base) / base (SPEC §4), label = the realised return gt, split = valid or test. Within
 //                    a day the stocks keep the market's order. The date is the data's date of the target
-//                    day, or the day index where the data has no dates. Numbers are the shortest text
+//                    day, or the day index where the data has no dates or dates that do not ascend
+//                    strictly (a dates file that repeats a line). Numbers are the shortest text
 //                    that reads back to the same float (or double, with --precision f64): read as float32
 //                    (float64 with f64) they are exactly what the epoch's evaluation scored; read as
 //                    float64 from an f32 run they differ from those by at most half a float32 ulp. A field holding a comma, a quote

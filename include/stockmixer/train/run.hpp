@@ -336,11 +336,15 @@ inline std::string duration_text(double seconds) {
   return text;
 }
 
-// The name of day `day` in predictions.csv: the data's date, or the day index where it has no dates.
+// Whether predictions.csv can name days by the data's dates: one per day, strictly ascending in the
+// order metrics::read_predictions_csv sorts them (a dates file may repeat a line or be out of order;
+// its dates would then not tell the days apart).
 template <class T>
-std::string day_name(const RunData<T>& data, Index day) {
-  return static_cast<Index>(data.dates.size()) == data.market.days() ? data.dates[static_cast<std::size_t>(day)]
-                                                                      : std::to_string(day);
+bool dates_name_days(const RunData<T>& data) {
+  if (static_cast<Index>(data.dates.size()) != data.market.days()) return false;
+  for (std::size_t d = 1; d < data.dates.size(); ++d)
+    if (!metrics::detail::day_before(data.dates[d - 1], data.dates[d])) return false;
+  return true;
 }
 
 // predictions.csv from the trainer's last validation and test sweeps (those of the epoch just run).
@@ -351,11 +355,13 @@ void write_predictions(const std::filesystem::path& path, const RunData<T>& data
                                            : static_cast<Index>(data.market.tickers.size()) == n
                                                ? data.market.tickers
                                                : data::synthetic_tickers(n);
+  const bool dated = dates_name_days(data);
   std::string csv = std::string(kPredictionsHeader) + "\n";
   for (const auto& [split, period] : {std::pair<const char*, const PeriodPredictions<T>*>{"valid", &trainer.last_valid()},
                                       {"test", &trainer.last_test()}}) {
     std::vector<std::string> days;
-    for (Index d = 0; d < period->pred.dim(1); ++d) days.push_back(day_name(data, period->start + d));
+    for (Index d = period->start; d < period->start + period->pred.dim(1); ++d)
+      days.push_back(dated ? data.dates[static_cast<std::size_t>(d)] : std::to_string(d));
     append_predictions(csv, split, days, tickers, period->pred, period->gt, period->mask);
   }
   io::write_file(path.string(), csv);
