@@ -1,11 +1,12 @@
 // stockmixer/cuda/pointwise.hpp — per-element math shared by the CPU kernels and the CUDA unit.
 //
 // Each function is one element's arithmetic, written once: the CPU kernels (kernels/hardswish.hpp,
-// kernels/rank_loss.hpp, optim/adam.hpp) call these, and under nvcc the same functions are
-// `__host__ __device__`, so the device kernels (src/cuda/stockmixer_cuda.cu) compute the same
-// expressions and the CPU tests exercise them. Plain C++17 without CUDA: any compiler includes it.
+// kernels/layernorm.hpp and the fused blocks, kernels/rank_loss.hpp, optim/adam.hpp) call these, and
+// under nvcc the same functions are `__host__ __device__`, so the device kernels
+// (src/cuda/stockmixer_cuda.cu) compute the same expressions and the CPU tests exercise them. Plain C++17 without CUDA: any compiler includes it.
 //
 //   hardswish, hardswish_grad        torch.nn.Hardswish and its one-sided kinks (docs/math/hardswish.md)
+//   layernorm_moments, layernorm_dx   LayerNorm's per-row moments and input gradient (docs/math/layernorm.md)
 //   adam_moments, adam_param          one value of torch.optim.Adam's update (docs/math/adam.md)
 //   return_ratio, rank_reg_diff,      the rank loss's per-stock and per-pair terms (docs/math/rank_loss.md)
 //   rank_pair, rank_hinge_term, rank_dpred
@@ -58,6 +59,25 @@ STOCKMIXER_HD inline T hardswish(T x) {
 template <class T>
 STOCKMIXER_HD inline T hardswish_grad(T x) {
   return x < T(-3) ? T(0) : x <= T(3) ? x / T(3) + T(0.5) : T(1);
+}
+
+// ---- LayerNorm ---------------------------------------------------------------------------------------
+// kernels/layernorm.hpp's per-row formulas (also the fused blocks' LayerNorms, on double or GCC vector
+// types V; results go through references, as a vector returned by value draws GCC's -Wpsabi note).
+
+// Mean and biased variance of n values from their sums Σx and Σx² in double, the variance clamped at 0.
+template <class V>
+STOCKMIXER_HD inline void layernorm_moments(V& mean, V& var, const V& sum, const V& sum_sq, double n) {
+  mean = sum / n;
+  var = sum_sq / n - mean * mean;
+  var = var > 0.0 ? var : V{};
+}
+
+// One input gradient: dx = rstd · ((g − mean(g)) − x̂ · mean(g · x̂)), g = dy · gamma.
+template <class Out, class R, class G, class M, class X>
+STOCKMIXER_HD inline void layernorm_dx(Out& dx, const R& rstd, const G& g, const M& mean_g, const X& xhat,
+                                       const M& mean_gx) {
+  dx = rstd * ((g - mean_g) - xhat * mean_gx);
 }
 
 // ---- Adam --------------------------------------------------------------------------------------------

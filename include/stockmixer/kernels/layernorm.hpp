@@ -19,6 +19,7 @@
 #pragma once
 
 #include "stockmixer/common.hpp"
+#include "stockmixer/cuda/pointwise.hpp"
 #include "stockmixer/parallel.hpp"
 
 #include <cmath>
@@ -42,14 +43,14 @@ void layernorm_forward_naive(T* y, T* mean, T* rstd, const T* x, const T* gamma,
 
 // The per-row formulas, which the fused blocks' LayerNorms (model/) also use on their own layouts and
 // vector types V (double, or GCC vectors of double or T: results are written through references, since
-// a vector returned by value draws GCC's -Wpsabi note).
-//   mean and biased variance of n values from one pass of sums in double, Σx and Σx² (float input:
-//   24-bit values in 53-bit sums), the variance clamped at 0
-template <class V>
-void layernorm_moments(V& mean, V& var, const V& sum, const V& sum_sq, double n);
-//   one input gradient: rstd · ((g - mean(g)) - x̂ · mean(g · x̂)), g = dy · gamma
-template <class Out, class R, class G, class M, class X>
-void layernorm_dx(Out& dx, const R& rstd, const G& g, const M& mean_g, const X& xhat, const M& mean_gx);
+// a vector returned by value draws GCC's -Wpsabi note). They are defined in cuda/pointwise.hpp, the
+// per-element math shared with the CUDA unit (__host__ __device__ under nvcc).
+//   layernorm_moments(mean, var, sum, sum_sq, n): mean and biased variance of n values from one pass
+//   of sums in double, Σx and Σx² (float input: 24-bit values in 53-bit sums), the variance clamped at 0
+using pointwise::layernorm_moments;
+//   layernorm_dx(dx, rstd, g, mean_g, xhat, mean_gx): one input gradient,
+//   rstd · ((g - mean(g)) - x̂ · mean(g · x̂)), g = dy · gamma
+using pointwise::layernorm_dx;
 
 // ---- implementation --------------------------------------------------------------------------------
 
@@ -104,18 +105,6 @@ void row_sums_g_gxhat(double& sum_g, double& sum_gx, const T* dy, const T* gamma
   sum_gx = add_lanes(agx);
 }
 }  // namespace detail
-
-template <class V>
-inline void layernorm_moments(V& mean, V& var, const V& sum, const V& sum_sq, double n) {
-  mean = sum / n;
-  var = sum_sq / n - mean * mean;
-  var = var > 0.0 ? var : V{};
-}
-
-template <class Out, class R, class G, class M, class X>
-inline void layernorm_dx(Out& dx, const R& rstd, const G& g, const M& mean_g, const X& xhat, const M& mean_gx) {
-  dx = rstd * ((g - mean_g) - xhat * mean_gx);
-}
 
 template <class T>
 void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const T* beta, Index rows, Index dim,
