@@ -93,10 +93,13 @@ __global__ void sum_blocks(double* out, const double* in, int n) {
   if (threadIdx.x == 0) out[blockIdx.x] = part[0];
 }
 
-// Σ values[0, n) of a device array (which it leaves unchanged).
-double device_sum(const double* values, int n) {
-  const int first = (n + kReduceSpan - 1) / kReduceSpan;
-  DeviceArray<double> a(static_cast<std::size_t>(first)), b(static_cast<std::size_t>(first));
+// The scratch device_sum needs for n values: two arrays of this many block sums.
+std::size_t partial_count(int n) {
+  return static_cast<std::size_t>((n + kReduceSpan - 1) / kReduceSpan);
+}
+
+// Σ values[0, n) of a device array (which it leaves unchanged), with a and b partial_count(n) doubles.
+double device_sum(const double* values, int n, DeviceArray<double>& a, DeviceArray<double>& b) {
   const double* in = values;
   double* out = a.get();
   int count = n;
@@ -329,30 +332,34 @@ template <class T>
 struct RankLossDevice {
   explicit RankLossDevice(int n_)
       : n(n_), pred(n_), base(n_), gt(n_), mask(n_), rr(n_), dpred(n_), sq(n_), hinge(n_), work(n_), weight(n_),
-        keys_a(n_), keys_b(n_), items_a(n_), items_b(n_), scan_a(n_), scan_b(n_) {}
+        keys_a(n_), keys_b(n_), items_a(n_), items_b(n_), scan_a(n_), scan_b(n_), partial_a(partial_count(n_)),
+        partial_b(partial_count(n_)) {}
   int n;
   DeviceArray<T> pred, base, gt, mask, rr, dpred;
   DeviceArray<double> sq, hinge, work, weight;
   DeviceArray<RrKey> keys_a, keys_b;
   DeviceArray<GtItem> items_a, items_b;
   DeviceArray<double2> scan_a, scan_b;
+  DeviceArray<double> partial_a, partial_b;  // device_sum's block sums
+
+  double sum(const double* values) { return device_sum(values, n, partial_a, partial_b); }
 
   // rr, hinge and the loss's three values (sums read back to the host).
   RankLossValues<T> forward(T alpha, RankForm form) {
     const int g = blocks_for(n);
     return_ratio_kernel<T><<<g, kThreads>>>(rr.get(), sq.get(), pred.get(), base.get(), gt.get(), mask.get(), n);
     check_launch("return_ratio_kernel");
-    const double reg = device_sum(sq.get(), n);
+    const double reg = sum(sq.get());
     double rank = 0.0;
     if (form == RankForm::tiled) {
       rank_tiled_kernel<T><<<g, kThreads>>>(work.get(), hinge.get(), rr.get(), gt.get(), mask.get(), n);
       check_launch("rank_tiled_kernel");
-      rank = device_sum(work.get(), n);
+      rank = sum(work.get());
     } else {
       sorted_hinge();
       rank_product_kernel<T><<<g, kThreads>>>(work.get(), rr.get(), weight.get(), hinge.get(), n);
       check_launch("rank_product_kernel");
-      rank = 2.0 * device_sum(work.get(), n);
+      rank = 2.0 * sum(work.get());
       if (rank < 0.0) rank = 0.0;  // the exact value is >= 0; rounding may not be (as the CPU's)
     }
     RankLossValues<T> out;  // rank_loss_forward's closing lines

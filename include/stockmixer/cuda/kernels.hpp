@@ -74,7 +74,9 @@ template <class T>
 void adam_values(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, const AdamCoefficients<T>& a);
 
 // Mean microseconds of one forward and backward of the rank loss over n stocks (synthetic inputs, all
-// resident on the device, timed with CUDA events over `iters` calls after one warm-up call).
+// resident on the device, timed with CUDA events over `iters` calls after one warm-up call). Each
+// forward reads its two sums (reg, rank) back to the host, as a training step would, so the time
+// includes those two synchronisations.
 template <class T>
 double benchmark_rank_loss(Index n, RankForm form, int iters);
 
