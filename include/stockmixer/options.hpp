@@ -48,6 +48,8 @@ struct Option {
   long long int_lo = 0, int_hi = 0;  // integer: [int_lo, int_hi]
   double lo = 0, hi = 0;             // real: between lo and hi, each end included unless *_open
   bool lo_open = false, hi_open = false;
+  bool number_as_text = false;       // text: a JSON number is taken as its decimal text (an option holding a
+                                     // count or a name, as --features)
 };
 
 inline Option text(const std::string& name, const std::string& value, const std::string& help) {
@@ -56,6 +58,12 @@ inline Option text(const std::string& name, const std::string& value, const std:
 inline Option required(const std::string& name, const std::string& help) {
   Option o{name, "", help};
   o.required = true;
+  return o;
+}
+// A text option that also takes a JSON number, as its decimal text.
+inline Option text_or_number(const std::string& name, const std::string& value, const std::string& help) {
+  Option o{name, value, help};
+  o.number_as_text = true;
   return o;
 }
 inline Option flag(const std::string& name, const std::string& help) { return {name, "false", help, Kind::flag}; }
@@ -138,7 +146,7 @@ class Options {
   }
 
   // Keys of a JSON object mirror the options; each value has its option's type (a flag true or false,
-  // text a string or a number, a number a number or its decimal text). Options already given (on the command line)
+  // text a string (or a number, where the option says so), a number a number or its decimal text). Options already given (on the command line)
   // win, but every key's type is checked. `where` names the object's origin in messages (a file's path,
   // "keyword arguments", a sweep's job).
   void apply_json(const nlohmann::json& j, const std::string& where) {
@@ -152,9 +160,9 @@ class Options {
           if (!value.is_boolean()) fail(at + "must be true or false, got " + value.dump());
           text = value.get<bool>() ? "true" : "false";
           break;
-        case Kind::text:  // a number too: some text options hold one (--features: a count or a name)
+        case Kind::text:
           if (value.is_string()) text = value.get<std::string>();
-          else if (value.is_number()) text = value.dump();
+          else if (value.is_number() && o.number_as_text) text = value.dump();
           else fail(at + "must be a string, got " + value.dump());
           break;
         case Kind::integer:

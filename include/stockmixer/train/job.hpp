@@ -76,9 +76,9 @@ inline std::vector<Option> market_options() {
           integer("steps", "1", "return horizon in days", 1, kMaxDays),
           integer("stocks", "200", "synthetic market: N stocks", 1, kMaxStocks),
           integer("days", "600", "synthetic market: D days", 2, kMaxDays),
-          text("features", "", "with --panel: columns (the feature columns as given; the default) or original (raw "
-                               "prices -> the original's 5 features); synthetic market: C features (C-1 moving "
-                               "averages and the close), a whole number from 2 to 4096 (default 5)"),
+          text_or_number("features", "", "with --panel: columns (the feature columns as given; the default) or original (raw "
+                                         "prices -> the original's 5 features); synthetic market: C features (C-1 "
+                                         "moving averages and the close), a whole number from 2 to 4096 (default 5)"),
           real("signal", "0.15", "synthetic market: strength of the planted signal", 0, 100),
           real("missing", "0.02", "synthetic market: share of missing (stock, day) cells", 0, 0.5),
           integer("data-seed", "1", "synthetic market: generator seed", 0, kMaxSeed)};
