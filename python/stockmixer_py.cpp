@@ -45,6 +45,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -450,8 +451,18 @@ py::dict synthetic_market(Index stocks, Index days, Index features, std::uint64_
 
 // ---- train -----------------------------------------------------------------------------------------
 
-// Lines written to it go to Python's sys.stderr, one write per line, each with the GIL taken for it.
+// Lines written to it go to Python's sys.stderr, one write per line, each with the GIL taken for it. An
+// exception raised there (a KeyboardInterrupt, Ctrl-C, delivered while Python ran the write) cannot pass
+// through the ostream, which would swallow it: it is kept, and rethrow_pending raises it.
 class PythonStderr : public std::streambuf {
+ public:
+  void rethrow_pending() {
+    if (!pending_) return;
+    const std::exception_ptr p = pending_;
+    pending_ = nullptr;
+    std::rethrow_exception(p);
+  }
+
  protected:
   int_type overflow(int_type c) override {
     if (c == traits_type::eof()) return traits_type::not_eof(c);
@@ -472,12 +483,17 @@ class PythonStderr : public std::streambuf {
   void flush_line() {
     if (line_.empty()) return;
     py::gil_scoped_acquire gil;
-    py::object err = py::module_::import("sys").attr("stderr");
-    err.attr("write")(line_);
-    err.attr("flush")();
+    try {
+      py::object err = py::module_::import("sys").attr("stderr");
+      err.attr("write")(line_);
+      err.attr("flush")();
+    } catch (...) {
+      if (!pending_) pending_ = std::current_exception();
+    }
     line_.clear();
   }
   std::string line_;
+  std::exception_ptr pending_;
 };
 
 // The engine's thread count, put back when the scope ends (train sets it from its `threads` option).
@@ -607,6 +623,7 @@ py::tuple train(const py::kwargs& kwargs) {
   // exception the callback raises, leaves the run there (its files resumable) and reaches the caller.
   hooks.on_epoch = [&](const stockmixer::train::EpochLog& epoch) {
     py::gil_scoped_acquire gil;
+    stderr_buf.rethrow_pending();
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     if (on_epoch.is_none()) return true;
     const py::object r = on_epoch(to_python(epoch.to_json()));
@@ -632,6 +649,7 @@ py::tuple train(const py::kwargs& kwargs) {
     }
   }
   stderr_stream.flush();
+  stderr_buf.rethrow_pending();
   const std::filesystem::path out = o.str("out");
   py::object model;
   const Index seeds = o.integer("seeds");
