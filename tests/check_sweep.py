@@ -250,6 +250,15 @@ def check_walk(cli, tmp):
           f"ensemble test IC {conf['ensemble']['test']['IC']:+.4f} beside the members' {conf['test']['IC']['mean']:+.4f}")
 
 
+def check_jobs(cli, tmp, reference):
+    """Jobs trained at once in threads of one process: the same bytes as one at a time."""
+    out = tmp / "J"
+    r = sweep(cli, "sweep", "--grid", str(tmp / "grid.json"), "--out", str(out), "--threads", "1", "--ensemble",
+              "--jobs", "3")
+    check(r.returncode == 0, f"sweep --jobs 3 runs (exit {r.returncode})")
+    same_sweep(reference, out, "3 jobs at once in one process against one at a time")
+
+
 def check_mpi(cli, tmp, launcher, reference):
     out = tmp / "M"
     r = sweep(cli, "sweep", "--grid", str(tmp / "grid.json"), "--out", str(out), "--threads", "1", "--ensemble",
@@ -268,6 +277,7 @@ def main():
         reference = check_grid(cli, tmp)
         check_refusals(cli, tmp)
         check_kills(cli, tmp, reference)
+        check_jobs(cli, tmp, reference)
         check_walk(cli, tmp)
         if launcher:
             check_mpi(cli, tmp, launcher, reference)

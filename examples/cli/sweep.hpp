@@ -5,11 +5,11 @@
 //                    [--grid GRID.json] [--ensemble] [train options ...]
 //   mpirun -np R stockmixer sweep ...      (built with -DSTOCKMIXER_MPI=ON)
 //
-// In one process the jobs run one at a time, each on the engine's --threads: the library keeps one
-// record per process of what is being allocated (memory.hpp), so two jobs may not train at once in
-// two threads of one process. Under MPI rank 0 holds the queue: it trains jobs in a second thread while
-// its first thread hands the other ranks one job each as they ask, and gathers their outcomes; every
-// rank writes its jobs' folders under DIR (one filesystem seen by all ranks, as on a cluster), and
+// In one process --jobs J jobs train at once, each in its own thread on --threads engine threads
+// (J x threads in all); a job's results do not depend on either count (1, 2 or 16 engine threads give
+// the same bits; only the "threads" its summary records differ). Under MPI rank 0 holds the queue: it
+// trains jobs in a second thread while its first thread hands the other ranks one job each as they
+// ask, and gathers their outcomes; every rank writes its jobs' folders under DIR (one filesystem seen by all ranks, as on a cluster), and
 // rank 0 writes plan.json, sweep.json and report.md, the same bytes as a one-process run.
 #pragma once
 
@@ -43,7 +43,8 @@ inline std::vector<Option> run_options(bool grid_required) {
           required("out", "the sweep's folder: one folder per job, plan.json, sweep.json, report.md"),
           flag("ensemble", "average the seeds' scores per configuration and report the ensemble's metrics"),
           text("rank-by", "IC", "the validation metric the report ranks by: IC, rank_ic, RIC, prec_10, sharpe5 or mse"),
-          threads_option()};
+          threads_option(),
+          integer("jobs", "1", "jobs trained at once in this process (each on --threads threads)", 1, 4096)};
 }
 
 // One line per finished job on stderr (under MPI from rank 0's two threads, naming the rank; -1: none).
@@ -77,14 +78,28 @@ inline std::vector<std::size_t> pending_jobs(const train::SweepPlan& plan, const
   return pending;
 }
 
-// Jobs in this process, one at a time.
+// Jobs in this process, `jobs` at a time, each in its own thread taking the queue's next job when done
+// (each job writes only its own results[k]; the count of finished ones is shared under a lock).
 inline void run_here(const train::SweepPlan& plan, train::JobQueue& queue, const fs::path& out, Index threads,
-                     std::vector<json>& results, std::size_t& done, std::size_t total) {
-  while (const std::optional<std::size_t> k = queue.next()) {
-    results[*k] = train::run_job(plan, *k, out, threads, &interrupt_requested);
-    if (results[*k].at("status") == "interrupted") queue.stop();
-    report_job(++done, total, plan.jobs[*k], results[*k], -1);
-  }
+                     std::vector<json>& results, std::size_t& done, std::size_t total, Index jobs = 1) {
+  std::mutex mutex;
+  auto take_jobs = [&] {  // train_job sets this thread's engine threads (OpenMP counts them per thread)
+    while (const std::optional<std::size_t> k = queue.next()) {
+      json r = train::run_job(plan, *k, out, threads, &interrupt_requested);
+      if (r.at("status") == "interrupted") queue.stop();
+      std::size_t finished = 0;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        results[*k] = std::move(r);
+        finished = ++done;
+      }
+      report_job(finished, total, plan.jobs[*k], results[*k], -1);
+    }
+  };
+  if (jobs <= 1) return take_jobs();
+  std::vector<std::thread> workers;
+  for (Index j = 0; j < jobs; ++j) workers.emplace_back(take_jobs);
+  for (std::thread& w : workers) w.join();
 }
 
 #if defined(STOCKMIXER_MPI)
@@ -195,7 +210,7 @@ inline int run_sweep(int argc, char** argv, const Options& a, const std::functio
     serve(world, plan, queue, out, threads, results, done, plan.jobs.size());
   else
 #endif
-    run_here(plan, queue, out, threads, results, done, plan.jobs.size());
+    run_here(plan, queue, out, threads, results, done, plan.jobs.size(), a.integer("jobs"));
   std::size_t failed = 0;
   for (std::size_t k = 0; k < results.size(); ++k) {
     if (results[k].is_null() || results[k].at("status") == "interrupted") {
@@ -269,7 +284,7 @@ inline int walk_command(int argc, char** argv) {
     for (auto it = given.begin(); it != given.end(); ++it) {
       const std::string& key = it.key();
       if (key == "grid" || key == "out" || key == "ensemble" || key == "rank-by" || key == "threads" ||
-          walk.contains(key) || key == "seeds")
+          key == "jobs" || walk.contains(key) || key == "seeds")
         continue;
       base[key] = it.value();
     }

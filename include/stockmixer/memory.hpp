@@ -33,9 +33,10 @@ inline std::string memory_problem(double bytes, const std::string& what) {
   return "";
 }
 
-// What the process is allocating now (one per process: the commands that set it run one job at a time).
+// What the calling thread is allocating now (one record per thread: a sweep trains jobs in several
+// threads at once, and each reports its own std::bad_alloc).
 inline std::string& allocating_now() {
-  static std::string what = "its working memory";
+  static thread_local std::string what = "its working memory";
   return what;
 }
 inline void allocating(const std::string& what) { allocating_now() = what; }
