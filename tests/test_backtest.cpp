@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "testing.hpp"
+
 using namespace stockmixer;
 using Catch::Matchers::Contains;
 
@@ -322,11 +324,12 @@ TEST_CASE("backtest: refuses bad input, naming what is wrong", "[backtest][error
 // ---- predictions.csv ----------------------------------------------------------------------------------
 
 namespace {
-std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = (std::filesystem::temp_directory_path() / ("stockmixer_test_backtest_" + name)).string();
-  std::ofstream(path, std::ios::binary) << text;
-  return path;
+// The test files live in one temporary folder, removed when the process ends.
+const testing::TempDir& scratch() {
+  static const testing::TempDir dir("backtest");
+  return dir;
 }
+std::string write_temp(const std::string& name, const std::string& text) { return scratch().write(name, text); }
 }  // namespace
 
 TEST_CASE("read_predictions_csv: [N, days] arrays, dates ascending, absent rows masked", "[backtest][csv]") {
@@ -430,7 +433,7 @@ TEST_CASE("a line chart: the series, the gaps at NaN, the legend and the frame",
   }
   const io::RgbImage image = io::render_line_chart("net and gross", {{"up", up, red}, {"down", down, blue}}, 400, 240);
   // The round trip through the file.
-  const std::string path = (std::filesystem::temp_directory_path() / "stockmixer_test_backtest_chart.png").string();
+  const std::string path = scratch().path("chart.png");
   io::write_line_chart(path, "net and gross", {{"up", up, red}, {"down", down, blue}}, 400, 240);
   std::ifstream in(path, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

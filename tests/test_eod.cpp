@@ -30,36 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh folder under the system's temp directory, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("stockmixer_test_eod_" + std::to_string(rd()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string str() const { return path_.string(); }
-  std::string path(const std::string& name) const { return (path_ / name).string(); }
-  // Writes `text` byte for byte (binary: "\r\n" stays) and returns the file's path.
-  std::string write(const std::string& name, const std::string& text) const {
-    fs::create_directories((path_ / name).parent_path());
-    std::ofstream out(path(name), std::ios::binary);
-    out << text;
-    return path(name);
-  }
-
- private:
-  fs::path path_;
-};
+using testing::TempDir;
 
 template <class T>
 std::vector<T> values(const Tensor<T>& t) {

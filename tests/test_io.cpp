@@ -30,6 +30,7 @@
 // cap refused (alloc_counter.hpp): the hostile-file tests below show that a small file never makes the
 // reader ask for what the file only declares.
 #include "alloc_counter.hpp"
+#include "testing.hpp"
 
 using namespace stockmixer;
 using stockmixer::io::SafetensorsReader;
@@ -38,25 +39,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag)
-      : path_(fs::temp_directory_path() / ("stockmixer_test_io_" + std::to_string(::getpid()) + "_" + tag)) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using testing::TempDir;
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -126,7 +109,7 @@ std::vector<Tensor<T>> cpp_tensors() {
 
 template <class T>
 void round_trip(const TempDir& dir) {
-  const std::string path = dir.file(std::string("round_trip_") + io::dtype_name<T>() + ".safetensors");
+  const std::string path = dir.path(std::string("round_trip_") + io::dtype_name<T>() + ".safetensors");
   const auto t0 = iota_tensor<T>(Shape{}, 4.0);                // rank 0
   const auto t1 = iota_tensor<T>(Shape{7}, -2.0);              // rank 1
   const auto t2 = iota_tensor<T>(Shape{3, 5}, 1.5);            // rank 2
@@ -182,7 +165,7 @@ TEST_CASE("safetensors: float and double round trips, rank 0..4, metadata", "[io
   round_trip<double>(dir);
 
   // No metadata: no __metadata__ entry at all; a file can hold no tensors.
-  const std::string path = dir.file("plain.safetensors");
+  const std::string path = dir.path("plain.safetensors");
   const Tensor<float> a({2, 2}, {1.f, 2.f, 3.f, 4.f});
   save_safetensors<float>(path, {{"a", a}});
   REQUIRE(slurp(path).find("__metadata__") == std::string::npos);
@@ -194,7 +177,7 @@ TEST_CASE("safetensors: float and double round trips, rank 0..4, metadata", "[io
 
 TEST_CASE("safetensors: F32 read into double and F64 into float", "[io]") {
   const TempDir dir("convert");
-  const std::string path = dir.file("mixed.safetensors");
+  const std::string path = dir.path("mixed.safetensors");
   const auto f = iota_tensor<float>(Shape{3, 4}, 0.1);
   const auto d = iota_tensor<double>(Shape{2, 5}, -0.3);
   save_safetensors<float>(path, {{"f", f}});
@@ -211,7 +194,7 @@ TEST_CASE("safetensors: F32 read into double and F64 into float", "[io]") {
 
 TEST_CASE("safetensors: read errors name the file, the tensor and the mismatch", "[io]") {
   const TempDir dir("read_errors");
-  const std::string path = dir.file("w.safetensors");
+  const std::string path = dir.path("w.safetensors");
   const Tensor<float> w({2, 3});
   save_safetensors<float>(path, {{"w", w}});
   const SafetensorsReader r(path);
@@ -225,7 +208,7 @@ TEST_CASE("safetensors: read errors name the file, the tensor and the mismatch",
   REQUIRE_THROWS_WITH(r.read<float>("nope"), Catch::Contains("no tensor named 'nope'"));
 
   // A dtype the format knows but we do not convert; a rank above 4 (fine on open, not as a Tensor).
-  const std::string other = dir.file("other.safetensors");
+  const std::string other = dir.path("other.safetensors");
   write_bytes(other, st_file(R"({"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
                              R"("r5":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[4,12]}})",
                              12));
@@ -243,7 +226,7 @@ TEST_CASE("safetensors: malformed files give precise errors and never read out o
   int counter = 0;
   // Writes `bytes` to a fresh file and expects opening it to throw an Error naming it and `phrase`.
   auto rejects = [&](const std::string& bytes, const std::string& phrase) {
-    const std::string path = dir.file("bad_" + std::to_string(counter++) + ".safetensors");
+    const std::string path = dir.path("bad_" + std::to_string(counter++) + ".safetensors");
     write_bytes(path, bytes);
     INFO("file contents: " << bytes);
     REQUIRE_THROWS_AS(SafetensorsReader(path), Error);
@@ -252,10 +235,10 @@ TEST_CASE("safetensors: malformed files give precise errors and never read out o
   const std::string ok_entry = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
 
   SECTION("the file itself") {
-    const std::string missing = dir.file("missing.safetensors");
+    const std::string missing = dir.path("missing.safetensors");
     REQUIRE_THROWS_WITH(SafetensorsReader(missing), Catch::Contains(missing) && Catch::Contains("cannot open") &&
                                                         Catch::Contains("no such file"));
-    const std::string a_dir = dir.file("a_directory");
+    const std::string a_dir = dir.path("a_directory");
     fs::create_directories(a_dir);
     REQUIRE_THROWS_WITH(SafetensorsReader(a_dir), Catch::Contains(a_dir) && Catch::Contains("is a directory"));
     rejects("", "shorter than 8 bytes");
@@ -290,7 +273,7 @@ TEST_CASE("safetensors: malformed files give precise errors and never read out o
     std::string long_shape = R"({"a":{"dtype":"F32","data_offsets":[0,8],"shape":[)";
     for (int i = 0; i < 10000; ++i) long_shape += "1,";
     rejects(st_file(long_shape + "null]}}", 8), "(got [1,1,1,");  // quoted, but cut short
-    REQUIRE_THROWS_WITH(SafetensorsReader(dir.file("bad_" + std::to_string(counter - 1) + ".safetensors")),
+    REQUIRE_THROWS_WITH(SafetensorsReader(dir.path("bad_" + std::to_string(counter - 1) + ".safetensors")),
                         Catch::EndsWith("1,1,...)") &&
                             Catch::Predicate<std::string>([](const std::string& m) { return m.size() < 300; }));
     rejects(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8),
@@ -340,7 +323,7 @@ TEST_CASE("safetensors: malformed files give precise errors and never read out o
 
 TEST_CASE("safetensors: what the format allows is accepted", "[io]") {
   const TempDir dir("accepted");
-  const std::string path = dir.file("ok.safetensors");
+  const std::string path = dir.path("ok.safetensors");
   // Gaps between tensors, any order of offsets, empty tensors anywhere (even inside another's bytes),
   // padding spaces, null metadata, extra entry keys, a header that does not start at '{'.
   std::string data(24, '\0');
@@ -362,12 +345,12 @@ TEST_CASE("safetensors: what the format allows is accepted", "[io]") {
 
 TEST_CASE("safetensors: truncated and corrupted files throw Error, nothing else", "[io]") {
   const TempDir dir("fuzz");
-  const std::string path = dir.file("good.safetensors");
+  const std::string path = dir.path("good.safetensors");
   const auto a = iota_tensor<float>(Shape{3, 2}, 0.5);
   const auto b = iota_tensor<float>(Shape{4}, -1.5);
   save_safetensors<float>(path, {{"a", a}, {"b", b}}, {{"k", "v"}});
   const std::string good = slurp(path);
-  const std::string bad = dir.file("bad.safetensors");
+  const std::string bad = dir.path("bad.safetensors");
 
   // Every strict prefix is rejected (the data section is always too short or the header cut).
   for (std::size_t n = 0; n < good.size(); ++n) {
@@ -411,7 +394,7 @@ TEST_CASE("safetensors: truncated and corrupted files throw Error, nothing else"
 
 TEST_CASE("safetensors: save rejects bad input and never leaves a half-written file", "[io]") {
   const TempDir dir("save_errors");
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = dir.path("model.safetensors");
   const Tensor<float> w({2, 2}, {1.f, 2.f, 3.f, 4.f});
   const Tensor<float> v({3}, {5.f, 6.f, 7.f});
   save_safetensors<float>(path, {{"w", w}}, {{"epoch", "1"}});
@@ -427,19 +410,19 @@ TEST_CASE("safetensors: save rejects bad input and never leaves a half-written f
   REQUIRE(slurp(path) == before);
 
   // Only a regular file is replaced: a link (its target is never written through), a FIFO, a folder.
-  const std::string victim = dir.file("victim.txt"), link = dir.file("link.safetensors");
+  const std::string victim = dir.path("victim.txt"), link = dir.path("link.safetensors");
   { std::ofstream(victim) << "keep me"; }
   fs::create_symlink(victim, link);
   REQUIRE_THROWS_WITH(save_safetensors<float>(link, {{"v", v}}),
                       Catch::Contains(link) && Catch::Contains("not a regular file"));
   REQUIRE(slurp(victim) == "keep me");
   REQUIRE(fs::is_symlink(link));
-  const std::string fifo = dir.file("fifo.safetensors");
+  const std::string fifo = dir.path("fifo.safetensors");
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   REQUIRE_THROWS_WITH(save_safetensors<float>(fifo, {{"v", v}}),
                       Catch::Contains(fifo) && Catch::Contains("not a regular file"));
   REQUIRE(fs::is_fifo(fifo));
-  const std::string target_dir = dir.file("occupied");
+  const std::string target_dir = dir.path("occupied");
   fs::create_directories(target_dir + "/inside");
   REQUIRE_THROWS_WITH(save_safetensors<float>(target_dir, {{"v", v}}),
                       Catch::Contains(target_dir) && Catch::Contains("not a regular file"));
@@ -452,7 +435,7 @@ TEST_CASE("safetensors: save rejects bad input and never leaves a half-written f
   fs::remove(path + ".tmp");
 
   // A directory that does not exist.
-  const std::string nowhere = dir.file("no/such/dir/model.safetensors");
+  const std::string nowhere = dir.path("no/such/dir/model.safetensors");
   REQUIRE_THROWS_WITH(save_safetensors<float>(nowhere, {{"v", v}}), Catch::Contains(nowhere) && Catch::Contains("cannot create"));
   REQUIRE_FALSE(fs::exists(nowhere));
 
@@ -497,7 +480,7 @@ TEST_CASE("safetensors: reads exactly what PyTorch wrote", "[io][torch]") {
 TEST_CASE("safetensors: files for PyTorch to read", "[io][interop]") {
   const char* env = std::getenv("STOCKMIXER_IO_EXPORT_DIR");
   const TempDir scratch("interop");
-  const std::string out = env && *env ? std::string(env) : scratch.file("");
+  const std::string out = env && *env ? std::string(env) : scratch.str();
   const auto specs = cpp_tensor_specs();
 
   const auto fs32 = cpp_tensors<float>();
@@ -570,7 +553,7 @@ std::string npy_bytes(int major, const std::string& header, const std::string& d
 
 TEST_CASE("regular_file_size refuses a FIFO, a device and a folder by name, without blocking", "[io][hostile]") {
   const TempDir dir("regular");
-  const std::string fifo = dir.file("pipe.npy");
+  const std::string fifo = dir.path("pipe.npy");
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // opening it for reading would block until a writer comes
   REQUIRE_THROWS_WITH(io::regular_file_size(fifo, ".npy file"),
                       Catch::Contains(fifo) && Catch::Contains("FIFO") && Catch::Contains(".npy file"));
@@ -579,15 +562,15 @@ TEST_CASE("regular_file_size refuses a FIFO, a device and a folder by name, with
   REQUIRE_THROWS_WITH(io::regular_file_size("/dev/zero", "safetensors file"),  // reads forever
                       Catch::Contains("/dev/zero") && Catch::Contains("character device"));
   REQUIRE_THROWS_WITH(io::read_npy<float>("/dev/zero"), Catch::Contains("/dev/zero") && Catch::Contains("device"));
-  const std::string folder = dir.file("a_folder");
+  const std::string folder = dir.path("a_folder");
   fs::create_directories(folder);
   REQUIRE_THROWS_WITH(io::regular_file_size(folder, ".npy file"),
                       Catch::Contains(folder) && Catch::Contains("a directory"));
   // `--input DIR`: predict and evaluate read their inputs with read_npy, which names the folder.
   REQUIRE_THROWS_WITH(io::read_npy<float>(folder), Catch::Contains(folder) && Catch::Contains("a directory"));
-  REQUIRE_THROWS_WITH(io::regular_file_size(dir.file("missing.npy"), ".npy file"),
+  REQUIRE_THROWS_WITH(io::regular_file_size(dir.path("missing.npy"), ".npy file"),
                       Catch::Contains("missing.npy") && Catch::Contains("no such file"));
-  const std::string file = dir.file("ok.bin");
+  const std::string file = dir.path("ok.bin");
   write_bytes(file, "12345");
   REQUIRE(io::regular_file_size(file, "file") == 5);
 }
@@ -598,12 +581,12 @@ TEST_CASE("JSON nested 200 KB deep: a safetensors header and a checkpoint's conf
   // overflow the stack. The nesting is measured before anything parses the text.
   const TempDir dir("deep_json");
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');  // 200 KB
-  const std::string st = dir.file("deep.safetensors");
+  const std::string st = dir.path("deep.safetensors");
   write_bytes(st, st_file("{\"__metadata__\": {}, \"x\": " + deep + "}", 0));
   REQUIRE_THROWS_WITH(SafetensorsReader(st), Catch::Contains(st) && Catch::Contains("nested more than 64"));
 
   const StockMixerConfig c{6, 4, 3, 2};
-  const std::string ckpt = dir.file("deep_config.safetensors");
+  const std::string ckpt = dir.path("deep_config.safetensors");
   save_tensors<float>(ckpt, checkpoint_tensors<float>(c), {{"stockmixer.config", "{\"dropout\": 0, \"x\": " + deep + "}"}});
   REQUIRE_THROWS_WITH(load_checkpoint<float>(ckpt), Catch::Contains(ckpt) && Catch::Contains("stockmixer.config") &&
                                                         Catch::Contains("nested more than 64"));
@@ -615,7 +598,7 @@ TEST_CASE("JSON nested 200 KB deep: a safetensors header and a checkpoint's conf
 TEST_CASE(".npy: a 12-byte file declaring a 4 GB header, and shapes whose product overflows, refused "
           "without allocating", "[io][hostile]") {
   const TempDir dir("npy_hostile");
-  const std::string huge = dir.file("huge_header.npy");
+  const std::string huge = dir.path("huge_header.npy");
   std::string bytes = std::string("\x93NUMPY\x02\x00", 8) + std::string("\xff\xff\xff\xff", 4);  // 2^32 - 1
   REQUIRE(bytes.size() == 12);
   write_bytes(huge, bytes);
@@ -634,14 +617,14 @@ TEST_CASE(".npy: a 12-byte file declaring a 4 GB header, and shapes whose produc
       {"(1000000, 1000000)", "the file is truncated"}};     // 4 TB declared, 16 bytes there
   for (const auto& [shape, expected] : shapes) {
     INFO("shape " << shape);
-    const std::string path = dir.file("overflow.npy");
+    const std::string path = dir.path("overflow.npy");
     write_bytes(path, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(shape) + ", }\n", data));
     const testing::LargestAllocation watch(1 << 20);
     REQUIRE_THROWS_WITH(io::read_npy<double>(path), Catch::Contains(path) && Catch::Contains(expected));
     CHECK(watch.largest() <= 65536);  // the file stream's buffer (8 KiB here), nothing the file declares
   }
   // The same preamble and header writer gives a file read_npy accepts: the refusals above are the shapes'.
-  const std::string good = dir.file("good.npy");
+  const std::string good = dir.path("good.npy");
   write_bytes(good, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n", data));
   REQUIRE(io::read_npy<float>(good).shape() == Shape{2, 2});
 }
@@ -651,7 +634,7 @@ TEST_CASE("load_checkpoint: a small file declaring a [100000, 1] LayerNorm is re
   // The dims come from the shapes (T = 100000, C = 1): such a model's 100 000 time-mixing rows alone
   // hold T (T + 1) / 2 = 5e9 weights. The file holds 400 kB; nothing near the model's size may be asked for.
   const TempDir dir("big_layernorm");
-  const std::string path = dir.file("big.safetensors");
+  const std::string path = dir.path("big.safetensors");
   std::vector<std::pair<std::string, Tensor<float>>> tensors;
   tensors.emplace_back("mixer.mix_layer.LN_1.weight", Tensor<float>(Shape{100000, 1}));
   tensors.emplace_back("stock_mixer.dense1.weight", Tensor<float>(Shape{2, 6}));
@@ -667,7 +650,7 @@ TEST_CASE("load_checkpoint: NaN, Inf and F64 values beyond float refused, naming
           "[io][hostile]") {
   const TempDir dir("non_finite");
   const StockMixerConfig c{6, 4, 3, 2};
-  const std::string path = dir.file("weights.safetensors");
+  const std::string path = dir.path("weights.safetensors");
   const double inf = std::numeric_limits<double>::infinity();
   for (const double bad : {std::numeric_limits<double>::quiet_NaN(), inf, -inf}) {
     INFO("value " << bad);
@@ -694,7 +677,7 @@ TEST_CASE("load_checkpoint: NaN, Inf and F64 values beyond float refused, naming
 TEST_CASE("read_json_file: bounded nesting, each key once in every object, errors naming the file", "[io][json]") {
   const TempDir dir("json");
   auto write = [&](const std::string& name, const std::string& text) {
-    const std::string path = dir.file(name);
+    const std::string path = dir.path(name);
     std::ofstream(path) << text;
     return path;
   };

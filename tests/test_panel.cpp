@@ -19,6 +19,8 @@
 
 #include <sys/stat.h>
 
+#include "testing.hpp"
+
 using namespace stockmixer;
 using namespace stockmixer::data;
 using Catch::Matchers::Contains;
@@ -26,33 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh folder under the system's temp directory, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("stockmixer_test_panel_" + std::to_string(rd()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string path(const std::string& name) const { return (path_ / name).string(); }
-  std::string write(const std::string& name, const std::string& text) const {
-    fs::create_directories((path_ / name).parent_path());
-    std::ofstream out(path(name), std::ios::binary);
-    out << text;
-    return path(name);
-  }
-
- private:
-  fs::path path_;
-};
+using testing::TempDir;
 
 template <class T>
 bool same_bits(const Tensor<T>& a, const Tensor<T>& b) {

@@ -1,5 +1,5 @@
-// tests/testing.hpp — what every test file shares: random inputs, the error measure, and the PyTorch
-// fixture reader (fixtures written by the tests/make_*_fixtures.py scripts).
+// tests/testing.hpp — what every test file shares: random inputs, the error measure, the PyTorch
+// fixture reader (fixtures written by the tests/make_*_fixtures.py scripts) and temporary folders.
 #pragma once
 
 #include <stockmixer/io/npy.hpp>
@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <stdexcept>
@@ -17,6 +18,38 @@
 #include <vector>
 
 namespace testing {
+
+// A fresh folder under the system's temp directory (its name: the tag, a random number and a counter),
+// removed with everything in it at scope exit.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "") {
+    static int counter = 0;
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("stockmixer_test_" + tag + "_" + std::to_string(rd()) + "_" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string str() const { return path_.string(); }
+  std::string path(const std::string& name) const { return (path_ / name).string(); }
+  // Writes `text` byte for byte (binary: "\r\n" stays), creating the folders it names; returns its path.
+  std::string write(const std::string& name, const std::string& text) const {
+    std::filesystem::create_directories((path_ / name).parent_path());
+    std::ofstream out(path(name), std::ios::binary);
+    out << text;
+    return path(name);
+  }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Uniform values in [lo, hi) from a fixed seed.
 template <class T>
