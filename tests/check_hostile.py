@@ -228,6 +228,38 @@ def config_cases(cli, tmp):
     case(cli, [*base, tmp / "missing.json"], 1, ["missing.json", "no such file"], absent=[out])
 
 
+def panel_cases(cli, tmp):
+    """--panel files that are not a panel: refused naming the file (and line, column), nothing written."""
+    d = tmp / "panels"
+    d.mkdir()
+    out = d / "never"
+    files = {
+        "dup.csv": "date,ticker,a,close\n2020-01-02,AAA,1,2\n2020-01-02,AAA,1,3\n",
+        "cell.csv": "date,ticker,a,close\n2020-01-02,AAA,1,x2\n",
+        "date.csv": "date,ticker,a,close\n2020-02-30,AAA,1,2\n",
+        "nocol.csv": "date,ticker\n2020-01-02,AAA\n",
+        "empty.csv": "",
+    }
+    for name, text in files.items():
+        (d / name).write_text(text)
+    for cmd in (["train", "--epochs", "1"], ["dataset"]):
+        case(cli, [*cmd, "--panel", d / "dup.csv", "--out", out], 1, ["dup.csv", "line 3", "again", "line 2"],
+             absent=[out])
+        case(cli, [*cmd, "--panel", d / "cell.csv", "--out", out], 1, ["cell.csv", "line 2, column 4", "'x2'"],
+             absent=[out])
+        case(cli, [*cmd, "--panel", d / "date.csv", "--out", out], 1, ["date.csv", "line 2, column 1", "2020-02-30"],
+             absent=[out])
+        case(cli, [*cmd, "--panel", d / "nocol.csv", "--out", out], 1, ["nocol.csv", "no feature column"],
+             absent=[out])
+        case(cli, [*cmd, "--panel", d / "empty.csv", "--out", out], 1, ["empty.csv", "empty"], absent=[out])
+        case(cli, [*cmd, "--panel", d / "missing.csv", "--out", out], 1, ["missing.csv", "no such file"],
+             absent=[out])
+        case(cli, [*cmd, "--panel", d, "--out", out], 1, [str(d), "directory"], absent=[out])
+    fifo = d / "p.fifo"
+    os.mkfifo(fifo)
+    case(cli, ["train", "--panel", fifo, "--out", out], 1, [str(fifo), "FIFO"], keep=[fifo], absent=[out], timeout=20)
+
+
 def file_cases(cli, tmp, weights):
     n, t, c = shape_of(weights)
     rng = np.random.default_rng(5)
@@ -396,7 +428,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cli")
     ap.add_argument("--kills", type=int, default=12)
-    ap.add_argument("--only", choices=["files", "options", "config", "dataset"], help="one group of cases")
+    ap.add_argument("--only", choices=["files", "options", "config", "dataset", "panel"], help="one group of cases")
     args = ap.parse_args()
     cli = str(Path(args.cli).resolve())
     rng = random.Random(2026)
@@ -418,6 +450,8 @@ def main():
             config_cases(cli, tmp)
         if args.only in (None, "dataset"):
             dataset_cases(cli, tmp, args.kills, rng)
+        if args.only in (None, "panel"):
+            panel_cases(cli, tmp)
     print(f"{len(FAILURES)} failed" if FAILURES else "all passed")
     return 1 if FAILURES else 0
 
