@@ -9,6 +9,8 @@ By hand, from the repository root:
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,21 @@ def batch(n, t=16, c=5, seed=0, dtype=np.float32):
 
 
 DTYPES = [(np.float32, "f32"), (np.float64, "f64")]
+
+
+def python_during(call):
+    """Runs call() in another thread while this one counts how it gets to run Python: returns the call's
+    wall time and the times this thread ran during it (an engine call holding the GIL leaves almost none)."""
+    window, ticks = {}, []
+
+    def engine():
+        window["start"] = time.perf_counter()
+        call()
+        window["end"] = time.perf_counter()
+
+    worker = threading.Thread(target=engine)
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+    worker.join()
+    return window["end"] - window["start"], [t for t in ticks if window["start"] < t < window["end"]]

@@ -1,15 +1,13 @@
 """The model from Python: predict and gradients against the `stockmixer` tool (bit for bit) and against
 the original PyTorch model (within the parity tolerances of tests/check_cli.py), state_dict and checkpoints
 both ways, and what is refused."""
-import threading
-import time
 
 import numpy as np
 import pytest
 import torch
 
 import stockmixer
-from conftest import DTYPES, batch, run_cli
+from conftest import DTYPES, batch, python_during, run_cli
 from make_io_fixtures import read_safetensors
 from make_model_fixtures import StockMixer as TorchStockMixer
 from make_model_fixtures import get_loss
@@ -191,21 +189,7 @@ def test_engine_work_releases_the_gil():
     m = stockmixer.StockMixer(1026, seed=0)
     x = batch(1026)[0]
     m.predict(x)
-    window = {}
-
-    def engine():
-        window["start"] = time.perf_counter()
-        m.time_predict(x, repeats=300)
-        window["end"] = time.perf_counter()
-
-    ticks = []
-    worker = threading.Thread(target=engine)
-    worker.start()
-    while worker.is_alive():
-        ticks.append(time.perf_counter())
-    worker.join()
-    inside = [t for t in ticks if window["start"] < t < window["end"]]
-    span = window["end"] - window["start"]
+    span, inside = python_during(lambda: m.time_predict(x, repeats=300))
     # With the GIL held, the loop could run only in the interpreter's switch interval before the call
     # (5 ms by default) while the call itself takes 300 predictions; released, it runs throughout.
     assert span > 0.02 and inside and inside[-1] - inside[0] > 0.5 * span, (span, len(inside))

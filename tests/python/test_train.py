@@ -7,7 +7,6 @@ import math
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import stockmixer
 from check_cli import write_market_dir
 from check_panel import raw_panel
-from conftest import run_cli
+from conftest import python_during, run_cli
 
 # A small synthetic market: 40 stocks, 150 days (split at 91 and 121), a few seconds for all the runs.
 SMALL = {"stocks": 40, "days": 150, "epochs": 3, "seed": 2, "lr": 0.002, "alpha": 0.2, "threads": 1}
@@ -235,20 +234,8 @@ def test_progress_lines_and_seeds(tmp_path, capsys):
 
 
 def test_training_releases_the_gil(tmp_path):
-    window, ticks = {}, []
-
-    def engine():
-        window["start"] = time.perf_counter()
-        stockmixer.train(stocks=100, days=200, epochs=2, threads=1, out=str(tmp_path / "run"))
-        window["end"] = time.perf_counter()
-
-    worker = threading.Thread(target=engine)
-    worker.start()
-    while worker.is_alive():
-        ticks.append(time.perf_counter())
-    worker.join()
-    inside = [t for t in ticks if window["start"] < t < window["end"]]
-    span = window["end"] - window["start"]
+    span, inside = python_during(
+        lambda: stockmixer.train(stocks=100, days=200, epochs=2, threads=1, out=str(tmp_path / "run")))
     assert inside and inside[-1] - inside[0] > 0.5 * span, (span, len(inside))
 
 
