@@ -72,13 +72,6 @@ inline void require_output_file(const Options& a, const std::string& option) {
 }
 
 template <class T>
-Index count_nonfinite(const T* values, Index n) {
-  Index bad = 0;
-  for (Index i = 0; i < n; ++i) bad += std::isfinite(static_cast<double>(values[i])) ? 0 : 1;
-  return bad;
-}
-
-template <class T>
 void require_finite(const Tensor<T>& t, const std::string& path) {
   for (Index i = 0; i < t.size(); ++i)
     if (!std::isfinite(static_cast<double>(t.data()[i])))

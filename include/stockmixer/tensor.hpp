@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <initializer_list>
 #include <string>
 #include <type_traits>
@@ -183,6 +184,14 @@ Tensor<T>::Tensor(Shape shape, std::initializer_list<T> values) : Tensor(shape) 
     throw Error("stockmixer::Tensor: " + std::to_string(values.size()) + " values given for shape " +
                 shape.str() + " (" + std::to_string(shape.size()) + " expected)");
   std::copy(values.begin(), values.end(), storage_.begin());
+}
+
+// How many of values[0, n) are NaN or ±Inf (outputs a caller refuses to hand on).
+template <class T>
+Index count_nonfinite(const T* values, Index n) {
+  Index bad = 0;
+  for (Index i = 0; i < n; ++i) bad += std::isfinite(static_cast<double>(values[i])) ? 0 : 1;
+  return bad;
 }
 
 }  // namespace stockmixer

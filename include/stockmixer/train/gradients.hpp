@@ -89,8 +89,7 @@ std::string nonfinite_report(const NamedTensors<T>& tensors) {
   std::string lines;
   Index bad_tensors = 0;
   for (const auto& [name, t] : tensors) {
-    Index k = 0;
-    for (Index i = 0; i < t.size(); ++i) k += std::isfinite(static_cast<double>(t.data()[i])) ? 0 : 1;
+    const Index k = count_nonfinite(t.data(), t.size());
     if (k == 0) continue;
     if (++bad_tensors <= 10)
       lines += "\n  " + name + ": " + std::to_string(k) + " of " + std::to_string(t.size()) + " values";
