@@ -98,23 +98,24 @@ std::size_t partial_count(int n) {
   return static_cast<std::size_t>((n + kReduceSpan - 1) / kReduceSpan);
 }
 
-// Σ values[0, n) of a device array (which it leaves unchanged), with a and b partial_count(n) doubles.
-double device_sum(const double* values, int n, DeviceArray<double>& a, DeviceArray<double>& b) {
+// Σ values[0, n) of a device array (which it leaves unchanged), with a and b partial_count(n) doubles,
+// enqueued on `stream`: the returned device pointer (into a or b) holds the sum once the stream gets
+// there, until the next sum over the same a and b.
+const double* device_sum(const double* values, int n, DeviceArray<double>& a, DeviceArray<double>& b,
+                         cudaStream_t stream) {
   const double* in = values;
   double* out = a.get();
   int count = n;
   for (;;) {
     const int blocks = (count + kReduceSpan - 1) / kReduceSpan;
-    sum_blocks<<<blocks, kThreads>>>(out, in, count);
+    sum_blocks<<<blocks, kThreads, 0, stream>>>(out, in, count);
     check_launch("sum_blocks");
     count = blocks;
     if (count == 1) break;
     in = out;
     out = (out == a.get()) ? b.get() : a.get();
   }
-  double sum = 0.0;
-  check(cudaMemcpy(&sum, out, sizeof(double), cudaMemcpyDeviceToHost), "device_sum download");
-  return sum;
+  return out;
 }
 
 // ---- the rank loss: per-stock terms -------------------------------------------------------------------
@@ -327,85 +328,122 @@ __global__ void rank_product_kernel(double* prod, const T* rr, const double* w, 
   prod[i] = w[i] != 0.0 ? static_cast<double>(rr[i]) * hinge[i] : 0.0;
 }
 
-// Device buffers of one rank-loss evaluation over n stocks.
+// rank_loss_forward's closing lines, from the double sums of the squared errors and of the rank term
+// (for the sorted form, Σ_i rr_i·S_i: doubled and clamped here). The host path and finish_loss_kernel
+// both call it.
+template <class T>
+STOCKMIXER_HD inline RankLossValues<T> finish_loss(double reg_sum, double rank_sum, int n, T alpha, bool sorted) {
+  double rank = rank_sum;
+  if (sorted) {
+    rank = 2.0 * rank_sum;
+    if (rank < 0.0) rank = 0.0;  // the exact value is >= 0; rounding may not be (as the CPU's)
+  }
+  RankLossValues<T> out;
+  out.reg = static_cast<T>(reg_sum / static_cast<double>(n));
+  out.rank = static_cast<T>(rank / (static_cast<double>(n) * static_cast<double>(n)));
+  out.loss = out.reg + alpha * out.rank;
+  return out;
+}
+
+// out[0..2] = loss, reg, rank on the device (one thread), from sums[0] (reg) and sums[1] (rank).
+template <class T>
+__global__ void finish_loss_kernel(T* out, const double* sums, int n, T alpha, bool sorted) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const RankLossValues<T> v = finish_loss<T>(sums[0], sums[1], n, alpha, sorted);
+  out[0] = v.loss;
+  out[1] = v.reg;
+  out[2] = v.rank;
+}
+
+// Device buffers of one rank-loss evaluation over n stocks. Every launch, fill and copy is enqueued on
+// `stream` (the default stream unless set), so a stream capture records the whole evaluation.
 template <class T>
 struct RankLossDevice {
   explicit RankLossDevice(int n_)
       : n(n_), pred(n_), base(n_), gt(n_), mask(n_), rr(n_), dpred(n_), sq(n_), hinge(n_), work(n_), weight(n_),
         keys_a(n_), keys_b(n_), items_a(n_), items_b(n_), scan_a(n_), scan_b(n_), partial_a(partial_count(n_)),
-        partial_b(partial_count(n_)) {}
+        partial_b(partial_count(n_)), sums(2) {}
   int n;
+  cudaStream_t stream = nullptr;
   DeviceArray<T> pred, base, gt, mask, rr, dpred;
   DeviceArray<double> sq, hinge, work, weight;
   DeviceArray<RrKey> keys_a, keys_b;
   DeviceArray<GtItem> items_a, items_b;
   DeviceArray<double2> scan_a, scan_b;
   DeviceArray<double> partial_a, partial_b;  // device_sum's block sums
+  DeviceArray<double> sums;                  // the reg and rank sums of the last forward
 
-  double sum(const double* values) { return device_sum(values, n, partial_a, partial_b); }
+  // sums[slot] = Σ values[0, n), enqueued.
+  void sum_into(int slot, const double* values) {
+    const double* s = device_sum(values, n, partial_a, partial_b, stream);
+    check(cudaMemcpyAsync(sums.get() + slot, s, sizeof(double), cudaMemcpyDeviceToDevice, stream), "sum copy");
+  }
+
+  // Enqueues rr, hinge and the two sums (sums[0]: reg's, sums[1]: rank's) from the inputs at these
+  // device pointers.
+  void enqueue_forward(const T* pred_, const T* base_, const T* gt_, const T* mask_, RankForm form) {
+    const int g = blocks_for(n);
+    return_ratio_kernel<T><<<g, kThreads, 0, stream>>>(rr.get(), sq.get(), pred_, base_, gt_, mask_, n);
+    check_launch("return_ratio_kernel");
+    sum_into(0, sq.get());
+    if (form == RankForm::tiled) {
+      rank_tiled_kernel<T><<<g, kThreads, 0, stream>>>(work.get(), hinge.get(), rr.get(), gt_, mask_, n);
+      check_launch("rank_tiled_kernel");
+    } else {
+      sorted_hinge(gt_, mask_);
+      rank_product_kernel<T><<<g, kThreads, 0, stream>>>(work.get(), rr.get(), weight.get(), hinge.get(), n);
+      check_launch("rank_product_kernel");
+    }
+    sum_into(1, work.get());
+  }
 
   // rr, hinge and the loss's three values (sums read back to the host).
   RankLossValues<T> forward(T alpha, RankForm form) {
-    const int g = blocks_for(n);
-    return_ratio_kernel<T><<<g, kThreads>>>(rr.get(), sq.get(), pred.get(), base.get(), gt.get(), mask.get(), n);
-    check_launch("return_ratio_kernel");
-    const double reg = sum(sq.get());
-    double rank = 0.0;
-    if (form == RankForm::tiled) {
-      rank_tiled_kernel<T><<<g, kThreads>>>(work.get(), hinge.get(), rr.get(), gt.get(), mask.get(), n);
-      check_launch("rank_tiled_kernel");
-      rank = sum(work.get());
-    } else {
-      sorted_hinge();
-      rank_product_kernel<T><<<g, kThreads>>>(work.get(), rr.get(), weight.get(), hinge.get(), n);
-      check_launch("rank_product_kernel");
-      rank = 2.0 * sum(work.get());
-      if (rank < 0.0) rank = 0.0;  // the exact value is >= 0; rounding may not be (as the CPU's)
-    }
-    RankLossValues<T> out;  // rank_loss_forward's closing lines
-    out.reg = static_cast<T>(reg / static_cast<double>(n));
-    out.rank = static_cast<T>(rank / (static_cast<double>(n) * static_cast<double>(n)));
-    out.loss = out.reg + alpha * out.rank;
-    return out;
+    enqueue_forward(pred.get(), base.get(), gt.get(), mask.get(), form);
+    double host_sums[2] = {0.0, 0.0};
+    check(cudaMemcpyAsync(host_sums, sums.get(), sizeof host_sums, cudaMemcpyDeviceToHost, stream), "sums download");
+    check(cudaStreamSynchronize(stream), "rank loss forward");
+    return finish_loss<T>(host_sums[0], host_sums[1], n, alpha, form == RankForm::sorted);
   }
 
-  void sorted_hinge() {
+  void sorted_hinge(const T* gt_, const T* mask_) {
     const int g = blocks_for(n);
-    check(cudaMemset(hinge.get(), 0, sizeof(double) * static_cast<std::size_t>(n)), "cudaMemset hinge");
-    weights_kernel<T><<<g, kThreads>>>(weight.get(), rr.get(), gt.get(), mask.get(), n);
+    check(cudaMemsetAsync(hinge.get(), 0, sizeof(double) * static_cast<std::size_t>(n), stream), "cudaMemset hinge");
+    weights_kernel<T><<<g, kThreads, 0, stream>>>(weight.get(), rr.get(), gt_, mask_, n);
     check_launch("weights_kernel");
-    make_keys<T><<<g, kThreads>>>(keys_a.get(), rr.get(), gt.get(), mask.get(), n);
+    make_keys<T><<<g, kThreads, 0, stream>>>(keys_a.get(), rr.get(), gt_, mask_, n);
     check_launch("make_keys");
     RrKey *keys = keys_a.get(), *keys_next = keys_b.get();
     for (int width = 1; width < n; width *= 2) {  // stage 1: by (rr, gt, index)
-      merge_rr_pass<<<g, kThreads>>>(keys_next, keys, n, width);
+      merge_rr_pass<<<g, kThreads, 0, stream>>>(keys_next, keys, n, width);
       check_launch("merge_rr_pass");
       std::swap(keys, keys_next);
     }
-    make_items<<<g, kThreads>>>(items_a.get(), keys, weight.get(), n);
+    make_items<<<g, kThreads, 0, stream>>>(items_a.get(), keys, weight.get(), n);
     check_launch("make_items");
     GtItem *items = items_a.get(), *items_next = items_b.get();
     for (int width = 1; width < n; width *= 2) {  // stage 2: by gt, counting partners at each merge
       double2 *scan = scan_a.get(), *scan_next = scan_b.get();
-      scan_init<<<g, kThreads>>>(scan, items, n);
+      scan_init<<<g, kThreads, 0, stream>>>(scan, items, n);
       check_launch("scan_init");
       for (int d = 1; d < width; d *= 2) {
-        scan_step<<<g, kThreads>>>(scan_next, scan, n, width, d);
+        scan_step<<<g, kThreads, 0, stream>>>(scan_next, scan, n, width, d);
         check_launch("scan_step");
         std::swap(scan, scan_next);
       }
-      merge_gt_pass<<<g, kThreads>>>(items_next, hinge.get(), items, scan, n, width);
+      merge_gt_pass<<<g, kThreads, 0, stream>>>(items_next, hinge.get(), items, scan, n, width);
       check_launch("merge_gt_pass");
       std::swap(items, items_next);
     }
   }
 
-  void backward(T dloss, T alpha) {
-    rank_backward_kernel<T><<<blocks_for(n), kThreads>>>(dpred.get(), dloss, rr.get(), base.get(), gt.get(),
-                                                         mask.get(), n, alpha, hinge.get(),
-                                                         1.0 / static_cast<double>(n));
+  // dpred_ += d(loss)/d(pred)·dloss from the last forward's rr and hinge, enqueued.
+  void enqueue_backward(T* dpred_, T dloss, const T* base_, const T* gt_, const T* mask_, T alpha) {
+    rank_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(dpred_, dloss, rr.get(), base_, gt_, mask_, n,
+                                                                    alpha, hinge.get(), 1.0 / static_cast<double>(n));
     check_launch("rank_backward_kernel");
   }
+  void backward(T dloss, T alpha) { enqueue_backward(dpred.get(), dloss, base.get(), gt.get(), mask.get(), alpha); }
 };
 
 // ---- Adam ---------------------------------------------------------------------------------------------------
@@ -413,9 +451,7 @@ struct RankLossDevice {
 // (pointwise::adam_moments), √v and the parameter (pointwise::adam_param). The same correctly rounded
 // operations in the same order as the CPU's, so the same bits are expected.
 template <class T>
-__global__ void adam_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int n, AdamCoefficients<T> a) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
+__device__ void adam_one(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int i, const AdamCoefficients<T>& a) {
   T p = param[i];
   if (a.decoupled) p = p * a.decay;
   T g = grad[i];
@@ -425,6 +461,24 @@ __global__ void adam_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, 
   exp_avg[i] = m;
   exp_avg_sq[i] = v;
   param[i] = pointwise::adam_param(p, m, sqrt(v), a.bc2_sqrt, a.eps, a.neg_step_size);
+}
+
+template <class T>
+__global__ void adam_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int n, AdamCoefficients<T> a) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  adam_one(param, exp_avg, exp_avg_sq, grad, i, a);
+}
+
+// The resident step's Adam: the coefficients read from device memory (a captured graph replays the
+// launch with the step's own), and nothing changed when the step's loss is not finite (the CPU step
+// throws before Adam; the host reads the loss after the step and throws then).
+template <class T>
+__global__ void adam_guarded_kernel(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, int n,
+                                    const AdamCoefficients<T>* a, const T* loss) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n || !isfinite(*loss)) return;
+  adam_one(param, exp_avg, exp_avg_sq, grad, i, *a);
 }
 
 // Deterministic synthetic inputs for the benchmarks (a 64-bit LCG): prices near 1, returns of order 1e-2,
@@ -606,6 +660,70 @@ double benchmark_adam(Index n, int iters) {
   check(cudaEventSynchronize(ev.stop), "cudaEventSynchronize");
   return elapsed_us(ev.start, ev.stop, iters);
 }
+
+// ---- the resident step's entry points (kernels.hpp, namespace detail) -----------------------------------
+
+namespace detail {
+
+template <class T>
+struct ResidentRankLoss<T>::Impl {
+  explicit Impl(int n) : dev(n) {}
+  RankLossDevice<T> dev;
+};
+
+template <class T>
+ResidentRankLoss<T>::ResidentRankLoss(Index n) {
+  const int count = checked_size(n, "detail::ResidentRankLoss");
+  require_device("stockmixer::cuda::detail::ResidentRankLoss");
+  impl_ = new Impl(count);
+}
+
+template <class T>
+ResidentRankLoss<T>::~ResidentRankLoss() {
+  delete impl_;
+}
+
+template <class T>
+void ResidentRankLoss<T>::forward(T* out, const T* pred, const T* base, const T* gt, const T* mask, T alpha,
+                                  void* stream) {
+  RankLossDevice<T>& d = impl_->dev;
+  d.stream = static_cast<cudaStream_t>(stream);
+  d.enqueue_forward(pred, base, gt, mask, RankForm::sorted);
+  finish_loss_kernel<T><<<1, 1, 0, d.stream>>>(out, d.sums.get(), d.n, alpha, true);
+  check_launch("finish_loss_kernel");
+}
+
+template <class T>
+void ResidentRankLoss<T>::backward(T* dpred, T dloss, const T* base, const T* gt, const T* mask, T alpha,
+                                   void* stream) {
+  RankLossDevice<T>& d = impl_->dev;
+  d.stream = static_cast<cudaStream_t>(stream);
+  check(cudaMemsetAsync(dpred, 0, sizeof(T) * static_cast<std::size_t>(d.n), d.stream), "cudaMemset dpred");
+  d.enqueue_backward(dpred, dloss, base, gt, mask, alpha);
+}
+
+template <class T>
+const T* ResidentRankLoss<T>::rr() const {
+  return impl_->dev.rr.get();
+}
+
+template <class T>
+void adam_resident(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, const AdamCoefficients<T>* a,
+                   const T* loss, void* stream) {
+  const int count = checked_size(n, "detail::adam_resident");
+  adam_guarded_kernel<T><<<blocks_for(count), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      param, exp_avg, exp_avg_sq, grad, count, a, loss);
+  check_launch("adam_guarded_kernel");
+}
+
+template class ResidentRankLoss<float>;
+template class ResidentRankLoss<double>;
+template void adam_resident<float>(float*, float*, float*, const float*, Index, const AdamCoefficients<float>*,
+                                   const float*, void*);
+template void adam_resident<double>(double*, double*, double*, const double*, Index,
+                                    const AdamCoefficients<double>*, const double*, void*);
+
+}  // namespace detail
 
 // The unit's float and double instances.
 #define STOCKMIXER_CUDA_INSTANCES(T)                                                                          \

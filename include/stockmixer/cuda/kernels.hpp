@@ -84,5 +84,41 @@ double benchmark_rank_loss(Index n, RankForm form, int iters);
 template <class T>
 double benchmark_adam(Index n, int iters);
 
+// ---- device-pointer entry points of the resident training step (cuda/step.hpp) ------------------------
+// Unlike the functions above, these take device pointers and only enqueue work on the given stream
+// (a cudaStream_t passed as void*, so that no CUDA header is needed here): no allocation, copy to the
+// host or synchronisation, so that a stream capture records them into a CUDA graph.
+namespace detail {
+
+// The exact O(N log N) rank loss (RankForm::sorted) over n stocks, its buffers allocated once on the
+// device. Masks must be 0 or 1 (not checked here: a market's masks are, and a window's is their min).
+template <class T>
+class ResidentRankLoss {
+ public:
+  explicit ResidentRankLoss(Index n);  // throws "no CUDA device" without one
+  ~ResidentRankLoss();
+  ResidentRankLoss(const ResidentRankLoss&) = delete;
+  ResidentRankLoss& operator=(const ResidentRankLoss&) = delete;
+
+  // out[0], out[1], out[2] = loss, reg, rank (device memory) of pred, base, gt, mask [n] (device
+  // memory); keeps rr and each stock's hinge S_i for backward.
+  void forward(T* out, const T* pred, const T* base, const T* gt, const T* mask, T alpha, void* stream);
+  // dpred = d(loss)/d(pred)·dloss (overwritten), from the last forward: rank_loss_backward_from_hinge.
+  void backward(T* dpred, T dloss, const T* base, const T* gt, const T* mask, T alpha, void* stream);
+  const T* rr() const;  // the last forward's return ratios [n], device memory
+
+ private:
+  struct Impl;
+  Impl* impl_ = nullptr;
+};
+
+// adam_values over n device values with the coefficients at `a` (device memory, read when the launch
+// runs), skipped entirely when *loss (device memory) is not finite.
+template <class T>
+void adam_resident(T* param, T* exp_avg, T* exp_avg_sq, const T* grad, Index n, const AdamCoefficients<T>* a,
+                   const T* loss, void* stream);
+
+}  // namespace detail
+
 }  // namespace cuda
 }  // namespace stockmixer
