@@ -3,6 +3,7 @@
 
 #include "common.hpp"
 
+#include <stockmixer/isa.hpp>
 #include <stockmixer/loss.hpp>
 #include <stockmixer/train/step.hpp>
 
@@ -81,6 +82,8 @@ int bench(const Options& a) {
                        {"iters", iters},
                        {"batches", batches},
                        {"precision", a.str("precision")},
+                       // The instruction set the fused kernels and Adam ran (isa.hpp, after STOCKMIXER_MAX_ISA).
+                       {"isa", isa_name(kernel_isa())},
                        {"parameters", model.num_parameters()},
                        {"inference_ms", inference},
                        {"train_step_ms", train_step},
