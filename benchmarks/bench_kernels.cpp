@@ -25,6 +25,7 @@
 // Run: see benchmarks/README.md.
 #include "stockmixer/kernels.hpp"
 #include "stockmixer/data/market.hpp"
+#include "stockmixer/isa.hpp"
 #include "stockmixer/train/trainer.hpp"
 #include "stockmixer/parallel.hpp"
 #include "stockmixer/tensor.hpp"
@@ -38,6 +39,12 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <time.h>  // clock_gettime(CLOCK_THREAD_CPUTIME_ID): the peak's clock
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -699,6 +706,113 @@ void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
   state.counters["stocks/s"] = benchmark::Counter(d(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// ---- the machine's peak ------------------------------------------------------------------------------
+//
+// One core's floating-point peak for the instruction set the fused kernels run (kernel_isa(): the
+// widest the CPU has, capped by STOCKMIXER_MAX_ISA), measured rather than taken from a data sheet:
+//   avx512    512-bit FMAs (16 floats, 8 doubles), 16 independent chains (32 registers)
+//   avx2      256-bit FMAs (8 floats, 4 doubles), 12 chains (16 registers: 12 accumulators, 2 operands)
+//   baseline  128-bit SSE2 multiply, then add (4 floats, 2 doubles), 12 chains: the build's own target
+//             has no FMA, so a multiply-add is two instructions there, as in the kernels' baseline version
+// Each chain is acc = acc·a + b, dependent on itself only; 12 or more chains keep more operations in
+// flight than FMA latency (4-5 cycles) times the FMA ports (2) needs, so the loop runs at the ports'
+// throughput. a is just below 1 and b small, so every chain converges to b / (1 - a) without overflow or
+// subnormals. FLOP per step: chains · lanes · 2. Each loop is compiled for its set (target attributes,
+// as isa.hpp's versions; intrinsics, so no contraction is left to the compiler), reads a and b at run
+// time and returns the sum of its accumulators, which the caller keeps: nothing can be folded or
+// dropped. The peak is the best of kPeakRuns runs of at least kPeakSeconds each, timed in this
+// thread's CPU time (CLOCK_THREAD_CPUTIME_ID): on a machine where other processes take turns on the
+// core, wall time would count their turns too, and the peak is what the core does while it runs us.
+// It is measured first, before validation starts OpenMP's threads (whose spinning would share the
+// core's FMA units through a sibling hyperthread).
+struct Peak {
+  const char* isa = "none";
+  double f32 = 0, f64 = 0;  // FLOP/s; 0 where not measured (not x86-64)
+};
+Peak g_peak;
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define STOCKMIXER_PEAK_LOOP(NAME, TARGET, VEC, SET1, MULADD, STORE, T, LANES, CHAINS)                   \
+  __attribute__((target(TARGET), noinline)) double NAME(std::int64_t steps, double a_in, double b_in) { \
+    const VEC a = SET1(static_cast<T>(a_in)), b = SET1(static_cast<T>(b_in));                           \
+    VEC acc[CHAINS];                                                                                    \
+    for (int j = 0; j < CHAINS; ++j) acc[j] = SET1(static_cast<T>(1 + 0.001 * j));                     \
+    for (std::int64_t i = 0; i < steps; ++i) {                                                          \
+      _Pragma("GCC unroll 16") for (int j = 0; j < CHAINS; ++j) acc[j] = MULADD(acc[j], a, b);          \
+    }                                                                                                   \
+    alignas(64) T lanes[LANES];                                                                         \
+    double sum = 0;                                                                                     \
+    for (int j = 0; j < CHAINS; ++j) {                                                                  \
+      STORE(lanes, acc[j]);                                                                             \
+      for (int k = 0; k < LANES; ++k) sum += static_cast<double>(lanes[k]);                             \
+    }                                                                                                   \
+    return sum;                                                                                         \
+  }
+inline __m128 sse2_muladd_ps(__m128 x, __m128 a, __m128 b) { return _mm_add_ps(_mm_mul_ps(x, a), b); }
+inline __m128d sse2_muladd_pd(__m128d x, __m128d a, __m128d b) { return _mm_add_pd(_mm_mul_pd(x, a), b); }
+STOCKMIXER_PEAK_LOOP(peak_avx512_f32, "avx512f,fma", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_store_ps, float, 16, 16)
+STOCKMIXER_PEAK_LOOP(peak_avx512_f64, "avx512f,fma", __m512d, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_store_pd, double, 8, 16)
+STOCKMIXER_PEAK_LOOP(peak_avx2_f32, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_store_ps, float, 8, 12)
+STOCKMIXER_PEAK_LOOP(peak_avx2_f64, "avx2,fma", __m256d, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_store_pd, double, 4, 12)
+STOCKMIXER_PEAK_LOOP(peak_sse2_f32, "sse2", __m128, _mm_set1_ps, sse2_muladd_ps, _mm_store_ps, float, 4, 12)
+STOCKMIXER_PEAK_LOOP(peak_sse2_f64, "sse2", __m128d, _mm_set1_pd, sse2_muladd_pd, _mm_store_pd, double, 2, 12)
+#undef STOCKMIXER_PEAK_LOOP
+
+constexpr int kPeakRuns = 7;
+constexpr double kPeakSeconds = 0.02;
+
+double thread_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// FLOP/s of loop (flop_per_step FLOP a step): the best of kPeakRuns runs, each of a step count that
+// takes at least kPeakSeconds. `sink` keeps every run's result.
+double time_peak(double (*loop)(std::int64_t, double, double), double flop_per_step, double& sink) {
+  volatile double a = 0.999999, b = 1e-6;  // read at run time: the loop cannot be evaluated at compile time
+  std::int64_t steps = 1 << 12;
+  for (;;) {  // calibrate
+    const double t0 = thread_seconds();
+    sink += loop(steps, a, b);
+    if (thread_seconds() - t0 >= kPeakSeconds) break;
+    steps *= 2;
+  }
+  double best = 0;
+  for (int r = 0; r < kPeakRuns; ++r) {
+    const double t0 = thread_seconds();
+    sink += loop(steps, a, b);
+    best = std::max(best, flop_per_step * static_cast<double>(steps) / (thread_seconds() - t0));
+  }
+  return best;
+}
+
+Peak measure_peak() {
+  Peak p;
+  double sink = 0;
+  const stockmixer::Isa isa = stockmixer::kernel_isa();
+  p.isa = stockmixer::isa_name(isa);
+  switch (isa) {
+    case stockmixer::Isa::avx512:
+      p.f32 = time_peak(peak_avx512_f32, 16 * 16 * 2, sink);
+      p.f64 = time_peak(peak_avx512_f64, 16 * 8 * 2, sink);
+      break;
+    case stockmixer::Isa::avx2:
+      p.f32 = time_peak(peak_avx2_f32, 12 * 8 * 2, sink);
+      p.f64 = time_peak(peak_avx2_f64, 12 * 4 * 2, sink);
+      break;
+    case stockmixer::Isa::baseline:
+      p.f32 = time_peak(peak_sse2_f32, 12 * 4 * 2, sink);
+      p.f64 = time_peak(peak_sse2_f64, 12 * 2 * 2, sink);
+      break;
+  }
+  benchmark::DoNotOptimize(sink);
+  return p;
+}
+#else
+Peak measure_peak() { return Peak{}; }  // the loops above are x86-64's: no peak, no peak_share
+#endif
+
 // ---- the whole model ---------------------------------------------------------------------------------
 //
 // One training step (forward, get_loss with the sorted rank loss, backward, Adam) and one inference
@@ -714,10 +828,9 @@ void bm_rank_loss_sorted_bwd(benchmark::State& state, Index n) {
 // 2 FLOPs per multiply-add; a training step does each product three times (forward, dx, dW). LayerNorm,
 // the activations, the loss and Adam are left out (a few FLOPs per value, memory-bound), so the rate is
 // a lower bound. NASDAQ: 4.45 M multiply-adds forward, 8.9 MFLOP inference, 26.7 MFLOP a step.
-// peak_share is that rate over kPeakFlops, one core's float FMA peak on the project's AVX-512 machine
-// (twelve independent chains of 512-bit FMAs; docs/performance.md): a fraction, which Google Benchmark
-// prints with a "/s" because it is computed as a rate.
-constexpr double kPeakFlops = 117e9;
+// peak_share is that rate over g_peak.f32, this core's float peak for the instruction set the fused
+// kernels run (measure_peak above, before any benchmark): a fraction, which Google Benchmark prints
+// with a "/s" because it is computed as a rate.
 
 double forward_macs(double n, double t, double c, double m) {
   const double s = t / 2, f = 2 * t + s;
@@ -823,7 +936,8 @@ void bm_fused(benchmark::State& state, Index n, double flops) {
 
 void report_model_flops(benchmark::State& state, double flops) {
   report_flops(state, flops);
-  state.counters["peak_share"] = benchmark::Counter(flops / kPeakFlops, benchmark::Counter::kIsIterationInvariantRate);
+  if (g_peak.f32 > 0)
+    state.counters["peak_share"] = benchmark::Counter(flops / g_peak.f32, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void bm_model_train_step(benchmark::State& state, Index n) {
@@ -932,6 +1046,7 @@ int main(int argc, char** argv) {
   // Parse Google Benchmark's flags first (so --help answers at once), validate, then time.
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  g_peak = measure_peak();  // first: see measure_peak
   if (validate_all() != 0) return 1;
 #ifdef _OPENMP
   benchmark::AddCustomContext("stockmixer_openmp", "yes, max threads " + std::to_string(stockmixer::num_threads()));
@@ -939,6 +1054,20 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("stockmixer_openmp", "no (every kernel runs on 1 thread)");
 #endif
   benchmark::AddCustomContext("stockmixer_validation", "passed");
+  benchmark::AddCustomContext("stockmixer_isa", g_peak.isa);
+  if (g_peak.f32 > 0) {
+    char f32[32], f64[32];  // the context is text: full precision, performance_page.py divides by these
+    std::snprintf(f32, sizeof f32, "%.6g", g_peak.f32);
+    std::snprintf(f64, sizeof f64, "%.6g", g_peak.f64);
+    benchmark::AddCustomContext("stockmixer_peak_flops_f32", f32);
+    benchmark::AddCustomContext("stockmixer_peak_flops_f64", f64);
+    std::fprintf(stderr,
+                 "bench_kernels: one core's peak for the fused kernels' instruction set (%s): %.1f GFLOP/s float, "
+                 "%.1f GFLOP/s double; model_* peak_share divides by the float figure\n",
+                 g_peak.isa, g_peak.f32 / 1e9, g_peak.f64 / 1e9);
+  } else {
+    std::fprintf(stderr, "bench_kernels: no peak measured on this architecture (x86-64 only), so no peak_share\n");
+  }
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

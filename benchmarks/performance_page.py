@@ -11,9 +11,14 @@ What it runs (each measurement in a fresh process; nothing is built):
   build/examples/stockmixer bench   N = 1026 (NASDAQ), 5000 and 20000 (T = 16, C = 5, M = 20) on 1 and
                                     2 threads, --rounds processes per shape, rounds interleaved;
   benchmarks/compare_pytorch.py     PyTorch beside stockmixer at N = 1026 and 5000 on 1 thread (the
-                                    section says so when python3-torch is missing);
+                                    section says so when python3-torch is missing), and LibTorch when
+                                    build/benchmarks/libtorch_bench exists (-DSTOCKMIXER_LIBTORCH=ON);
   build/examples/stockmixer train   the NASDAQ protocol (--data) for 3 epochs on 1 and 2 threads;
-  build/benchmarks/bench_kernels    its default set, --kernel-repetitions runs each (medians).
+  build/benchmarks/bench_kernels    its default set, --kernel-repetitions runs each (medians), and the
+                                    core's peak it measures first for the instruction set the fused
+                                    kernels run (its JSON context).
+The instruction set is the one `stockmixer bench` reports ("isa"), the peak the one `bench_kernels`
+measures: both follow STOCKMIXER_MAX_ISA in this script's environment.
 
 --quick: one round, N = 1026 only, bench --iters 20, a handful of kernels at
 --benchmark_min_time=0.01, one epoch, PyTorch with a small budget; the page then says it is not for
@@ -48,6 +53,8 @@ QUICK_KERNEL_FILTER = ("^(per_stock_(fwd|bwd)/|stock_head_(fwd|bwd)/|model_(trai
 # The time targets (set for one thread).
 TARGET_STEP_MS, TARGET_INFERENCE_MS = 0.5, 0.1
 TARGET_STEP_20K_MS, TARGET_PEAK_20K_MB, TARGET_100_EPOCHS_S = 20.0, 200.0, 60.0
+# The share of the core's measured peak the NASDAQ step and inference should reach (one thread).
+TARGET_PEAK_SHARE = 0.4
 
 
 def log(msg):
@@ -222,21 +229,27 @@ def cmake_cache(build):
     return values
 
 
-def kernel_isa(flags, cache):
-    """What isa.hpp's kernel_isa() picks, inferred from /proc/cpuinfo (the tool does not print it)."""
-    if cache.get("STOCKMIXER_NATIVE", "OFF").upper() in ("ON", "1", "TRUE", "YES"):
-        return "the build's own target only (STOCKMIXER_NATIVE=ON: -march=native, no other version compiled)"
+def cpu_isa(flags):
+    """The widest of isa.hpp's instruction sets the CPU flags offer (x86-64-v4, -v3, else baseline)."""
     if all(f in flags for f in X86_64_V4):
-        isa, why = "avx512", "x86-64-v4: " + ", ".join(X86_64_V4)
-    elif all(f in flags for f in X86_64_V3):
-        isa, why = "avx2", "x86-64-v3: avx2, fma, bmi1/2, f16c, lzcnt, movbe"
-    else:
-        isa, why = "baseline", "neither x86-64-v4 nor x86-64-v3 in the CPU flags"
-    cap = os.environ.get("STOCKMIXER_MAX_ISA")
-    order = ["baseline", "avx2", "avx512"]
-    if cap in order and order.index(cap) < order.index(isa):
-        return f"{cap} (the CPU offers {isa}, {why}; capped by STOCKMIXER_MAX_ISA={cap} in this run's environment)"
-    return f"{isa} ({why})"
+        return "avx512"
+    if all(f in flags for f in X86_64_V3):
+        return "avx2"
+    return "baseline"
+
+
+def isa_ran(bench, flags, cache):
+    """The instruction set the fused kernels ran, as `stockmixer bench` reported it ("isa"), with why."""
+    reported = sorted({isa for e in bench.values() for isa in e.get("isa", []) if isa})
+    if not reported:
+        return "not reported (this `stockmixer bench` predates its \"isa\" field)"
+    isa = ", ".join(reported)
+    if cache.get("STOCKMIXER_NATIVE", "OFF").upper() in ("ON", "1", "TRUE", "YES"):
+        return f"{isa}: the build's own target, the only version compiled (STOCKMIXER_NATIVE=ON, -march=native)"
+    offers, cap = cpu_isa(flags), os.environ.get("STOCKMIXER_MAX_ISA")
+    if cap and isa != offers:
+        return f"{isa}: capped by STOCKMIXER_MAX_ISA={cap} in this run's environment, the CPU offers {offers}"
+    return f"{isa}, the widest the CPU offers" if isa == offers else f"{isa}, where the CPU flags suggest {offers}"
 
 
 def git_state():
@@ -251,7 +264,7 @@ def git_state():
 
 def run_bench(cli, stocks, rounds, iters):
     """{(n, threads): {"inference_ms": [...], "train_step_ms": [...], "loss_ms": [...], "peak_mb": [...],
-    "batches": b, "parameters": p, "threads_reported": t}}, rounds interleaved over the shapes."""
+    "isa": [...], "batches": b, "parameters": p, "threads_reported": t}}, rounds interleaved over the shapes."""
     results = {}
     for r in range(rounds):
         for n in stocks:
@@ -259,7 +272,9 @@ def run_bench(cli, stocks, rounds, iters):
                 out, _, peak = run_measured([cli, "bench", "--stocks", n, "--lookback", 16, "--features", 5,
                                              "--market", 20, "--threads", k, "--iters", iters])
                 j = last_json_line(out)
-                e = results.setdefault((n, k), {"inference_ms": [], "train_step_ms": [], "loss_ms": [], "peak_mb": []})
+                e = results.setdefault((n, k), {"inference_ms": [], "train_step_ms": [], "loss_ms": [], "peak_mb": [],
+                                                "isa": []})
+                e["isa"].append(j.get("isa"))
                 for key in ("inference_ms", "train_step_ms", "loss_ms"):
                     e[key].append(float(j[key]))
                 e["peak_mb"].append(peak)
@@ -285,11 +300,13 @@ def torch_version():
     return r.stdout.strip(), None
 
 
-def run_compare(cli, stocks, budget):
-    """compare_pytorch.py run as it is; its Markdown table parsed: (title, headers, rows)."""
+def run_compare(cli, stocks, budget, libtorch):
+    """compare_pytorch.py run as it is (with --libtorch when that binary is given); its Markdown table
+    parsed: (title, headers, rows)."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     out, _, _ = run_measured([sys.executable, HERE / "compare_pytorch.py", "--cli", cli, "--stocks",
-                              ",".join(str(n) for n in stocks), "--threads", 1, "--budget", budget], env=env)
+                              ",".join(str(n) for n in stocks), "--threads", 1, "--budget", budget]
+                             + (["--libtorch", libtorch] if libtorch else []), env=env)
     title, headers, rows = None, None, []
     for line in out.splitlines():
         s = line.strip()
@@ -361,17 +378,14 @@ def run_kernels(binary, quick, repetitions):
     return j.get("context", {}), rows, cmd
 
 
-def peak_flops(kernel_rows):
-    """One core's float FMA peak that bench_kernels' peak_share divides by: FLOP/s over peak_share of a
-    model row of this run, else kPeakFlops read from bench_kernels.cpp."""
-    for r in kernel_rows:
-        if r["flops"] and r["peak_share"]:
-            return r["flops"] / r["peak_share"]
+def peak_flops(kernel_context, precision):
+    """One core's peak in FLOP/s that bench_kernels measured for the fused kernels' instruction set
+    (precision "f32" or "f64"; its peak_share divides by the f32 one), or None when it measured none."""
     try:
-        m = re.search(r"kPeakFlops\s*=\s*([0-9.eE+]+)", (HERE / "bench_kernels.cpp").read_text())
-        return float(m.group(1)) if m else None
-    except OSError:
+        v = float(kernel_context.get(f"stockmixer_peak_flops_{precision}", ""))
+    except ValueError:
         return None
+    return v if v > 0 else None
 
 
 def find_kernel(rows, kernel, shape_prefix, threads):
@@ -510,6 +524,8 @@ def main():
     data = args.data.resolve() if args.data else (ROOT.parent / "shared" / "data" / "NASDAQ").resolve()
     cli = build / "examples" / "stockmixer"
     kernels_bin = build / "benchmarks" / "bench_kernels"
+    libtorch_bin = build / "benchmarks" / "libtorch_bench"
+    libtorch_bin = libtorch_bin if libtorch_bin.is_file() else None
     if not cli.is_file():
         sys.exit(f"performance_page: {cli} not found: build it first (cmake --build {rel(build)} --target stockmixer_cli)")
 
@@ -530,7 +546,7 @@ def main():
     if torch_ver:
         log(f"compare_pytorch.py: N = {torch_stocks}, budget {budget} s")
         try:
-            compare = run_compare(cli, torch_stocks, budget)
+            compare = run_compare(cli, torch_stocks, budget, libtorch_bin)
         except Failed as e:
             compare_error = str(e)
 
@@ -567,7 +583,9 @@ def main():
              "Do not edit this page by hand: rerun the script (see the last section). "
              "Single thread unless a column says otherwise.")
 
-    isa_line = kernel_isa(flags, cache)
+    isa_line = isa_ran(bench, flags, cache)
+    peak32, peak64 = peak_flops(kernel_context, "f32"), peak_flops(kernel_context, "f64")
+    kernels_isa = kernel_context.get("stockmixer_isa")
     isa_flags = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd") if f in flags]
     compiler = f"{cache.get('CMAKE_CXX_COMPILER_ID', '?')} {cache.get('CMAKE_CXX_COMPILER_VERSION', '?')}"
     build_type = cache.get("CMAKE_BUILD_TYPE") or "(none)"
@@ -581,7 +599,9 @@ def main():
         ("commit", f"`{commit}` (binaries built {built.strftime('%Y-%m-%d %H:%M UTC')})"),
         ("CPU", f"{model}, {os.cpu_count()} logical CPUs" + (f", /proc/cpuinfo reports {mhz:.0f} MHz" if mhz else "")),
         ("ISA flags", ", ".join(isa_flags) if isa_flags else "none of avx2, fma, avx512*"),
-        ("fused kernels run", isa_line + "; *inferred* from /proc/cpuinfo as `isa.hpp` decides, the tool does not print it"),
+        ("fused kernels run", isa_line + " (as `stockmixer bench` reports it)"),
+        ("core's peak", (f"{peak32 / 1e9:.1f} GFLOP/s float, {peak64 / 1e9:.1f} GFLOP/s double, measured by `bench_kernels` "
+                         f"for {kernels_isa}") if peak32 and peak64 else "not measured (no `bench_kernels` run)"),
         ("compiler", f"{compiler}, `{flags_used}`" if flags_used else compiler),
         ("build", f"{build_type}, STOCKMIXER_NATIVE={cache.get('STOCKMIXER_NATIVE', '?')}, OpenMP: {openmp}"),
         ("OS", f"Linux {platform.release()}, Python {platform.python_version()}"),
@@ -606,6 +626,10 @@ def main():
     if slower:
         warnings.append("on 2 threads " + ", ".join(slower) + " ran slower than on 1: the cores were not idle, so "
                         "this run's 2-thread figures do not show what two threads do (see \"How it is measured\").")
+    bench_isas = {isa for e in bench.values() for isa in e.get("isa", []) if isa}
+    if kernels_isa and bench_isas and bench_isas != {kernels_isa}:
+        warnings.append(f"`stockmixer bench` ran {', '.join(sorted(bench_isas))} but `bench_kernels` measured the peak "
+                        f"for {kernels_isa}: the shares of peak compare different instruction sets.")
     if warnings:
         P.append("> **Warning:** " + " ".join(w[0].upper() + w[1:] for w in warnings))
 
@@ -674,7 +698,12 @@ def main():
                        "with `torch.optim.Adam`, and `stockmixer bench` on the same shapes, each measurement in a fresh "
                        "process; medians of up to 200 iterations after two warm-ups (fewer when one is slow: about "
                        f"{budget:g} s a figure). Its stockmixer figures are its own processes, so they differ a little "
-                       "from the section above. The ratio is PyTorch's time over stockmixer's.")
+                       "from the section above. The ratio is PyTorch's time over stockmixer's."
+                       + (f" LibTorch is `{rel(libtorch_bin)}` (`-DSTOCKMIXER_LIBTORCH=ON`): the same network, `get_loss` "
+                          "and `torch::optim::Adam` in LibTorch C++ on Debian's libtorch-dev, timed the same way, its "
+                          "forward checked against `stockmixer predict` (relative 1e-5) before anything is timed; its "
+                          "ratio is LibTorch's time over stockmixer's." if libtorch_bin else
+                          " (No LibTorch column: configure with `-DSTOCKMIXER_LIBTORCH=ON` and build `libtorch_bench`.)"))
         section.append(f"*{title}*" if title else "")
         align = "".join("r" for _ in headers)
         section.append(md_table(headers, [r + [""] * (len(headers) - len(r)) for r in crow], align))
@@ -708,7 +737,7 @@ def main():
     P.append("\n\n".join(section))
 
     # work per step and the machine's limit
-    peak = peak_flops(kernel_rows)
+    peak = peak32
     ms1 = find_kernel(kernel_rows, "model_train_step", "N_1026", 1)
     mi1 = find_kernel(kernel_rows, "model_inference", "N_1026", 1)
     section = ["## Work per step and the machine's limit",
@@ -720,18 +749,23 @@ def main():
                "left out (a few FLOP a value, memory-bound), so the rate is a lower bound. The fused stock head "
                "does less than this nominal work (dense2 and `time_fc_` folded into N·M, "
                "`docs/math/stock_head.md`).",
-               "The limit is one core's FMA peak: `peak_share` divides by the constant `kPeakFlops` in "
-               "`bench_kernels.cpp`, measured on the project's AVX-512 machine with twelve independent chains "
-               "of 512-bit FMAs: one 512-bit FMA a cycle at about 3.6 GHz while busy (256-bit FMAs go two a "
-               "cycle, the same FLOPs; only an add issued beside each FMA would go higher). On another CPU the share is "
-               "relative to that constant, not to the CPU's own peak. In double the peak is half (8 lanes a "
-               "register instead of 16)."]
+               "The limit is this core's own peak for the instruction set the fused kernels run, which "
+               "`bench_kernels` measures before its benchmarks (`measure_peak` in `bench_kernels.cpp`): independent "
+               "chains (16 for AVX-512, 12 otherwise, more than FMA latency times the FMA ports need) of 512-bit "
+               "FMAs for avx512, 256-bit FMAs for avx2, 128-bit SSE2 multiply-then-add for baseline, in float and "
+               "in double, the best of seven runs timed in the thread's CPU time (so that other processes' turns on "
+               "a shared core do not count). `peak_share` divides the `model_*` rates by the float "
+               "figure. It follows `STOCKMIXER_MAX_ISA`, so a capped run is measured against the capped set's "
+               "peak. A wider vector need not give a higher peak: a core whose FMA units are 256 bits wide runs "
+               "a 512-bit FMA as two halves."
+               + (f" This run: {peak32 / 1e9:.1f} GFLOP/s in float and {peak64 / 1e9:.1f} GFLOP/s in double, "
+                  f"for {kernels_isa}." if peak32 and peak64 else " This run has no peak (`bench_kernels` did not run).")]
     if peak and ms1 and ms1["flops"]:
         step_flop = ms1["flops"] * ms1["us"] * 1e-6
         inf_flop = mi1["flops"] * mi1["us"] * 1e-6 if mi1 and mi1["flops"] else None
         lines = [f"- nominal work at N = 1026: {step_flop / 1e6:.1f} MFLOP a training step"
                  + (f", {inf_flop / 1e6:.1f} MFLOP an inference" if inf_flop else "")
-                 + f"; the peak `peak_share` divides by: {peak / 1e9:.0f} GFLOP/s (float);",
+                 + f"; the peak `peak_share` divides by: {peak / 1e9:.1f} GFLOP/s (float, {kernels_isa});",
                  f"- at that peak the step's nominal work alone takes {step_flop / peak * 1e6:.0f} µs"
                  + (f" and inference's {inf_flop / peak * 1e6:.0f} µs" if inf_flop else "") + ";"]
         if step1:
@@ -739,6 +773,10 @@ def main():
                          f"{step_flop / (step1 * 1e-3) / 1e9:.1f} GFLOP/s of nominal work, {fmt_pct(step_flop / (step1 * 1e-3) / peak)} "
                          "of the peak" + (f"; inference at {fmt_ms(inf1)} ms, {fmt_pct(inf_flop / (inf1 * 1e-3) / peak)}" if inf_flop and inf1 else "")
                          + ";")
+        lines.append(f"- at {fmt_pct(TARGET_PEAK_SHARE)} of the peak (the target) the step would take "
+                     f"{fmt_ms(step_flop / (TARGET_PEAK_SHARE * peak) * 1e3)} ms"
+                     + (f" and inference {fmt_ms(inf_flop / (TARGET_PEAK_SHARE * peak) * 1e3)} ms" if inf_flop else "")
+                     + ";")
         lines.append(f"- the {TARGET_STEP_MS} ms step target asks for {fmt_pct(step_flop / (TARGET_STEP_MS * 1e-3) / peak)} of the "
                      "peak for the nominal work alone, everything else (LayerNorms, GELU, the loss, Adam, the batch copy) "
                      "included in the same time"
@@ -762,19 +800,19 @@ def main():
                    "cancellation (a float head pushed them past the tests' tolerances). Its three N·M·F products "
                    "(dense1; dW1 and dxn) are double FMA tiles; the rest is the normalisation, ∂y and the dense2 "
                    "pass, each a short pass over the stocks.")
-    fused = [("per_stock_fwd", "NTC_", "per-stock forward (inference form)", 1.0),
-             ("per_stock_bwd", "NTC_", "per-stock backward (recomputes the forward)", 1.0),
-             ("stock_head_fwd", "FN_", "stock head forward (N·M·F products only)", 0.5),
-             ("stock_head_bwd", "FN_", "stock head backward (N·M·F products only)", 0.5)]
+    fused = [("per_stock_fwd", "NTC_", "per-stock forward (inference form)", peak32),
+             ("per_stock_bwd", "NTC_", "per-stock backward (recomputes the forward)", peak32),
+             ("stock_head_fwd", "FN_", "stock head forward (N·M·F products only)", peak64),
+             ("stock_head_bwd", "FN_", "stock head backward (N·M·F products only)", peak64)]
     rows = []
-    for kern, shape, label, width in fused:
+    for kern, shape, label, block_peak in fused:
         r = find_kernel(kernel_rows, kern, shape, 1)
         if r:
-            share = r["flops"] / (peak * width) if r["flops"] and peak else None
+            share = r["flops"] / block_peak if r["flops"] and block_peak else None
             rows.append([label, fmt_time_us(r["us"]), f"{r['flops'] / 1e9:.1f}" if r["flops"] else "—", fmt_pct(share)])
     if rows:
         section.append("This run, one thread, NASDAQ's shape (`bench_kernels`; the share is over the float peak for "
-                       "`per_stock` and the double peak, half of it, for `stock_head`, whose counters count its N·M·F "
+                       "`per_stock` and the double peak for `stock_head`, whose counters count its N·M·F "
                        "products only, so its share reads low by the passes that are not products):\n\n"
                        + md_table(["block", "time", "GFLOP/s", "share of peak"], rows, "lrrr"))
     # the step, split
@@ -867,7 +905,9 @@ def main():
                        "says (`+=`), never zeroing inside the timed loop.")
     P.append("\n\n".join(section))
 
-    P.append("## Instruction sets\n\n" + ISA_TEXT + f"\n\nThis run: {isa_line} (inferred).")
+    P.append("## Instruction sets\n\n" + ISA_TEXT + f"\n\nThis run: {isa_line}, as `stockmixer bench` reports it "
+             "(its JSON's \"isa\"); `bench_kernels` measured the peak for "
+             f"{kernels_isa or 'no instruction set (it did not run)'}.")
     P.append("## The instruction-count guard\n\n" + GUARD_TEXT + "\n\n" + guard_baseline())
     P.append(MEASURED_HOW)
     P.append("## Regenerating this page\n\n"
