@@ -444,27 +444,34 @@ TEST_CASE("check_has_data and check_trainable refuse markets with nothing to lea
   m.price.fill(1.0);
   CHECK_THROWS_WITH(check_has_data(m, "hand-built"),
                     Contains("hand-built: every stock is missing on every day") && Contains("3 stocks over 12 days"));
-  CHECK_THROWS_WITH(check_trainable(m, 3, 8, "hand-built"),
+  CHECK_THROWS_WITH(check_trainable(m, 3, 0, 8, "hand-built"),
                     Contains("hand-built: no training window holds a present stock") && Contains("[0, 8)") &&
                         Contains("0 of 24 stock-days present"));
   // Present every day but one in three: runs of 2 days, never a whole window of 4.
   for (Index i = 0; i < 3; ++i)
     for (Index t = 0; t < 12; ++t) m.mask(i, t) = (t + i) % 3 == 0 ? 0.0 : 1.0;
   REQUIRE_NOTHROW(check_has_data(m, "hand-built"));
-  CHECK_THROWS_WITH(check_trainable(m, 3, 12, "hand-built"), Contains("24 of 36 stock-days present"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 0, 12, "hand-built"), Contains("24 of 36 stock-days present"));
   // Stock 1 present on days 7..10: a whole window, but it ends on day 10, outside training days [0, 8).
   for (Index t = 7; t < 11; ++t) m.mask(1, t) = 1.0;
-  CHECK_THROWS_WITH(check_trainable(m, 3, 8, "hand-built"), Contains("no training window"));
-  REQUIRE_NOTHROW(check_trainable(m, 3, 11, "hand-built"));
-  REQUIRE_NOTHROW(check_trainable(m, 2, 12, "hand-built"));  // lookback 2: windows of 3
+  CHECK_THROWS_WITH(check_trainable(m, 3, 0, 8, "hand-built"), Contains("no training window"));
+  REQUIRE_NOTHROW(check_trainable(m, 3, 0, 11, "hand-built"));
+  REQUIRE_NOTHROW(check_trainable(m, 2, 0, 12, "hand-built"));  // lookback 2: windows of 3
+  // From a later start (a walk-forward window): stock 1's window [7, 11) is the only whole one, so a
+  // start after day 7 leaves none, and the message names the days searched.
+  REQUIRE_NOTHROW(check_trainable(m, 3, 7, 11, "hand-built"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 8, 12, "hand-built"),
+                    Contains("no training window holds a present stock") && Contains("[8, 12)") &&
+                        Contains("of 12 stock-days present"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 9, 12, "hand-built"), Contains("within [start + lookback + steps, D] = [13, 12]"));
   // The arguments themselves.
-  CHECK_THROWS_WITH(check_trainable(m, 0, 12, "hand-built"), Contains("lookback 0") && Contains("lookback >= 1"));
-  CHECK_THROWS_WITH(check_trainable(m, 3, 13, "hand-built"), Contains("(13) within [lookback + steps, D] = [4, 12]"));
-  CHECK_THROWS_WITH(check_trainable(m, 3, 3, "hand-built"), Contains("(3) within"));
+  CHECK_THROWS_WITH(check_trainable(m, 0, 0, 12, "hand-built"), Contains("lookback 0") && Contains("lookback >= 1"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 0, 13, "hand-built"), Contains("(13) within [start + lookback + steps, D] = [4, 12]"));
+  CHECK_THROWS_WITH(check_trainable(m, 3, 0, 3, "hand-built"), Contains("(3) within"));
   // The default synthetic market trains from its start (NASDAQ's split scaled: 600 days).
   const Market<float> s = synthetic_market<float>(SyntheticOptions{});
   REQUIRE_NOTHROW(check_has_data(s, "synthetic"));
-  REQUIRE_NOTHROW(check_trainable(s, 16, 400, "synthetic"));
+  REQUIRE_NOTHROW(check_trainable(s, 16, 0, 400, "synthetic"));
 }
 
 TEST_CASE("synthetic market: sizes whose product overflows are refused before anything is computed",

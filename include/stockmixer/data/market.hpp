@@ -53,9 +53,10 @@
 //
 // Refusing what cannot be trained on. A market whose mask is all zero (every stock missing every
 // day) is refused where it is loaded or built (load_eod, load_sp500_npy, synthetic_market call
-// check_has_data). check_trainable(m, lookback, train_end, source) is what a trainer calls before its
-// first epoch: it refuses a market in which no training window [o, o + lookback + steps), with
-// o + lookback + steps <= train_end, holds a stock present on every one of its days: get_batch's mask
+// check_has_data). check_trainable(m, lookback, train_start, train_end, source) is what a trainer calls
+// before its first epoch: it refuses a market in which no training window [o, o + lookback + steps), with
+// train_start <= o and o + lookback + steps <= train_end, holds a stock present on every one of its days
+// (a walk-forward window trains from its train_start, not from day 0): get_batch's mask
 // would be zero for every stock of every training batch, so the loss would have nothing to average.
 //
 // Memory: a failed allocation here (a market too large for the machine, e.g. synthetic --stocks 1e9)
@@ -121,11 +122,11 @@ template <class T>
 void check_has_data(const Market<T>& m, const std::string& source);
 
 // Error naming `source` when no training window holds a present stock (see the header comment):
-// windows [o, o + lookback + steps) with 0 <= o and o + lookback + steps <= train_end (the first day
-// after the training period, the trainer's valid_index); also when lookback < 1 or train_end is
-// outside [lookback + steps, D].
+// windows [o, o + lookback + steps) with train_start <= o and o + lookback + steps <= train_end (the
+// first day after the training period, the trainer's valid_index, or its end under the strict split);
+// also when lookback < 1, train_start < 0 or train_end is outside [train_start + lookback + steps, D].
 template <class T>
-void check_trainable(const Market<T>& m, Index lookback, Index train_end, const std::string& source);
+void check_trainable(const Market<T>& m, Index lookback, Index train_start, Index train_end, const std::string& source);
 
 // load_EOD_data's per-ticker loop (src/load_data.py), for one stock. `rows` is that ticker's file
 // after the NASDAQ last-row drop: [D, 1 + C] row-major, column 0 the day index, the last column the
@@ -317,25 +318,27 @@ void check_has_data(const Market<T>& m, const std::string& source) {
 }
 
 template <class T>
-void check_trainable(const Market<T>& m, Index lookback, Index train_end, const std::string& source) {
+void check_trainable(const Market<T>& m, Index lookback, Index train_start, Index train_end, const std::string& source) {
   const Index n = m.stocks(), d = m.days(), window = lookback + m.steps;
-  if (lookback < 1 || train_end < window || train_end > d)
+  if (lookback < 1 || train_start < 0 || train_end < train_start + window || train_end > d)
     throw Error(source + ": no training window: lookback " + std::to_string(lookback) + " and steps " +
                 std::to_string(m.steps) + " need lookback >= 1 and the training days' end (" +
-                std::to_string(train_end) + ") within [lookback + steps, D] = [" + std::to_string(window) + ", " +
-                std::to_string(d) + "]");
+                std::to_string(train_end) + ") within [start + lookback + steps, D] = [" +
+                std::to_string(train_start + window) + ", " + std::to_string(d) + "] (start " +
+                std::to_string(train_start) + ")");
   Index present = 0;  // (stock, day) cells present in the training days
   for (Index i = 0; i < n; ++i) {
     Index run = 0;  // consecutive present days ending at t
-    for (Index t = 0; t < train_end; ++t) {
+    for (Index t = train_start; t < train_end; ++t) {
       run = m.mask(i, t) != T(0) ? run + 1 : 0;
       present += run > 0;
       if (run >= window) return;  // the window [t + 1 - window, t + 1) of stock i is complete
     }
   }
   throw Error(source + ": no training window holds a present stock: in every window of lookback + steps = " +
-              std::to_string(window) + " days within the training days [0, " + std::to_string(train_end) +
-              ") every stock misses a day (" + std::to_string(present) + " of " + std::to_string(n * train_end) +
+              std::to_string(window) + " days within the training days [" + std::to_string(train_start) + ", " +
+              std::to_string(train_end) + ") every stock misses a day (" + std::to_string(present) + " of " +
+              std::to_string(n * (train_end - train_start)) +
               " stock-days present there), so every training batch's mask would be zero and the loss would have "
               "no stock to average over");
 }

@@ -25,11 +25,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace stockmixer::train {
@@ -114,6 +116,21 @@ struct EpochLog {
   nlohmann::json to_json() const;
 };
 
+// A training step run elsewhere than the CPU's TrainStep (the CUDA unit's resident step: cli/train.hpp's
+// --device cuda). Around each epoch's steps the trainer calls begin(model, adam), when the model's
+// parameters and the optimiser's moments and step count are current on the CPU, and after the last step
+// end(model, adam), which must leave them as the steps made them (evaluation, checkpoints and resume
+// read them there); step(offset) is one step on the window at that offset and throws, as TrainStep
+// does, when the loss is not finite.
+template <class T>
+class StepEngine {
+ public:
+  virtual ~StepEngine() = default;
+  virtual void begin(StockMixer<T>& model, Adam<T>& adam) = 0;
+  virtual StepLoss step(Index offset) = 0;
+  virtual void end(StockMixer<T>& model, Adam<T>& adam) = 0;
+};
+
 template <class T>
 class Trainer {
  public:
@@ -145,6 +162,10 @@ class Trainer {
   void restore(const Progress& progress);  // Error when the generator's text does not read back
   // A flag read between two training steps: once it holds true, run_epoch throws Interrupted.
   void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+  // Runs the training steps on `engine` (which must outlive the trainer's epochs); null: TrainStep.
+  void set_engine(StepEngine<T>* engine) { engine_ = engine; }
+  const data::Market<T>& market() const { return market_; }
+  const TrainConfig& config() const { return config_; }
   Index train_offsets() const { return config_.train_offsets(market_.steps); }  // offsets used per epoch
 
  private:
@@ -163,6 +184,22 @@ class Trainer {
   Evaluation evaluate_into(Index start, Index end, PeriodPredictions<T>& into);
   int epoch_ = 0;
   const std::atomic<bool>* stop_ = nullptr;
+  StepEngine<T>* engine_ = nullptr;
+};
+
+// Sets a StepEngine on a run's trainer before its first epoch (cli/train.hpp's --device cuda), one
+// function per precision; empty: the CPU's TrainStep.
+struct EngineHooks {
+  std::function<void(Trainer<float>&)> f32;
+  std::function<void(Trainer<double>&)> f64;
+  template <class T>
+  void attach(Trainer<T>& trainer) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (f32) f32(trainer);
+    } else if constexpr (std::is_same_v<T, double>) {
+      if (f64) f64(trainer);
+    }
+  }
 };
 
 // ---- implementation --------------------------------------------------------------------------------
@@ -233,7 +270,7 @@ const TrainConfig& checked(const data::Market<T>& market, const TrainConfig& c) 
   market.validate("training market");
   c.validate(market.days(), market.steps);
   // At least one window training can draw must hold a stock present on all its days.
-  data::check_trainable(market, c.lookback, c.train_end(market.steps), "training market");
+  data::check_trainable(market, c.lookback, c.train_start, c.train_end(market.steps), "training market");
   return c;
 }
 
@@ -291,6 +328,7 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
   const Index used = train_offsets();
   EpochLog log;
   log.epoch = ++epoch_;
+  if (engine_) engine_->begin(model_, optimizer());
   for (Index k = 0; k < used; ++k) {
     if (stop_ && stop_->load())
       throw Interrupted("stockmixer::train: interrupted in epoch " + std::to_string(epoch_) + " after " +
@@ -300,6 +338,7 @@ EpochLog Trainer<T>::run_epoch_over(std::chrono::steady_clock::time_point start)
     log.train_reg += step.reg;
     log.train_rank += step.rank;
   }
+  if (engine_) engine_->end(model_, optimizer());
   log.train_loss /= static_cast<double>(used);
   log.train_reg /= static_cast<double>(used);
   log.train_rank /= static_cast<double>(used);
@@ -331,9 +370,9 @@ void Trainer<T>::restore(const Progress& progress) {
 
 template <class T>
 StepLoss Trainer<T>::train_step(Index offset) {
-  data::get_batch(market_, offset, config_.lookback, batch_);
+  if (!engine_) data::get_batch(market_, offset, config_.lookback, batch_);
   try {
-    return step_(batch_);
+    return engine_ ? engine_->step(offset) : step_(batch_);
   } catch (const Error& e) {
     throw Error(std::string(e.what()) + " (epoch " + std::to_string(epoch_) + ", offset " + std::to_string(offset) + ")");
   }
