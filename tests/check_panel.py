@@ -15,9 +15,11 @@
     absent, some closes -1234, one ticker listed late, rows shuffled): `dataset --panel --features
     original` (causal and max) against an independent numpy computation of the original's features;
     `train --panel ... --epochs 2` trains on it with no padding (the 60/20/20 split by dates), and
-    --valid-start / --test-start land on the first trading day on or after each date; refusals of
+    --valid-start / --test-start / --train-start / --test-end and walk's --first-test land on the first
+    trading day on or after each date (a date after the last is the end, for --test-end); refusals of
     mixed or bad options name the option.
 """
+import datetime
 import json
 import os
 import random
@@ -214,12 +216,47 @@ def own(cli, tmp):
         check((split["valid_index"], split["test_index"]) == (150, want_test),
               f"--valid-start {valid_start} --test-start {test_start}: days 150 and {want_test} "
               f"({split['valid_index']}, {split['test_index']}; test starts {split['test_first_date']})")
+    # --train-start and --test-end as dates (a Saturday lands on the Monday after it; an end after the last
+    # date is the market's end), and walk's --first-test as a date: the same windows as its day index.
+    def date_before(k):  # a calendar date after market_dates[k - 1] that lands on day k
+        return (datetime.date.fromisoformat(market_dates[k - 1]) + datetime.timedelta(days=1)).isoformat()
+    gap = next(k for k in range(100, len(market_dates))
+               if date_before(k) != market_dates[k])  # a weekend: the day after k - 1 is no trading day
+    run_dir = tmp / "run_bounds"
+    p = run(cli, "train", "--panel", path, "--features", "original", "--epochs", "1", "--out", run_dir,
+            "--train-start", date_before(gap), "--test-end", "2030-01-01", "--valid-index", "200",
+            "--test-index", "230", "--strict-split")
+    if p.returncode == 0:
+        config = json.loads((run_dir / "summary.json").read_text())["config"]
+        check((config.get("train_start"), config.get("test_end", len(market_dates))) == (gap, len(market_dates)),
+              f"--train-start {date_before(gap)} --test-end 2030-01-01: days {gap} and the end "
+              f"{len(market_dates)} ({config.get('train_start')}, {config.get('test_end')})")
+    p = run(cli, "train", "--panel", path, "--features", "original", "--epochs", "1", "--out", tmp / "run_end",
+            "--test-end", date_before(gap), "--valid-index", "60", "--test-index", "80")
+    if p.returncode == 0:
+        config = json.loads((tmp / "run_end" / "summary.json").read_text())["config"]
+        check(config.get("test_end") == gap, f"--test-end {date_before(gap)}: day {gap} ({config.get('test_end')})")
+    walks = {}
+    for first in (date_before(gap), str(gap)):
+        out_dir = tmp / f"walk_{first}"
+        p = run(cli, "walk", "--panel", path, "--features", "original", "--epochs", "1", "--threads", "1",
+                "--train-days", "60", "--valid-days", "20", "--test-days", "30", "--first-test", first,
+                "--out", out_dir)
+        if p.returncode == 0:
+            walks[first] = sorted(j["name"] for j in json.loads((out_dir / "sweep.json").read_text())["jobs"])
+    if len(walks) == 2:
+        names = list(walks.values())
+        check(names[0] == names[1] and names[0] and names[0][0].startswith(f"test={gap}.."),
+              f"walk --first-test {date_before(gap)}: the windows of --first-test {gap} ({names[0]})")
     # Refusals, each naming what is wrong; nothing written.
     never = tmp / "never"
     for args, words in (
             (["--valid-start", valid_start, "--valid-index", "100"], ["--valid-start", "exclude each other"]),
             (["--test-start", "2030-01-01"], ["--test-start 2030-01-01 is after the market's last date"]),
             (["--valid-start", "2021-02-30"], ["--valid-start '2021-02-30' is not a date"]),
+            (["--train-start", "2021-02-30"], ["--train-start '2021-02-30': expected a day index or a date"]),
+            (["--train-start", "2030-01-01"], ["--train-start 2030-01-01 is after the market's last date"]),
+            (["--test-end", "1999-01-01"], ["--test-end 1999-01-01 is before the market's first date"]),
             (["--normalise", "median"], ["--normalise", "causal, max"]),
             (["--features", "5"], ["--features", "columns, original"]),
             (["--data", tmp], ["--panel and --data"])):

@@ -253,7 +253,8 @@ inline int walk_command(int argc, char** argv) {
   for (Option o : {integer("train-days", "", "A: days of training windows per window", 1, limits::kMaxDays),
                    integer("valid-days", "", "B: validation days per window", 1, limits::kMaxDays),
                    integer("test-days", "", "C: test days per window (windows roll forward by C)", 1, limits::kMaxDays),
-                   integer("first-test", "", "first test day (default: the data's own)", 0, limits::kMaxDays)})
+                   text_or_number("first-test", "", "first test day: a day index or a date YYYY-MM-DD (the first "
+                                                    "trading day on or after it; default: the data's own)")})
     options.push_back(std::move(o));
   const std::set<std::string> skip = {"out",         "config",     "overwrite",   "resume",     "threads",
                                       "valid-index", "test-index", "valid-start", "test-start", "strict-split",
@@ -277,8 +278,16 @@ inline int walk_command(int argc, char** argv) {
     json& base = grid["base"];
     if (!base.is_object()) base = json::object();
     json walk = grid.value("walk", json::object());
-    for (const char* key : {"train-days", "valid-days", "test-days", "first-test"})
+    for (const char* key : {"train-days", "valid-days", "test-days"})
       if (a.given(key)) walk[key] = a.integer(key);
+    if (a.given("first-test")) {  // a day index as a number, a date as text (WalkSpec::from_json reads both)
+      const std::string first = a.str("first-test");
+      const bool index = first.size() <= 9 && std::all_of(first.begin(), first.end(), [](char c) {
+        return c >= '0' && c <= '9';
+      }) && !first.empty();
+      if (index) walk["first-test"] = std::stoll(first);
+      else walk["first-test"] = first;
+    }
     grid["walk"] = walk;
     const json given = a.given_json();
     for (auto it = given.begin(); it != given.end(); ++it) {

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <limits>
@@ -51,6 +52,7 @@ struct JobHooks {
   std::ostream* progress = nullptr;               // the epoch lines (null: none)
   std::function<bool(const EpochLog&)> on_epoch;  // after each epoch; false stops the run there
   const std::atomic<bool>* stop = nullptr;        // read between steps: once true the run stops (Interrupted)
+  EngineHooks engine{};                           // where the training steps run (empty: the CPU)
 };
 
 // What `stockmixer train` does with these options: the market loaded, then run (or run_seeds with
@@ -109,8 +111,10 @@ inline std::vector<Option> train_options() {
       integer("valid-index", "", "first validation day (real data: 756; --panel: 60% of its days; synthetic: 61% of "
                                  "--days)", 1, kMaxDays),
       integer("test-index", "", "first test day (real data: 1008; synthetic: 81% of --days)", 1, kMaxDays),
-      integer("train-start", "0", "first day a training window may read (walk-forward windows)", 0, kMaxDays),
-      integer("test-end", "0", "one past the last test day (0: the market's end)", 0, kMaxDays)};
+      text_or_number("train-start", "0", "first day a training window may read (walk-forward windows): a day index or "
+                                         "a date YYYY-MM-DD (the first trading day on or after it)"),
+      text_or_number("test-end", "0", "one past the last test day: a day index (0: the market's end) or a date "
+                                      "YYYY-MM-DD (the test ends before the first trading day on or after it)")};
   for (Option& m : market_options()) options.push_back(std::move(m));
   for (Option o :
        {text("init-weights", "", "start from these weights (.safetensors, PyTorch names) instead of the seeded init"),
@@ -190,6 +194,30 @@ Index split_day(const Options& a, const RunData<T>& d, const std::string& period
   return a.given(index) ? a.integer(index) : fallback;
 }
 
+// --train-start or --test-end: a day index (0 to kMaxDays), or a date: the first trading day on or after
+// it. For an end (`end`), a date after the market's last is its end: the days run out before it.
+template <class T>
+Index day_option(const Options& a, const RunData<T>& d, const std::string& name, bool end) {
+  const std::string s = a.str(name);
+  if (!s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    const long long day = std::stoll(s);
+    if (day > limits::kMaxDays)
+      a.fail("--" + name + " " + s + ": expected a day index from 0 to " + std::to_string(limits::kMaxDays));
+    return static_cast<Index>(day);
+  }
+  std::int64_t want = 0, last = 0;
+  if (!data::parse_iso_date(s.data(), s.data() + s.size(), want))
+    a.fail("--" + name + " '" + s + "': expected a day index or a date YYYY-MM-DD");
+  if (end && !d.dates.empty() && d.dates.back().size() >= 10 &&
+      data::parse_iso_date(d.dates.back().data(), d.dates.back().data() + 10, last) && want > last)
+    return d.market.days();
+  try {
+    return data::day_of_date(d.dates, s, "--" + name);
+  } catch (const Error& e) {
+    a.fail(e.what());
+  }
+}
+
 }  // namespace detail
 
 template <class T>
@@ -243,8 +271,8 @@ TrainConfig train_config(const Options& a, const RunData<T>& d) {
   c.seed = static_cast<std::uint64_t>(a.integer("seed"));
   c.valid_index = detail::split_day(a, d, "valid", d.valid_index);
   c.test_index = detail::split_day(a, d, "test", d.test_index);
-  c.train_start = a.integer("train-start");
-  c.test_end = a.integer("test-end");
+  c.train_start = detail::day_option(a, d, "train-start", false);
+  c.test_end = detail::day_option(a, d, "test-end", true);
   // TrainConfig::validate also checks that every window training can draw ends inside the market, before
   // the run touches its folder, so a bad split fails with nothing written.
   try {
@@ -286,6 +314,7 @@ nlohmann::json train_job(const Options& a, const RunData<T>& d, const JobHooks& 
   o.stop = hooks.stop;
   o.on_epoch = hooks.on_epoch;
   o.progress = hooks.progress;
+  o.engine = hooks.engine;
   o.init_weights = a.str("init-weights");
   o.order_file = a.str("order");
   if (!o.order_file.empty()) {

@@ -11,7 +11,8 @@
 //              per window k: test days [F + kC, F + (k+1)C) (the last window may be shorter, ending at
 //              the market's end), validation the B days before, training windows inside the A days
 //              before those, strict split (no training target on or after the first validation day).
-//              F defaults to the data's own first test day. The window's name part: "test=FIRST..LAST"
+//              F defaults to the data's own first test day; "first-test" may be a date YYYY-MM-DD (the
+//              first trading day on or after it, on each market). The window's name part: "test=FIRST..LAST"
 //   member     a grid point with its seed (the windows of one member are one out-of-sample series)
 //   configuration  a grid point without its seed: the report's rows, the seeds ensembled together
 //
@@ -67,9 +68,11 @@ namespace stockmixer::train {
 // ---- interface -------------------------------------------------------------------------------------
 
 // Walk-forward: A training days, B validation days, C test days per window, the first test day F
-// (-1: the data's own first test day).
+// (-1: the data's own first test day), or the date it is the first trading day on or after
+// (first_test_date, YYYY-MM-DD; resolved against each market's dates when the sweep is planned).
 struct WalkSpec {
   Index train_days = 0, valid_days = 0, test_days = 0, first_test = -1;
+  std::string first_test_date;
   static WalkSpec from_json(const nlohmann::json& j, const std::string& where);
   nlohmann::json to_json() const;
 };
@@ -219,13 +222,22 @@ inline WalkSpec WalkSpec::from_json(const nlohmann::json& j, const std::string& 
   w.train_days = detail::walk_field(j, "train-days", where, 1, true);
   w.valid_days = detail::walk_field(j, "valid-days", where, 1, true);
   w.test_days = detail::walk_field(j, "test-days", where, 1, true);
-  w.first_test = detail::walk_field(j, "first-test", where, 0, false);
+  if (j.contains("first-test") && j.at("first-test").is_string()) {
+    const std::string date = j.at("first-test").get<std::string>();
+    std::int64_t day = 0;
+    if (!data::parse_iso_date(date.data(), date.data() + date.size(), day))
+      detail::sweep_fail(where, "walk 'first-test' is \"" + date + "\", expected a day index or a date YYYY-MM-DD");
+    w.first_test_date = date;
+  } else {
+    w.first_test = detail::walk_field(j, "first-test", where, 0, false);
+  }
   return w;
 }
 
 inline nlohmann::json WalkSpec::to_json() const {
   nlohmann::json j = {{"train-days", train_days}, {"valid-days", valid_days}, {"test-days", test_days}};
-  if (first_test >= 0) j["first-test"] = first_test;
+  if (!first_test_date.empty()) j["first-test"] = first_test_date;
+  else if (first_test >= 0) j["first-test"] = first_test;
   return j;
 }
 
@@ -333,7 +345,10 @@ inline SweepPlan plan_sweep(const nlohmann::json& grid_file, const std::string& 
     points *= axis.second.size();
     if (points > 1'000'000) detail::sweep_fail(where, "the grid has more than 1,000,000 points");
   }
-  std::map<std::string, std::pair<Index, Index>> market_days;  // data options -> (days, own test index)
+  struct MarketDays {
+    Index days, test_index, first_test;  // the first test day of the walk on this market (-1: its own)
+  };
+  std::map<std::string, MarketDays> market_days;  // data options -> its days
   for (std::size_t p = 0; p < points; ++p) {
     json values = json::object();
     std::size_t rest = p;
@@ -364,13 +379,23 @@ inline SweepPlan plan_sweep(const nlohmann::json& grid_file, const std::string& 
     auto found = market_days.find(data_key.dump());
     if (found == market_days.end()) {
       const RunData<float> d = load_data<float>(o);
-      found = market_days.emplace(data_key.dump(), std::make_pair(d.market.days(), d.test_index)).first;
+      Index first_test = spec.first_test;
+      if (!spec.first_test_date.empty()) {
+        try {
+          first_test = data::day_of_date(d.dates, spec.first_test_date, "walk first-test");
+        } catch (const Error& e) {
+          detail::sweep_fail(at, e.what());
+        }
+      }
+      found = market_days.emplace(data_key.dump(), MarketDays{d.market.days(), d.test_index, first_test}).first;
     }
     const Index need = o.integer("lookback") + o.integer("steps");
     if (spec.train_days < need)
       detail::sweep_fail(where, "walk train-days " + std::to_string(spec.train_days) + " holds no training window of " +
                                     "lookback + steps = " + std::to_string(need) + " days (job " + member + ")");
-    for (const Window& w : walk_windows(spec, found->second.first, found->second.second, at)) {
+    WalkSpec on_market = spec;
+    on_market.first_test = found->second.first_test;
+    for (const Window& w : walk_windows(on_market, found->second.days, found->second.test_index, at)) {
       json window_options = options;
       window_options["train-start"] = w.train_start;
       window_options["valid-index"] = w.valid_index;
