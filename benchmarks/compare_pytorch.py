@@ -160,11 +160,18 @@ def main():
     if args.check_only and not args.libtorch:
         ap.error("--check-only needs --libtorch")
     stocks = [int(s) for s in args.stocks.split(",")]
-    if args.libtorch:
+    if args.check_only:
         for n in stocks:
             forward_check(args.cli, args.libtorch, n, t, c, m)
-        if args.check_only:
-            return
+        return
+    if args.libtorch:
+        # In a child process: this one must not import torch before the timed processes start, since a
+        # child's peak RSS (ru_maxrss) counts the memory of the process it was forked from.
+        r = subprocess.run([sys.executable, __file__, "--check-only", "--cli", str(args.cli), "--libtorch",
+                            str(args.libtorch), "--stocks", args.stocks, "--lookback", str(t), "--features", str(c),
+                            "--market", str(m)])
+        if r.returncode != 0:
+            sys.exit(f"compare_pytorch: LibTorch's forward check failed (exit {r.returncode}): nothing timed")
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     rows = []
