@@ -2,7 +2,8 @@
 """A training run survives faults: killed with SIGKILL at random moments and resumed (--resume, as
 often as it takes), or stopped with SIGINT and resumed, it ends with the same metrics.jsonl and
 summary.json (but for their wall-clock "seconds") and the same best.safetensors, predictions.csv and
-report.md, byte for byte, as the run that was never stopped. Also: the run's provenance, one writer per folder, --overwrite keeps nothing of the last run,
+report.md, byte for byte, as the run that was never stopped, and no half-written temporary file is left
+in its folder (--resume removes a killed writer's). Also: the run's provenance, one writer per folder, --overwrite keeps nothing of the last run,
 a plain run refuses a folder holding any run file, and --resume refuses another configuration (an
 empty folder it starts).
 
@@ -136,6 +137,8 @@ def main():
             check(proc.returncode == 0, f"kill {k}: resumed to the end after {kills} SIGKILL(s) ({err.strip()[-200:]})")
             if proc.returncode == 0:
                 same_run(tmp / "ref", out, f"kill {k}")
+                hidden = [f.name for f in out.iterdir() if f.name.startswith(".") and f.name != ".lock"]
+                check(not hidden, f"kill {k}: no half-written temporary left in the folder ({hidden})")
 
         # SIGINT: the current step finishes, the summary of the completed epochs is written, exit 130.
         out = tmp / "sigint"
@@ -148,8 +151,15 @@ def main():
         if proc.returncode == 130:
             summary = json.loads((out / "summary.json").read_text())
             check(summary.get("interrupted") is True, "SIGINT: summary.json of the completed epochs, marked interrupted")
+        # What a writer killed between creating its temporary and renaming it leaves; --resume removes it
+        # (and only it: a file of the user's with a similar name stays).
+        (out / ".best.safetensors.Q7xY2k").write_bytes(b"half")
+        (out / ".best.safetensors.mine").write_bytes(b"the user's")
         p = train(cli, out, "--resume")
         check(p.returncode == 0, "SIGINT: --resume completes the run")
+        check(not (out / ".best.safetensors.Q7xY2k").exists() and (out / ".best.safetensors.mine").exists(),
+              "--resume removes a killed writer's temporary file, and nothing else")
+        (out / ".best.safetensors.mine").unlink()
         if p.returncode == 0:
             same_run(tmp / "ref", out, "SIGINT then --resume")
 

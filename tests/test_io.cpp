@@ -1,6 +1,7 @@
 // safetensors checkpoints (stockmixer/io/safetensors.hpp): round trips, conversions, every malformed
 // file the reader must reject with a precise error, atomic saves, and PyTorch both ways
 // (tests/make_io_fixtures.py writes tests/fixtures/io/ and checks that PyTorch reads what we write).
+#include <stockmixer/io/files.hpp>
 #include <stockmixer/io/input.hpp>
 #include <stockmixer/io/npy.hpp>
 #include <stockmixer/io/safetensors.hpp>
@@ -692,4 +693,22 @@ TEST_CASE("read_json_file: bounded nesting, each key once in every object, error
   const std::string bad = write("bad.json", R"({"a": 1)");
   CHECK_THROWS_WITH(io::read_json_file(bad, "config", 1 << 20), Catch::Contains(bad) && Catch::Contains("not valid JSON"));
   CHECK_THROWS_WITH(io::read_json_file(good, "config", 8), Catch::Contains(good) && Catch::Contains("more than the"));
+}
+
+TEST_CASE("remove_temporaries removes a killed writer's .NAME.XXXXXX files and nothing else", "[io][files]") {
+  const TempDir dir("temporaries");
+  const std::vector<std::string> names = {"summary.json", "predictions.csv"};
+  for (const char* file : {".summary.json.a1B2c3", ".predictions.csv.ZZZZZZ"}) dir.write(file, "half");
+  // Kept: the files themselves, another name's temporary, wrong lengths or characters, the lock, a folder.
+  const std::vector<std::string> kept = {"summary.json", "predictions.csv", ".metrics.jsonl.a1B2c3",
+                                         ".summary.json.a1B2c", ".summary.json.a1B2c3d", ".summary.json.a1-2c3",
+                                         "x.summary.json.a1B2c3", ".lock", "notes.txt"};
+  for (const std::string& file : kept) dir.write(file, "keep");
+  std::filesystem::create_directories(dir.path(".predictions.csv.folder"));
+  REQUIRE(io::remove_temporaries(std::filesystem::path(dir.str()), names) == 2);
+  CHECK_FALSE(std::filesystem::exists(dir.path(".summary.json.a1B2c3")));
+  CHECK_FALSE(std::filesystem::exists(dir.path(".predictions.csv.ZZZZZZ")));
+  for (const std::string& file : kept) CHECK(std::filesystem::exists(dir.path(file)));
+  CHECK(std::filesystem::is_directory(dir.path(".predictions.csv.folder")));
+  REQUIRE(io::remove_temporaries(std::filesystem::path(dir.str()), names) == 0);  // nothing left to remove
 }

@@ -7,7 +7,9 @@
 // FIFO, a folder: their targets are never written through), and on any failure removes its temporary
 // file and leaves path as it was. FolderLock holds an exclusive lock on a folder (flock on a
 // `.lock` file in it) for as long as it lives: a second writer is refused at once, with a message.
-// Both are POSIX; other systems get an Error saying so.
+// A writer killed between mkstemp and rename leaves its temporary file (`.NAME.XXXXXX`) behind;
+// remove_temporaries(folder, names), called while holding the folder's lock (so no live writer owns
+// one), removes those of the given names. Both are POSIX; other systems get an Error saying so.
 #pragma once
 
 #include "stockmixer/common.hpp"
@@ -46,7 +48,35 @@ class FolderLock {
   int fd_ = -1;
 };
 
+// Removes folder's regular files named `.NAME.XXXXXX` (write_file's temporaries: the six characters
+// mkstemp chose, letters and digits) for each NAME in `names`; nothing else. Returns how many it removed.
+// Only safe while holding the folder's FolderLock.
+template <class Names>
+int remove_temporaries(const std::filesystem::path& folder, const Names& names);
+
 // ---- implementation --------------------------------------------------------------------------------
+
+template <class Names>
+int remove_temporaries(const std::filesystem::path& folder, const Names& names) {
+  namespace fs = std::filesystem;
+  int removed = 0;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder, ec)) {
+    const std::string file = entry.path().filename().string();
+    for (const auto& name : names) {
+      const std::string prefix = "." + std::string(name) + ".";
+      if (file.size() != prefix.size() + 6 || file.compare(0, prefix.size(), prefix) != 0) continue;
+      bool random = true;  // mkstemp's characters: [A-Za-z0-9]
+      for (std::size_t k = prefix.size(); k < file.size(); ++k)
+        random = random && ((file[k] >= 'A' && file[k] <= 'Z') || (file[k] >= 'a' && file[k] <= 'z') ||
+                            (file[k] >= '0' && file[k] <= '9'));
+      if (random && entry.is_symlink(ec) == false && entry.is_regular_file(ec) && fs::remove(entry.path(), ec))
+        ++removed;
+      break;
+    }
+  }
+  return removed;
+}
 
 namespace detail {
 inline std::string errno_text() { return std::strerror(errno); }

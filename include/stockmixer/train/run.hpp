@@ -102,6 +102,7 @@ struct RunOptions {
   std::function<bool(const EpochLog&)> on_epoch;  // after each epoch; false stops the run there
   bool resume = false;                    // continue the run in `out` from its last completed epoch
   const std::atomic<bool>* stop = nullptr;  // read between steps: once true the run stops (Interrupted)
+  EngineHooks engine{};                     // where the training steps run (empty: the CPU)
 };
 
 // The files a run writes into its folder.
@@ -412,6 +413,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
 
   fs::create_directories(out);
   const io::FolderLock lock(out);
+  io::remove_temporaries(out, kRunFiles);  // a killed run's half-written files: never read, not kept
   nlohmann::json best = nullptr;  // the best epoch's EpochLog
   std::string metrics;            // metrics.jsonl's lines
   double seconds = 0;             // of the epochs done, over every session of the run
@@ -455,6 +457,7 @@ nlohmann::json run(const RunData<T>& data, const TrainConfig& config, const RunO
     detail::save_state(file("state.safetensors"), trainer, identity, best, metrics, seconds);
   }
   trainer.set_stop(options.stop);
+  options.engine.attach(trainer);
   // What produced this run: the library's build, this machine's choices, the data and its split.
   const nlohmann::json provenance = {{"build", build_info()},
                                      {"data", identity["data_fingerprint"]},
