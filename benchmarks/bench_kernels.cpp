@@ -1,7 +1,9 @@
 // bench_kernels — every stockmixer kernel, forward and backward, at StockMixer's NASDAQ shapes, and the
 // whole model (a training step, inference) at N = 1026 to 100000.
 //
-// The workbench runs in two phases, as llm.c's dev/cuda benchmarks do:
+// Before them it measures one core's floating-point peak for the instruction set the fused kernels run
+// (measure_peak, "the machine's peak" below), which the model benchmarks' peak_share divides by.
+// Then the workbench runs in two phases, as llm.c's dev/cuda benchmarks do:
 //   1. validation: every fast forward is checked against its plain reference on the same random
 //      inputs (and linear_backward against linear_backward_naive). The reference is the kernel's
 //      `_naive` evaluated in double on the float inputs, so the measured error is the fast kernel's
