@@ -186,6 +186,46 @@ TEST_CASE("training: 1 and 2 threads give the same weights bit for bit after thr
   });
 }
 
+TEST_CASE("dropout: new masks every step, the same masks for the same seed and step", "[train][dropout]") {
+  // The tape's seed stream: each draw a new seed, reset() the same stream again, another seed another one.
+  autograd::Tape<float> tape;
+  tape.set_seed(5);
+  const std::uint64_t first = tape.draw_seed(), second = tape.draw_seed();
+  CHECK(first != second);
+  tape.reset();
+  CHECK(tape.draw_seed() == first);
+  tape.set_seed(6);
+  CHECK(tape.draw_seed() != first);
+  // A training step's loss, from the same weights and window, as the first step (Adam at step 0) or as
+  // the fourth (step 3), with run seed 7 or 8: with dropout each gives other masks, so another loss;
+  // without dropout all are the same. Run seed and step equal: the same loss, bit for bit.
+  data::SyntheticOptions o;
+  o.stocks = 40;
+  o.days = 60;
+  const data::Market<float> market = data::synthetic_market<float>(o);
+  data::Batch<float> batch;
+  data::get_batch(market, 5, 16, batch);
+  for (double p : {0.0, 0.3}) {
+    const StockMixerConfig config{40, 16, 5, 20, p};
+    auto loss_at = [&](std::int64_t steps, std::uint64_t seed) {
+      StockMixer<float> model(config, 1);
+      train::TrainStep<float> step(model, AdamOptions{}, 0.1, seed);
+      step.optimizer().set_state(steps);
+      return step(batch).loss;
+    };
+    const double base = loss_at(0, 7);
+    INFO("dropout " << p);
+    CHECK(loss_at(0, 7) == base);
+    if (p == 0.0) {
+      CHECK(loss_at(3, 7) == base);
+      CHECK(loss_at(0, 8) == base);
+    } else {
+      CHECK(loss_at(3, 7) != base);
+      CHECK(loss_at(0, 8) != base);
+    }
+  }
+}
+
 TEST_CASE("metrics: 1 and 2 threads agree bit for bit", "[threads][metrics]") {
   // evaluate runs its days on the threads and adds their results in day order. Returns on a coarse
   // grid (ties in the top 10 and at the top-1's return), a tenth of the stocks masked.

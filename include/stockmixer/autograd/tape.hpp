@@ -20,6 +20,7 @@
 #include "stockmixer/tensor.hpp"
 #include "stockmixer/workspace.hpp"
 
+#include <cstdint>
 #include <algorithm>
 #include <cstddef>
 #include <deque>
@@ -80,8 +81,22 @@ class Tape {
   void backward(Node<T>* output);
   // Seeds d(output) = seed (an upstream gradient of output's size) and replays the records.
   void backward(Node<T>* output, TensorMap<const T> seed);
+  // Dropout's seeds. set_seed(s) starts a pass's stream (a training step sets one per step) and each
+  // draw_seed() is the next seed of it, so every dropout of a pass draws its own mask, every step new
+  // ones, and the same s the same masks again. reset() restarts the stream of the same s.
+  void set_seed(std::uint64_t seed) {
+    seed_ = seed;
+    draws_ = 0;
+  }
+  std::uint64_t draw_seed() {
+    std::uint64_t z = seed_ + (++draws_) * 0x9E3779B97F4A7C15ull;  // splitmix64
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
   // Forgets the records and hands every slot back for the next pass. Buffers are kept.
   void reset() {
+    draws_ = 0;
     records_.clear();
     used_ = wrapped_used_ = saved_used_ = saved_doubles_used_ = 0;
     block_ = block_used_ = 0;
@@ -113,6 +128,7 @@ class Tape {
   }
 
   Mode mode_;
+  std::uint64_t seed_ = 0, draws_ = 0;  // dropout's seed stream
   std::deque<Slot> slots_;  // deque: slots never move, so nodes handed out stay valid
   std::size_t used_ = 0;
   std::deque<Node<T>> wrapped_;

@@ -18,7 +18,8 @@ namespace stockmixer::nn {
 // ---- interface -------------------------------------------------------------------------------------
 
 // Linear(D, H) -> GELU -> [dropout] -> Linear(H, D) -> [dropout], on the last axis.
-// Dropout runs only on a recording (training) tape; the original's F.dropout defaults to
+// Dropout runs only on a recording (training) tape, each with a seed drawn from the tape's stream
+// (Tape::draw_seed: a new mask every dropout and every step); the original's F.dropout defaults to
 // training=True and would also drop at inference. StockMixer uses p = 0, where both agree.
 template <class T>
 class MixerBlock {
@@ -28,7 +29,7 @@ class MixerBlock {
     dense_1.init(init);
     dense_2.init(init);
   }
-  Node<T>* forward(Tape<T>& tape, Node<T>* x, std::uint64_t seed = 0);
+  Node<T>* forward(Tape<T>& tape, Node<T>* x);
   void declare(ParameterStore<T>& store, const std::string& prefix) {
     dense_1.declare(store, prefix + "dense_1.");
     dense_2.declare(store, prefix + "dense_2.");
@@ -176,11 +177,12 @@ class NoGraphMixer {
 // ---- implementation --------------------------------------------------------------------------------
 
 template <class T>
-Node<T>* MixerBlock<T>::forward(Tape<T>& tape, Node<T>* x, std::uint64_t seed) {
+Node<T>* MixerBlock<T>::forward(Tape<T>& tape, Node<T>* x) {
   x = autograd::gelu(tape, dense_1.forward(tape, x));
-  x = autograd::dropout(tape, x, p_, seed);
+  if (p_ > 0.0 && tape.recording()) x = autograd::dropout(tape, x, p_, tape.draw_seed());
   x = dense_2.forward(tape, x);
-  return autograd::dropout(tape, x, p_, seed + 1);
+  if (p_ > 0.0 && tape.recording()) x = autograd::dropout(tape, x, p_, tape.draw_seed());
+  return x;
 }
 
 namespace detail {

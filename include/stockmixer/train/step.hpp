@@ -1,7 +1,8 @@
 // stockmixer/train/step.hpp — one training step of the original protocol, written once: the Trainer,
 // the `stockmixer` tool, the examples and every later caller run this.
 //
-//   tape.reset()                        forget the last step's graph (its buffers are kept)
+//   tape.reset(), tape.set_seed(...)    forget the last step's graph (its buffers are kept); this step's
+//                                       dropout seeds (only the reference path with dropout reads them)
 //   adam.zero_grad()                    every gradient of the parameter store to 0
 //   pred = model.forward(tape, x)       the two fused blocks, recorded as two ops   [N, 1]
 //   loss = get_loss(tape, pred, ...)    MSE + alpha · rank hinge, recorded as one op
@@ -18,6 +19,7 @@
 #include "stockmixer/optim/adam.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 namespace stockmixer::train {
@@ -31,9 +33,11 @@ struct StepLoss {
 template <class T>
 class TrainStep {
  public:
-  // Trains `model` (which must outlive the step) with Adam(options) and rank-loss weight alpha.
-  TrainStep(StockMixer<T>& model, const AdamOptions& options, double alpha)
-      : model_(model), adam_(model.parameters(), options), alpha_(static_cast<T>(alpha)) {}
+  // Trains `model` (which must outlive the step) with Adam(options) and rank-loss weight alpha. With
+  // dropout, step k's masks come from (seed, k), k being Adam's step count: every step draws new ones,
+  // and a run resumed with Adam's state draws the masks the uninterrupted run would have.
+  TrainStep(StockMixer<T>& model, const AdamOptions& options, double alpha, std::uint64_t seed = 0)
+      : model_(model), adam_(model.parameters(), options), alpha_(static_cast<T>(alpha)), seed_(seed) {}
 
   // One step on one window (x [N, T, C]; gt, base, mask [N, 1]). Throws Error, before any weight
   // changes, when the loss is not finite.
@@ -45,6 +49,7 @@ class TrainStep {
   StockMixer<T>& model_;
   Adam<T> adam_;
   T alpha_;
+  std::uint64_t seed_;
   autograd::Tape<T> tape_;
   RankLossWorkspace loss_workspace_;
 };
@@ -55,6 +60,7 @@ template <class T>
 StepLoss TrainStep<T>::operator()(const data::Batch<T>& b) {
   auto input = [&](const Tensor<T>& t) { return tape_.wrap(TensorMap<T>(const_cast<T*>(t.data()), t.shape())); };
   tape_.reset();
+  tape_.set_seed(seed_ ^ (static_cast<std::uint64_t>(adam_.steps()) * 0xD1B54A32D192ED03ull));  // this step's
   adam_.zero_grad();
   auto* pred = model_.forward(tape_, input(b.x));
   const auto out = get_loss(tape_, pred, input(b.gt), input(b.base), input(b.mask), alpha_, loss_workspace_);

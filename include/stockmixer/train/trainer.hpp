@@ -282,7 +282,7 @@ Trainer<T>::Trainer(const data::Market<T>& market, const TrainConfig& config)
       config_(detail::checked(market, config)),
       model_(StockMixerConfig{market.stocks(), config.lookback, market.features(), config.market, config.dropout},
              config.seed),
-      step_(model_, config.adam, config.alpha),
+      step_(model_, config.adam, config.alpha, config.seed),
       rng_(config.seed ^ 0x5DEECE66Dull) {
   offsets_.resize(static_cast<std::size_t>(config_.valid_index - config_.train_start));
   std::iota(offsets_.begin(), offsets_.end(), config_.train_start);
