@@ -18,6 +18,7 @@ runs 2 epochs of the paper's protocol on the real NASDAQ data and compares `grad
 three real windows (skipped, saying so, without the data).
 """
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,11 @@ def main(cli, score):
         p = run(cli, "bench", "--stocks", "50", "--iters", "3")
         keys = {"inference_ms", "train_step_ms", "loss_ms", "stocks", "lookback", "features", "threads"}
         check(p.returncode == 0 and keys <= set(json.loads(p.stdout)), "bench prints its JSON report")
+        # ... naming the instruction set it ran: the cap's, where the cap is below what the CPU has
+        capped = subprocess.run([str(cli), "bench", "--stocks", "50", "--iters", "3"], capture_output=True, text=True,
+                                env={**os.environ, "STOCKMIXER_MAX_ISA": "baseline"})
+        check(capped.returncode == 0 and json.loads(capped.stdout).get("isa") == "baseline",
+              f"bench under STOCKMIXER_MAX_ISA=baseline says it ran baseline ({capped.stdout.strip()[:80]})")
         # evaluate: the original evaluator's numbers, from the metrics fixture the original wrote
         mfx = HERE / "fixtures" / "metrics" / "masked_50x30"
         if mfx.exists():
