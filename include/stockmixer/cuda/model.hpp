@@ -32,13 +32,15 @@
 // double, rounded once to T; every parameter gradient summed over the stocks in double, in a fixed
 // order (per-stock terms, then a sum over stocks in index order or over fixed blocks of stocks in
 // block order). No atomics: the same inputs give the same bits on every run. Against the CPU the
-// results agree within the parity tolerances (1e-5 float, 1e-10 double), not bit for bit (sums run in
-// another order; GELU in float uses the device's erff, not Eigen's rational erf).
+// results agree within the parity tolerances, not bit for bit (sums run in another order; GELU in
+// float uses erff, not Eigen's rational erf): double within 1e-10 of the CPU's double; float within
+// 1e-5 of the exact answer plus the CPU float path's own distance from it (tests/test_cuda_host.cpp).
 //
 // The per-thread arithmetic lives in cuda/per_stock.hpp and cuda/stock_head.hpp as __host__ __device__
 // bodies, and the launch sequence as templates over a "grid"; tests/test_cuda_host.cpp runs the same
 // sequence on the CPU (every thread index in turn) against the CPU model, so the bodies' arithmetic
-// and indexing are tested without a device. docs/cuda.md.
+// and indexing are tested without a device (not the launch configuration, nor what only a device can
+// show: faults, races). The kernels compile with nvcc and have not yet run on a device. docs/cuda.md.
 #pragma once
 
 #include "stockmixer/cuda/kernels.hpp"
@@ -60,7 +62,7 @@ struct ModelDims {
 };
 
 // Throws stockmixer::Error("<who>: <what was expected>") unless N, C, M >= 1, T even and >= 2, and every
-// buffer's size fits the kernels' 32-bit thread indices.
+// buffer (and so every launch) holds fewer than 2^31 values.
 inline void validate(const ModelDims& dims, const std::string& who);
 
 // Sums over the stocks (the stock head's) run in blocks of this many stocks: one partial sum per block
@@ -225,7 +227,7 @@ inline void validate(const ModelDims& d, const std::string& who) {
     fail("lookback (T) must be even and at least 2, got " + std::to_string(d.lookback));
   if (d.features < 1) fail("features (C) must be at least 1, got " + std::to_string(d.features));
   if (d.market < 1) fail("market (M) must be at least 1, got " + std::to_string(d.market));
-  // Thread indices are 32-bit: every buffer (and N·M, the largest grid) must stay below 2^31.
+  // Every buffer, and so every launch's thread count, below 2^31 (the grid's block count stays in range).
   const double limit = 2147483647.0;
   const ModelBufferSizes s = model_buffer_sizes(d);
   for (const Index n : {s.acts, s.work, s.partials, s.head_work, parameter_layout(d).size})
