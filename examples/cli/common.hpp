@@ -1,18 +1,25 @@
 // cli/common.hpp — what the subcommands share: output-file checks, reading [N, 1] columns and [N, T, C]
-// inputs, finiteness checks, medians of timings, and the f32/f64 dispatch.
+// inputs, finiteness checks, medians of timings, the f32/f64 dispatch and --device (device.hpp).
 #pragma once
+
+#include "device.hpp"
 
 #include <stockmixer/io/npy.hpp>
 #include <stockmixer/memory.hpp>
 #include <stockmixer/model.hpp>
 #include <stockmixer/options.hpp>
+#if defined(STOCKMIXER_HAVE_CUDA)
+#include <stockmixer/cuda/step.hpp>
+#endif
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -97,6 +104,23 @@ Tensor<T> read_input(const std::string& path, const StockMixerConfig& c) {
   require_finite(x, path);
   return x;
 }
+
+#if defined(STOCKMIXER_HAVE_CUDA)
+// A device trainer for `model`'s dims holding its parameters (cuda/step.hpp). The device's store must
+// be laid out as the CPU's: a different size is refused rather than read misaligned.
+template <class T>
+std::unique_ptr<cuda::DeviceTrainer<T>> device_trainer(const StockMixer<T>& model, T alpha) {
+  const StockMixerConfig& c = model.config();
+  auto device = std::make_unique<cuda::DeviceTrainer<T>>(cuda::ModelDims{c.stocks, c.lookback, c.features, c.market},
+                                                         alpha);
+  if (device->parameter_count() != model.parameters().size())
+    throw Error("stockmixer --device cuda: the device's parameter store holds " +
+                std::to_string(device->parameter_count()) + " values, the model's " +
+                std::to_string(model.parameters().size()) + " (expected the same layout)");
+  device->upload_parameters(model.parameters().values());
+  return device;
+}
+#endif
 
 template <class F>
 double median_ms(Index iters, F&& body) {

@@ -5,6 +5,8 @@
 // What ranks stocks is its return ratio against the base price, score = (prediction - base) / base (the
 // rr the loss ranks by, SPEC §4), with base = x[:, T-1, C-1], the window's last close: what training's
 // get_batch takes as the base (price[:, offset + T - 1], the close column of eod on that day).
+// --device cuda runs the model on the device (cuda/step.hpp's predict, the checkpoint's parameters
+// uploaded); everything else (reading, checks, the CSV) is the same code.
 #pragma once
 
 #include "common.hpp"
@@ -36,6 +38,7 @@ inline std::string labelled_path(const Options& a) {
 
 template <class T>
 int predict(const Options& a) {
+  const Device device = device_of(a);
   require_output_file(a, "out");
   const bool labelled = !a.str("tickers").empty() || a.given("date");
   std::string csv_path;
@@ -67,7 +70,17 @@ int predict(const Options& a) {
            a.str("weights") + " score N = " + std::to_string(c.stocks) + " stocks");
   const Tensor<T> x = read_input<T>(a.str("input"), c);
   allocating("the prediction of " + a.str("input") + " and the model's activations");
+#if defined(STOCKMIXER_HAVE_CUDA)
+  Tensor<T> device_pred;
+  if (device == Device::cuda) {
+    device_pred.resize({c.stocks, 1});
+    device_trainer(model, T(0))->predict(device_pred.data(), x.data());
+  }
+  const Tensor<T>& pred = device == Device::cuda ? device_pred : model.predict(x.map());
+#else
+  (void)device;  // cpu: device_of refused cuda in a build without the unit
   const Tensor<T>& pred = model.predict(x.map());
+#endif
   // Finite weights and inputs can still overflow (weights near the float range): refuse what no caller
   // can rank by rather than write it.
   const Index bad = count_nonfinite(pred.data(), pred.size());
@@ -112,13 +125,14 @@ inline int predict_command(int argc, char** argv) {
                         text("tickers", "", "a file of the N tickers, one a line: also write OUT.csv (date,ticker,score,"
                                             "prediction) beside OUT"),
                         text("date", "", "the date the predictions are for (the CSV's date column): also write OUT.csv"),
-                        precision_option()});
+                        precision_option(), device_option()});
   if (!parse(a,
              "Scores a universe with saved weights (N, T, C, M are read from the weights). The model outputs a price\n"
              "level (the next close, in the input's normalised units); with --tickers or --date it also writes OUT.csv\n"
              "beside OUT (P.npy gives P.csv): date, ticker, score = (prediction - base) / base, the return ratio that\n"
              "ranks stocks, with base = X[:, T-1, C-1], the window's last close, and the prediction itself. Without\n"
-             "--tickers a stock is named by its row; without --date the date column is empty.",
+             "--tickers a stock is named by its row; without --date the date column is empty. --device cuda runs the\n"
+             "model on the device (docs/cuda.md).",
              argc, argv))
     return 0;
   a.validate();
