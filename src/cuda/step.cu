@@ -102,6 +102,15 @@ struct DeviceTrainer<T>::Impl {
     partials.reset(count_of(sizes.partials));
     check(cudaMallocHost(reinterpret_cast<void**>(&host_scalars), sizeof(StepScalars<T>)), "cudaMallocHost");
     check(cudaMallocHost(reinterpret_cast<void**>(&host_loss), 3 * sizeof(T)), "cudaMallocHost");
+    // The buffers were zeroed on the default stream, which this non-blocking stream does not wait for.
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  }
+
+  // A copy on the step's stream, complete when it returns (every transfer goes through the stream: it
+  // does not synchronise with the default stream).
+  void copy(void* to, const void* from, std::size_t bytes, cudaMemcpyKind kind, const char* what) const {
+    check(cudaMemcpyAsync(to, from, bytes, kind, stream), what);
+    check(cudaStreamSynchronize(stream), what);
   }
   ~Impl() {
     drop_graph();
@@ -216,10 +225,11 @@ void DeviceTrainer<T>::upload_market(const T* eod, const T* mask, const T* gt, c
   d.market_mask.reset(cells);
   d.market_gt.reset(cells);
   d.price.reset(cells);
-  check(cudaMemcpy(d.eod.get(), eod, d.eod.count() * sizeof(T), cudaMemcpyHostToDevice), "upload eod");
-  check(cudaMemcpy(d.market_mask.get(), mask, cells * sizeof(T), cudaMemcpyHostToDevice), "upload mask");
-  check(cudaMemcpy(d.market_gt.get(), gt, cells * sizeof(T), cudaMemcpyHostToDevice), "upload gt");
-  check(cudaMemcpy(d.price.get(), price, cells * sizeof(T), cudaMemcpyHostToDevice), "upload price");
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // the zero fills, on the default stream
+  d.copy(d.eod.get(), eod, d.eod.count() * sizeof(T), cudaMemcpyHostToDevice, "upload eod");
+  d.copy(d.market_mask.get(), mask, cells * sizeof(T), cudaMemcpyHostToDevice, "upload mask");
+  d.copy(d.market_gt.get(), gt, cells * sizeof(T), cudaMemcpyHostToDevice, "upload gt");
+  d.copy(d.price.get(), price, cells * sizeof(T), cudaMemcpyHostToDevice, "upload price");
   d.days = days;
   d.steps = steps;
 }
@@ -227,43 +237,35 @@ void DeviceTrainer<T>::upload_market(const T* eod, const T* mask, const T* gt, c
 template <class T>
 void DeviceTrainer<T>::upload_parameters(const T* values) {
   Impl& d = *impl_;
-  check(cudaStreamSynchronize(d.stream), "cudaStreamSynchronize");
-  check(cudaMemcpy(d.params(), values, count_of(d.layout.size) * sizeof(T), cudaMemcpyHostToDevice),
-        "upload parameters");
+  d.copy(d.params(), values, count_of(d.layout.size) * sizeof(T), cudaMemcpyHostToDevice, "upload parameters");
 }
 
 template <class T>
 void DeviceTrainer<T>::download_parameters(T* values) const {
   const Impl& d = *impl_;
-  check(cudaStreamSynchronize(d.stream), "cudaStreamSynchronize");
-  check(cudaMemcpy(values, d.params(), count_of(d.layout.size) * sizeof(T), cudaMemcpyDeviceToHost),
-        "download parameters");
+  d.copy(values, d.params(), count_of(d.layout.size) * sizeof(T), cudaMemcpyDeviceToHost, "download parameters");
 }
 
 template <class T>
 void DeviceTrainer<T>::download_gradients(T* grads) const {
   const Impl& d = *impl_;
-  check(cudaStreamSynchronize(d.stream), "cudaStreamSynchronize");
-  check(cudaMemcpy(grads, d.grads(), count_of(d.layout.size) * sizeof(T), cudaMemcpyDeviceToHost),
-        "download gradients");
+  d.copy(grads, d.grads(), count_of(d.layout.size) * sizeof(T), cudaMemcpyDeviceToHost, "download gradients");
 }
 
 template <class T>
 void DeviceTrainer<T>::upload_moments(const T* exp_avg, const T* exp_avg_sq) {
   Impl& d = *impl_;
   const std::size_t bytes = count_of(d.layout.size) * sizeof(T);
-  check(cudaStreamSynchronize(d.stream), "cudaStreamSynchronize");
-  check(cudaMemcpy(d.exp_avg(), exp_avg, bytes, cudaMemcpyHostToDevice), "upload exp_avg");
-  check(cudaMemcpy(d.exp_avg_sq(), exp_avg_sq, bytes, cudaMemcpyHostToDevice), "upload exp_avg_sq");
+  d.copy(d.exp_avg(), exp_avg, bytes, cudaMemcpyHostToDevice, "upload exp_avg");
+  d.copy(d.exp_avg_sq(), exp_avg_sq, bytes, cudaMemcpyHostToDevice, "upload exp_avg_sq");
 }
 
 template <class T>
 void DeviceTrainer<T>::download_moments(T* exp_avg, T* exp_avg_sq) const {
   const Impl& d = *impl_;
   const std::size_t bytes = count_of(d.layout.size) * sizeof(T);
-  check(cudaStreamSynchronize(d.stream), "cudaStreamSynchronize");
-  check(cudaMemcpy(exp_avg, d.exp_avg(), bytes, cudaMemcpyDeviceToHost), "download exp_avg");
-  check(cudaMemcpy(exp_avg_sq, d.exp_avg_sq(), bytes, cudaMemcpyDeviceToHost), "download exp_avg_sq");
+  d.copy(exp_avg, d.exp_avg(), bytes, cudaMemcpyDeviceToHost, "download exp_avg");
+  d.copy(exp_avg_sq, d.exp_avg_sq(), bytes, cudaMemcpyDeviceToHost, "download exp_avg_sq");
 }
 
 template <class T>
