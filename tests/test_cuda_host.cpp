@@ -152,6 +152,22 @@ Emulated<T> emulate(Problem<T>& p, bool descending, bool with_dx = true) {
   return e;
 }
 
+// The stock head's backward alone with no dy wanted (its last three launches skipped), after a
+// training forward: the gradients of the store (only the head's tensors written).
+template <class T>
+std::vector<T> head_grads_without_dy(Problem<T>& p) {
+  const cuda::ModelDims d = dims_of(p.config);
+  const std::vector<T> params(p.model.parameters().values(), p.model.parameters().values() + p.model.parameters().size());
+  HostGrid grid;
+  HostBuffers<T> b(d);
+  std::vector<T> out(static_cast<std::size_t>(d.stocks)), grads(params.size(), T(0));
+  cuda::model_forward_steps(grid, out.data(), p.x.data(), params.data(), d, b.view(), true);
+  cuda::StockHeadArgs<T> a = cuda::stock_head_args(d, params.data());
+  a.y = b.y.data(), a.dout = p.dout.data(), a.grads = grads.data(), a.head = b.head.data(), a.work = b.head_work.data();
+  cuda::stock_head_backward_steps(grid, a);
+  return grads;
+}
+
 // Every named parameter's gradient, the prediction and dx: max_rel_error(got, want) <= tol +
 // allowance(name), allowance(name) = max_rel_error(baseline, want) when a baseline is given (else 0).
 // One gradient is zero in exact arithmetic: conv.bias at C = 1 sums all of a stock's dv, the input
@@ -247,6 +263,14 @@ void check_model(const StockMixerConfig& c) {
   const Emulated<T> no_dx = emulate(p, false, false);
   CHECK(same_bits(no_dx.r.grads, up.r.grads));
   CHECK(std::all_of(no_dx.r.dx.begin(), no_dx.r.dx.end(), [](T v) { return v == T(0); }));
+  // The stock head without dy: its own tensors' gradients are the same bits, the rest stays zero.
+  const std::vector<T> head = head_grads_without_dy(p);
+  const cuda::ParameterLayout lay = cuda::parameter_layout(dims_of(c));
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    const Index o = static_cast<Index>(i);
+    const bool in_head = (o >= lay.time_fc_w && o < lay.conv_w) || o >= lay.dense1_w;
+    if (in_head ? head[i] != up.r.grads[i] : head[i] != T(0)) FAIL("stock head without dy: store value " << i);
+  }
 }
 
 }  // namespace
