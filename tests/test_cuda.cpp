@@ -15,11 +15,24 @@
 //    discordant partners has a small S_i that the others' rounding is not relative to).
 //  - Adam: the same correctly rounded operations in the same order (fma, ·, /, √): the bits are
 //    expected equal; the test asserts the tolerance and prints how many values differ at all.
+//  - The resident step (cuda/step.hpp) against train::TrainStep, three steps from the same initial
+//    model on the same windows: each step's loss, reg and rank within the tolerance relative to the
+//    CPU's value; then every parameter and both Adam moments within the tolerance relative to the
+//    largest magnitude of that array (the device's forward and backward sum in another order, and Adam
+//    divides by √v, so a gradient's relative error reaches the parameters at most scaled by lr).
+//    Device predict against StockMixer::predict: within the tolerance relative to max |prediction|.
+// What a CPU can check of the step runs everywhere: the batch gather (gather_stock) against
+// data::get_batch bit for bit, the offset checks, and `--device` (examples/cli/device.hpp).
 // Timings: the hidden case "[.benchmark]" (benchmarks/gpu_check.sh runs it) prints the device and the
 // CPU side by side; it is not a test.
+#include "../examples/cli/device.hpp"
+
 #include <stockmixer/cuda/kernels.hpp>
+#include <stockmixer/cuda/step.hpp>
+#include <stockmixer/data/market.hpp>
 #include <stockmixer/kernels/rank_loss.hpp>
 #include <stockmixer/optim/adam.hpp>
+#include <stockmixer/train/step.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -293,4 +306,193 @@ TEMPLATE_TEST_CASE("timings of the device kernels beside the CPU's", "[.benchmar
     const double cpu = 1e6 * seconds_since(t0) / iters;
     std::printf("adam step            n=%-9td %8s %14.1f %14.1f\n", n, type, cuda::benchmark_adam<T>(n, iters), cpu);
   }
+}
+
+// ---- the resident step ------------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+data::Market<T> small_market(Index stocks, Index days, Index features, Index steps, std::uint64_t seed) {
+  data::SyntheticOptions o;
+  o.stocks = stocks;
+  o.days = days;
+  o.features = features;
+  o.steps = steps;
+  o.seed = seed;
+  o.missing = 0.05;  // windows with and without missing days
+  return data::synthetic_market<T>(o);
+}
+
+// gather_stock for every stock, as the device's grid runs it.
+template <class T>
+void gather_on_host(const data::Market<T>& m, Index offset, Index lookback, std::vector<T>& x, std::vector<T>& mask,
+                    std::vector<T>& base, std::vector<T>& gt) {
+  const Index n = m.stocks();
+  x.assign(static_cast<std::size_t>(n * lookback * m.features()), T(-7));
+  mask.assign(static_cast<std::size_t>(n), T(-7));
+  base = mask;
+  gt = mask;
+  const cuda::GatherArgs<T> g{m.eod.data(), m.mask.data(), m.gt.data(), m.price.data(), x.data(), mask.data(),
+                              base.data(),  gt.data(),     n,           m.days(),       m.features(), lookback,
+                              m.steps};
+  for (Index i = 0; i < n; ++i) cuda::gather_stock(g, offset, i);
+}
+
+template <class T>
+std::vector<T> as_vector(const Tensor<T>& t) {
+  return std::vector<T>(t.data(), t.data() + t.size());
+}
+
+struct Shape4 {
+  Index stocks, lookback, features, market;
+};
+const Shape4 kStepShapes[] = {{17, 4, 3, 5}, {1026, 16, 5, 20}};  // a small odd shape, NASDAQ's
+
+}  // namespace
+
+TEST_CASE("the tool's --device is cpu by default, cuda refused without the unit or a device, saying why", "[cuda][cli]") {
+  auto options = [](std::vector<std::string> args) {
+    Options a("bench", {cli::device_option()});
+    args.insert(args.begin(), {"stockmixer", "bench"});
+    std::vector<char*> argv;
+    for (std::string& s : args) argv.push_back(s.data());
+    a.parse_command_line(static_cast<int>(argv.size()), argv.data(), 2);
+    return a;
+  };
+  int probes = 0;
+  auto no_device = [&](std::string* why) {
+    ++probes;
+    *why = "cudaErrorNoDevice (no CUDA-capable device is detected)";
+    return false;
+  };
+  auto a_device = [&](std::string*) {
+    ++probes;
+    return true;
+  };
+  CHECK(cli::device_choice(options({}), true, a_device) == cli::Device::cpu);
+  CHECK(cli::device_choice(options({"--device", "cpu"}), false, no_device) == cli::Device::cpu);
+  CHECK(probes == 0);  // cpu never asks the runtime
+  CHECK_THROWS_WITH(cli::device_choice(options({"--device", "cuda"}), false, a_device),
+                    "stockmixer bench: --device cuda: this stockmixer was built without the CUDA unit (configure with "
+                    "-DSTOCKMIXER_CUDA=ON)");
+  CHECK(probes == 0);
+  CHECK_THROWS_WITH(cli::device_choice(options({"--device", "cuda"}), true, no_device),
+                    "stockmixer bench: --device cuda: no CUDA device: cudaErrorNoDevice (no CUDA-capable device is "
+                    "detected)");
+  CHECK(cli::device_choice(options({"--device", "cuda"}), true, a_device) == cli::Device::cuda);
+  CHECK_THROWS_WITH(cli::device_choice(options({"--device", "gpu"}), true, a_device),
+                    Catch::Contains("must be one of cpu, cuda, got 'gpu'"));
+  // This build's own probe: the unit is linked here, so only a device can be missing.
+  std::string why;
+  if (!cuda::device_available(&why))
+    CHECK_THROWS_WITH(cli::device_choice(options({"--device", "cuda"}), true,
+                                         [](std::string* w) { return cuda::device_available(w); }),
+                      "stockmixer bench: --device cuda: no CUDA device: " + why);
+}
+
+TEMPLATE_TEST_CASE("the device's batch gather is data::get_batch, bit for bit", "[cuda][gather]", float, double) {
+  using T = TestType;
+  for (Index steps : {Index(1), Index(3)})
+    for (Index lookback : {Index(2), Index(16)}) {
+      const data::Market<T> m = small_market<T>(23, 60, 5, steps, 11 + static_cast<std::uint64_t>(steps));
+      for (Index offset : {Index(0), Index(7), m.days() - lookback - steps}) {
+        INFO("steps " << steps << ", lookback " << lookback << ", offset " << offset);
+        data::Batch<T> b;
+        data::get_batch(m, offset, lookback, b);
+        std::vector<T> x, mask, base, gt;
+        gather_on_host(m, offset, lookback, x, mask, base, gt);
+        CHECK(x == as_vector(b.x));
+        CHECK(mask == as_vector(b.mask));
+        CHECK(base == as_vector(b.base));
+        CHECK(gt == as_vector(b.gt));
+      }
+    }
+}
+
+TEST_CASE("the device step refuses a window outside the market, naming the offset and the bound", "[cuda][gather]") {
+  CHECK(cuda::gather_offset_problem(100, 16, 1, 0).empty());
+  CHECK(cuda::gather_offset_problem(100, 16, 1, 83).empty());
+  CHECK(cuda::gather_offset_problem(100, 16, 1, 84) ==
+        "window offset 84 with lookback 16 and steps 1 is not inside the market's D = 100 days (expected 0 <= offset "
+        "<= D - lookback - steps = 83)");
+  CHECK(!cuda::gather_offset_problem(100, 16, 1, -1).empty());
+  CHECK(!cuda::gather_offset_problem(100, 16, 0, 0).empty());
+}
+
+TEMPLATE_TEST_CASE("the resident device step equals train::TrainStep over three steps", "[cuda][step]", float,
+                   double) {
+  using T = TestType;
+  if (skip_without_device()) return;
+  for (const Shape4& sh : kStepShapes) {
+    INFO("N = " << sh.stocks << ", T = " << sh.lookback << ", C = " << sh.features << ", M = " << sh.market);
+    const data::Market<T> m = small_market<T>(sh.stocks, 3 * sh.lookback + 8, sh.features, 1, 5);
+    const StockMixerConfig config{sh.stocks, sh.lookback, sh.features, sh.market, 0.0};
+    StockMixer<T> cpu_model(config, 3);
+    AdamOptions adam;
+    adam.lr = 1e-2;  // large enough that three steps move every parameter visibly
+    const double alpha = 0.7;
+    train::TrainStep<T> cpu_step(cpu_model, adam, alpha);
+    cuda::DeviceTrainer<T> device({sh.stocks, sh.lookback, sh.features, sh.market}, static_cast<T>(alpha));
+    REQUIRE(device.parameter_count() == cpu_model.parameters().size());
+    device.upload_parameters(cpu_model.parameters().values());
+    device.upload_market(m.eod.data(), m.mask.data(), m.gt.data(), m.price.data(), m.days(), m.steps);
+    data::Batch<T> batch;
+    std::int64_t k = 0;
+    for (Index offset : {Index(5), Index(0), m.days() - sh.lookback - 1}) {
+      ++k;
+      INFO("step " << k << " at offset " << offset);
+      data::get_batch(m, offset, sh.lookback, batch);
+      const train::StepLoss cpu = cpu_step(batch);
+      const cuda::DeviceStepLoss<T> dev =
+          device.step(offset, cuda::adam_coefficients<T>(detail::adam_scalars<T>(k, adam)));
+      check_value("loss", dev.loss, static_cast<T>(cpu.loss));
+      check_value("reg", dev.reg, static_cast<T>(cpu.reg));
+      check_value("rank", dev.rank, static_cast<T>(cpu.rank));
+    }
+    CHECK(device.graph_captured());
+    const auto p = static_cast<std::size_t>(device.parameter_count());
+    std::vector<T> values(p), grads(p), m1(p), m2(p);
+    device.download_parameters(values.data());
+    device.download_gradients(grads.data());
+    device.download_moments(m1.data(), m2.data());
+    const ParameterStore<T>& store = cpu_model.parameters();
+    Adam<T>& cpu_adam = cpu_step.optimizer();
+    check_close("parameters", as_double(values), as_double(std::vector<T>(store.values(), store.values() + p)),
+                tolerance<T>());
+    check_close("gradients of the last step", as_double(grads),
+                as_double(std::vector<T>(store.grads(), store.grads() + p)), tolerance<T>());
+    const T* cpu_m1 = cpu_adam.exp_avg().data();
+    const T* cpu_m2 = cpu_adam.exp_avg_sq().data();
+    check_close("exp_avg", as_double(m1), as_double(std::vector<T>(cpu_m1, cpu_m1 + p)), tolerance<T>());
+    check_close("exp_avg_sq", as_double(m2), as_double(std::vector<T>(cpu_m2, cpu_m2 + p)), tolerance<T>());
+  }
+}
+
+TEMPLATE_TEST_CASE("device predict equals StockMixer::predict", "[cuda][step]", float, double) {
+  using T = TestType;
+  if (skip_without_device()) return;
+  for (const Shape4& sh : kStepShapes) {
+    INFO("N = " << sh.stocks << ", T = " << sh.lookback << ", C = " << sh.features << ", M = " << sh.market);
+    const data::Market<T> m = small_market<T>(sh.stocks, sh.lookback + 4, sh.features, 1, 9);
+    StockMixer<T> model(StockMixerConfig{sh.stocks, sh.lookback, sh.features, sh.market, 0.0}, 4);
+    data::Batch<T> batch;
+    data::get_batch(m, 2, sh.lookback, batch);
+    const std::vector<T> cpu = as_vector(model.predict(batch.x.map()));
+    cuda::DeviceTrainer<T> device({sh.stocks, sh.lookback, sh.features, sh.market}, T(0));
+    device.upload_parameters(model.parameters().values());
+    std::vector<T> dev(cpu.size());
+    device.predict(dev.data(), batch.x.data());
+    check_close("prediction", as_double(dev), as_double(cpu), tolerance<T>());
+  }
+}
+
+TEST_CASE("the device step refuses an offset outside the market and a step before any market", "[cuda][step]") {
+  if (skip_without_device()) return;
+  cuda::DeviceTrainer<float> device({5, 4, 2, 3}, 0.1f);
+  const cuda::AdamCoefficients<float> a = cuda::adam_coefficients<float>(detail::adam_scalars<float>(1, {}));
+  CHECK_THROWS_WITH(device.step(0, a), Catch::Contains("no market uploaded"));
+  const data::Market<float> m = small_market<float>(5, 10, 2, 1, 2);
+  device.upload_market(m.eod.data(), m.mask.data(), m.gt.data(), m.price.data(), m.days(), m.steps);
+  CHECK_THROWS_WITH(device.step(6, a), Catch::Contains("window offset 6 with lookback 4 and steps 1 is not inside"));
 }
