@@ -3,9 +3,10 @@
 #   1. configures and builds test_cuda and the stockmixer tool with -DSTOCKMIXER_CUDA=ON into build-gpu/;
 #   2. runs test_cuda under ctest: every device kernel against the CPU's, float and double, at NASDAQ's
 #      shape and small odd shapes; a case reported skipped (no device seen) fails this script;
-#   3. prints device-and-CPU timings: the rank loss alone (sorted and tiled forms, N = 1026, 20 000,
-#      100 000) and Adam (test_cuda "[.benchmark]"), then the CPU's NASDAQ-shaped, N = 20 000 and
-#      N = 100 000 training steps and inference (stockmixer bench), which have no device path yet.
+#   3. prints the device's and the CPU's times side by side: the training step (the device's resident,
+#      graph-launched step), inference and the rank loss at NASDAQ's shape (N = 1026, T = 16, C = 5,
+#      M = 20), N = 20 000 and N = 100 000 (stockmixer bench --device cuda / cpu), the issue's targets
+#      beside the step; then the rank loss alone in both forms and Adam (test_cuda "[.benchmark]").
 # Usage, from the repository root:  bash benchmarks/gpu_check.sh [BUILD_DIR]     (default build-gpu)
 # Needs nvcc (CUDA 12.8 or later; /usr/local/cuda/bin/nvcc is found by CMake), a driver that runs it,
 # and cmake/install-deps.sh's packages. Any failing step stops the script with its line and command.
@@ -49,27 +50,51 @@ rm -f "$ctest_log"
 # The cases' own lines (the device's name, how many Adam values differ in any bit), for the record.
 "$build/tests/test_cuda" "[cuda]" | grep -E "^(device|adam)"
 
-echo "== timings: the device's kernels beside the CPU's (microseconds per call; -1: not run)"
-OMP_NUM_THREADS=$jobs OMP_WAIT_POLICY=passive "$build/tests/test_cuda" "[.benchmark]"
-
-echo "== timings: the CPU's step and inference ($jobs threads; no device path yet, docs/cuda.md)"
+echo "== timings: the device beside the CPU ($jobs threads), milliseconds (medians; stockmixer bench)"
 cli="$build/examples/stockmixer"
-printf '%-10s %-8s %14s %14s %14s\n' "N" "type" "step ms" "inference ms" "loss ms"
+# One figure of a bench's JSON; a missing one stops the script.
+field() {
+  local value
+  value=$(sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" <<< "$2")
+  if [[ -z $value ]]; then
+    echo "gpu_check.sh: no \"$1\" in: $2" >&2
+    return 1
+  fi
+  echo "$value"
+}
+printf '%-7s %-4s %11s %11s %11s %11s %11s %11s %7s %4s\n' "N" "type" "step dev" "step cpu" "infer dev" \
+  "infer cpu" "loss dev" "loss cpu" "target" "met"
 for stocks in 1026 20000 100000; do
   for precision in f32 f64; do
-    iters=20
+    iters=50
+    [[ $stocks -ge 20000 ]] && iters=20
     [[ $stocks -ge 100000 ]] && iters=5
-    json=$("$cli" bench --stocks "$stocks" --threads "$jobs" --iters "$iters" --precision "$precision")
-    field() { sed -n "s/.*\"$1\":\\([-0-9.eE+]*\\).*/\\1/p" <<< "$json"; }
-    step=$(field train_step_ms)
-    inference=$(field inference_ms)
-    loss=$(field loss_ms)
-    if [[ -z $step || -z $inference || -z $loss ]]; then
-      echo "gpu_check.sh: could not read train_step_ms, inference_ms and loss_ms from: $json" >&2
-      exit 1
+    dev=$("$cli" bench --device cuda --stocks "$stocks" --iters "$((iters * 4))" --precision "$precision")
+    cpu=$("$cli" bench --device cpu --stocks "$stocks" --threads "$jobs" --iters "$iters" --precision "$precision")
+    step_dev=$(field train_step_ms "$dev")
+    step_cpu=$(field train_step_ms "$cpu")
+    infer_dev=$(field inference_ms "$dev")
+    infer_cpu=$(field inference_ms "$cpu")
+    loss_dev=$(field loss_ms "$dev")
+    loss_cpu=$(field loss_ms "$cpu")
+    # The issue's targets on one H100/H200-class GPU: a NASDAQ step within 0.1 ms, N = 100 000 within 5 ms.
+    target=-
+    met=-
+    [[ $stocks -eq 1026 ]] && target=0.1
+    [[ $stocks -eq 100000 ]] && target=5
+    if [[ $target != - ]]; then
+      met=$(awk -v t="$step_dev" -v limit="$target" 'BEGIN { print (t <= limit) ? "yes" : "no" }')
     fi
-    printf '%-10s %-8s %14s %14s %14s\n' "$stocks" "$precision" "$step" "$inference" "$loss"
+    printf '%-7s %-4s %11.4f %11.4f %11.4f %11.4f %11.4f %11.4f %7s %4s\n' "$stocks" "$precision" "$step_dev" \
+      "$step_cpu" "$infer_dev" "$infer_cpu" "$loss_dev" "$loss_cpu" "$target" "$met"
   done
 done
+echo "step dev: the resident step, one CUDA graph launch and its loss read back; infer dev: x copied in and the"
+echo "prediction out; loss dev: the sorted rank loss's forward and backward, its two sums read back;"
+echo "target: the issue's for the step (ms); met: whether the device's step is within it."
+"$cli" bench --device cuda --stocks 1026 --iters 1 | sed -n 's/.*"gpu":"\([^"]*\)".*"graph_nodes":\([0-9]*\).*/device: \1; the step graph: \2 nodes/p'
+
+echo "== timings: the rank loss alone and Adam, device beside CPU (microseconds per call; -1: not run)"
+OMP_NUM_THREADS=$jobs OMP_WAIT_POLICY=passive "$build/tests/test_cuda" "[.benchmark]"
 
 echo "gpu_check.sh: done in $(( $(date +%s) - started )) s"
