@@ -94,6 +94,15 @@ echo "prediction out; loss dev: the sorted rank loss's forward and backward, its
 echo "target: the issue's for the step (ms); met: whether the device's step is within it."
 "$cli" bench --device cuda --stocks 1026 --iters 1 | sed -n 's/.*"gpu":"\([^"]*\)".*"graph_nodes":\([0-9]*\).*/device: \1; the step graph: \2 nodes/p'
 
+echo "== stockmixer train --device cuda beside --device cpu (synthetic market, 2 epochs, f64; printed, not judged:"
+echo "   the two sum in different orders, and Adam turns a gradient's sign noise near zero into a step of lr)"
+for device in cuda cpu; do
+  "$cli" train --device "$device" --epochs 2 --precision f64 --threads "$jobs" --out "$build/train-$device" \
+    --overwrite > /dev/null 2> "$build/train-$device.log"
+  sed -n 's/.*"epoch":\([0-9]*\),.*"train":{"loss":\([-0-9.eE+]*\).*/'"$device"' epoch \1 train loss \2/p' \
+    "$build/train-$device/metrics.jsonl"
+done
+
 echo "== timings: the rank loss alone and Adam, device beside CPU (microseconds per call; -1: not run)"
 OMP_NUM_THREADS=$jobs OMP_WAIT_POLICY=passive "$build/tests/test_cuda" "[.benchmark]"
 
