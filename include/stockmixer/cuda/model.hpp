@@ -30,8 +30,8 @@
 // Numerics follow the CPU kernels (model/per_stock.hpp, model/stock_head.hpp): the per-stock block in
 // T with LayerNorm statistics and their backward's row sums in double; the stock head entirely in
 // double, rounded once to T; every parameter gradient summed over the stocks in double, in a fixed
-// order (per-stock terms, then a sum over stocks in index order or over fixed blocks of stocks in
-// block order). No atomics: the same inputs give the same bits on every run. Against the CPU the
+// order (each stock's term, summed over fixed blocks of 64 stocks, the blocks' sums added in block
+// order). No atomics: the same inputs give the same bits on every run. Against the CPU the
 // results agree within the parity tolerances, not bit for bit (sums run in another order; GELU in
 // float uses erff, not Eigen's rational erf): double within 1e-10 of the CPU's double; float within
 // 1e-5 of the exact answer plus the CPU float path's own distance from it (tests/test_cuda_host.cpp).

@@ -6,7 +6,9 @@
 //   per_stock_forward_thread(a, n)    stock n: x [N, T, C] -> y[f·N + n] and its activations in acts
 //   per_stock_backward_thread(a, n)   stock n: dy [F, N] -> its parameter-gradient terms (partials
 //                                     column n, in double) and dx[n] (+=)
-//   per_stock_reduce_thread(a, q)     parameter q of the block: grads += Σ_n partials[q, n], n in order
+//   per_stock_block_sum_thread(a, i)  parameter q, block b of kStockBlock stocks (i = q·nb + b): their
+//                                     terms' sum, in stock order, into the block's first entry
+//   per_stock_reduce_thread(a, q)     parameter q of the block: grads += Σ_b (block b's sum), b in order
 //   per_stock_forward_steps, per_stock_backward_steps   the launch sequences, over any Grid:
 //                                     grid(count, body) runs body(i) for every i in [0, count)
 //
@@ -33,8 +35,9 @@
 // backward's two row sums in double, its dx through pointwise::layernorm_dx in T. GELU: x·Φ(x) with
 // the device's (or the C library's) erf and exp in T; the CPU's float path uses Eigen's rational erf,
 // which differs by a few ulp. Parameter gradients: each stock's term in double (a product of two
-// floats is exact there), summed over the stocks in double in index order, rounded to T once (the CPU
-// sums 16 lanes in T, then in double: closer to the exact sum here, within the parity tolerance).
+// floats is exact there), summed over the stocks in double (in blocks of 64 stocks, then the blocks in
+// order), rounded to T once (the CPU sums 16 lanes in T, then in double: closer to the exact sum here,
+// within the parity tolerance).
 // No two threads write one address within a launch; nothing is atomic.
 #pragma once
 
@@ -100,7 +103,7 @@ struct Rows {
 // Everything the per-stock bodies read and write (device pointers; null where a step does not use one).
 template <class T>
 struct PerStockArgs {
-  Index N, T_, S, C, F, P;  // P: per_stock_parameter_count
+  Index N, T_, S, C, F, P, nb;  // P: per_stock_parameter_count; nb: stock_blocks(N)
   ParameterLayout lay;
   const T* params;
   const T* x;           // [N, T, C]
@@ -129,6 +132,7 @@ PerStockArgs<T> per_stock_args(const ModelDims& d, const T* params) {
   PerStockArgs<T> a{};
   a.N = d.stocks, a.T_ = d.lookback, a.S = d.scale(), a.C = d.features, a.F = d.fused();
   a.P = per_stock_parameter_count(d);
+  a.nb = stock_blocks(d.stocks);
   a.lay = parameter_layout(d);
   a.params = params;
   return a;
@@ -452,12 +456,24 @@ STOCKMIXER_HD inline void per_stock_backward_thread(const PerStockArgs<T>& a, In
   for (Index r = 0; r < tc; ++r) dx[r] += gx[r];
 }
 
-// Parameter q of the block (q < P): grads[store offset] += Σ_n partials[q·N + n], n in order, in double.
+// i = q·nb + b: the sum of parameter q's terms over block b's stocks [64·b, 64·b + 64), in stock order,
+// in place of the block's first term (only this thread reads or writes those entries).
+template <class T>
+STOCKMIXER_HD inline void per_stock_block_sum_thread(const PerStockArgs<T>& a, Index i) {
+  const Index q = i / a.nb, b = i % a.nb;
+  double* row = a.partials + q * a.N;
+  const Index n0 = b * kStockBlock, n1 = n0 + kStockBlock < a.N ? n0 + kStockBlock : a.N;
+  double s = 0.0;
+  for (Index n = n0; n < n1; ++n) s += row[n];
+  row[n0] = s;
+}
+
+// Parameter q of the block (q < P): grads[store offset] += Σ_b (block b's sum), b in order, in double.
 template <class T>
 STOCKMIXER_HD inline void per_stock_reduce_thread(const PerStockArgs<T>& a, Index q) {
   const double* row = a.partials + q * a.N;
   double s = 0.0;
-  for (Index n = 0; n < a.N; ++n) s += row[n];
+  for (Index n0 = 0; n0 < a.N; n0 += kStockBlock) s += row[n0];
   a.grads[a.store_offset(q)] += static_cast<T>(s);
 }
 
@@ -476,6 +492,11 @@ struct PerStockBackwardBody {
   STOCKMIXER_HD void operator()(Index n) const { per_stock_backward_thread(a, n); }
 };
 template <class T>
+struct PerStockBlockSumBody {
+  PerStockArgs<T> a;
+  STOCKMIXER_HD void operator()(Index i) const { per_stock_block_sum_thread(a, i); }
+};
+template <class T>
 struct PerStockReduceBody {
   PerStockArgs<T> a;
   STOCKMIXER_HD void operator()(Index q) const { per_stock_reduce_thread(a, q); }
@@ -488,10 +509,12 @@ void per_stock_forward_steps(Grid& grid, const PerStockArgs<T>& a) {
 }
 
 // grads += the block's parameter gradients, dx += the input gradient (a.dy, a.x, a.acts, a.work,
-// a.partials, a.grads, a.dx set): one thread per stock, then one per parameter.
+// a.partials, a.grads, a.dx set): one thread per stock, then one per (parameter, block of stocks), then
+// one per parameter.
 template <class T, class Grid>
 void per_stock_backward_steps(Grid& grid, const PerStockArgs<T>& a) {
   grid(a.N, PerStockBackwardBody<T>{a});
+  grid(a.P * a.nb, PerStockBlockSumBody<T>{a});
   grid(a.P, PerStockReduceBody<T>{a});
 }
 
